@@ -1,0 +1,86 @@
+package sqlstore_test
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/vigil-ota/vigil/server/internal/state"
+	"github.com/vigil-ota/vigil/server/internal/state/sqlstore"
+	"github.com/vigil-ota/vigil/server/internal/state/statetest"
+	"github.com/vigil-ota/vigil/test/testsvc"
+)
+
+func opener(dsn string) statetest.Opener {
+	return func(t *testing.T) state.Store {
+		s, err := sqlstore.Open(t.Context(), dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+}
+
+func TestSQLiteConformance(t *testing.T) {
+	statetest.Run(t, func(t *testing.T) statetest.Opener {
+		return opener(filepath.Join(t.TempDir(), "vigil.db"))
+	})
+}
+
+func TestPostgresConformance(t *testing.T) {
+	testsvc.PostgresDSN(t) // skip (or fail in CI) before running subtests
+	statetest.Run(t, func(t *testing.T) statetest.Opener {
+		return opener(testsvc.PostgresDSN(t))
+	})
+}
+
+func TestDSNSelectsBackend(t *testing.T) {
+	s, err := sqlstore.Open(t.Context(), "sqlite://"+filepath.Join(t.TempDir(), "x.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.Backend() != sqlstore.BackendSQLite {
+		t.Fatalf("backend %s", s.Backend())
+	}
+	v, err := s.SchemaVersion(t.Context())
+	if err != nil || v < 1 {
+		t.Fatalf("schema version %d, %v", v, err)
+	}
+
+	pg := testsvc.PostgresDSN(t)
+	p, err := sqlstore.Open(t.Context(), pg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if p.Backend() != sqlstore.BackendPostgres {
+		t.Fatalf("backend %s", p.Backend())
+	}
+}
+
+func TestMalformedDSNIsNamed(t *testing.T) {
+	for dsn, want := range map[string]string{
+		"postgres://user@host:notaport/db": "malformed PostgreSQL URL",
+		"mysql://x/y":                      "unknown scheme",
+		"sqlite://":                        "names no file",
+		"/tmp/x.db?_pragma=foo":            "parameters are not accepted",
+		"/no/such/dir/vigil.db":            "does not exist",
+	} {
+		_, err := sqlstore.Open(t.Context(), dsn)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Open(%q) = %v, want an error containing %q", dsn, err, want)
+		}
+	}
+}
+
+func TestPasswordNeverInErrors(t *testing.T) {
+	_, err := sqlstore.Open(t.Context(), "postgres://vigil:hunter2@127.0.0.1:1/db?connect_timeout=1")
+	if err == nil {
+		t.Fatal("connected to a closed port")
+	}
+	if strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("error leaks the password: %v", err)
+	}
+}

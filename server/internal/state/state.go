@@ -1,0 +1,102 @@
+// Package state defines what the server keeps in its database, behind one
+// interface with two backends (sqlstore: SQLite, the embedded default, and
+// PostgreSQL, for many replicas). Every backend passes the conformance suite
+// in statetest.
+//
+// Concurrency: servers are stateless and may run as many replicas on one
+// database. Anything that must happen in order across replicas (the next
+// snapshot version of the TUF repository, say) goes through Publish, which
+// holds a database-wide lock for the length of one transaction. Nothing is
+// coordinated through process memory.
+//
+// This store keeps only the TUF repository's metadata versions; later
+// features (devices, rollouts, approvals, audit) add their own methods.
+package state
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/vigil-ota/vigil/server/internal/apperr"
+)
+
+// ErrNotFound is returned (possibly wrapped) when a record does not exist.
+var ErrNotFound = apperr.New(apperr.NotFound, "record not found")
+
+// RoleVersion is the current published version of one TUF role's metadata.
+type RoleVersion struct {
+	// Role is the role name: root, targets, snapshot, timestamp, or a
+	// product role such as demo-pump.
+	Role string
+	// Version is the metadata's signed version number (≥ 1).
+	Version int64
+	// SHA256 is the hex digest of the metadata file as written; Length its size.
+	SHA256 string
+	Length int64
+	// Expires is the metadata's signed expiry.
+	Expires time.Time
+	// UpdatedAt is when this version was recorded (set by the store).
+	UpdatedAt time.Time
+}
+
+// Validate checks the fields a caller supplies.
+func (v RoleVersion) Validate() error {
+	switch {
+	case v.Role == "":
+		return apperr.New(apperr.Invalid, "role name is empty")
+	case len(v.Role) > MaxRoleNameLength:
+		return apperr.New(apperr.Invalid, "role name %q is longer than %d bytes", v.Role, MaxRoleNameLength)
+	case v.Version < 1:
+		return apperr.New(apperr.Invalid, "role %s: version %d is below 1", v.Role, v.Version)
+	case len(v.SHA256) != 64:
+		return apperr.New(apperr.Invalid, "role %s: sha256 %q is not 64 hex digits", v.Role, v.SHA256)
+	case v.Length <= 0:
+		return apperr.New(apperr.Invalid, "role %s: length %d is not positive", v.Role, v.Length)
+	}
+	return nil
+}
+
+// MaxRoleNameLength is the longest role name the store accepts, in bytes.
+const MaxRoleNameLength = 128
+
+// Store is the server's state.
+type Store interface {
+	// Ping checks that the database answers.
+	Ping(ctx context.Context) error
+	// Close releases the database.
+	Close() error
+	// Backend names the backend ("sqlite" or "postgres").
+	Backend() string
+
+	// RoleVersion returns a role's current version, or ErrNotFound.
+	RoleVersion(ctx context.Context, role string) (RoleVersion, error)
+	// RoleVersions lists every role's current version, ordered by role.
+	RoleVersions(ctx context.Context) ([]RoleVersion, error)
+
+	// Publish runs fn while holding the repository's publish lock, inside
+	// one transaction: publishes from any number of goroutines, processes
+	// and replicas run one at a time, and each sees what the previous one
+	// committed. If fn returns an error, or ctx ends, nothing fn wrote is
+	// kept and the error is returned.
+	Publish(ctx context.Context, fn func(ctx context.Context, tx PublishTx) error) error
+}
+
+// PublishTx is the view of the store inside Publish.
+type PublishTx interface {
+	// RoleVersion returns a role's current version, or ErrNotFound.
+	RoleVersion(ctx context.Context, role string) (RoleVersion, error)
+	// SetRoleVersion records v as the role's current version. The version
+	// must be strictly greater than the recorded one; otherwise the error
+	// is of kind Conflict and nothing changes.
+	SetRoleVersion(ctx context.Context, v RoleVersion) error
+}
+
+// VersionConflict is the error SetRoleVersion returns for a version that does
+// not move forward.
+func VersionConflict(role string, have, want int64) error {
+	return apperr.New(apperr.Conflict, "role %s is at version %d; version %d does not move it forward", role, have, want).WithCode("version_conflict")
+}
+
+// NotFound wraps ErrNotFound with what was looked for.
+func NotFound(what string) error { return fmt.Errorf("%w: %s", ErrNotFound, what) }

@@ -1,0 +1,251 @@
+// Package statetest is the conformance suite every state.Store backend must
+// pass. A backend's test calls Run with a function that makes a fresh, empty
+// database and returns an opener for it; the suite opens it more than once to
+// play several server replicas on one database.
+package statetest
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vigil-ota/vigil/server/internal/apperr"
+	"github.com/vigil-ota/vigil/server/internal/state"
+)
+
+// Opener opens one more handle (one more "replica") on the same database.
+type Opener func(t *testing.T) state.Store
+
+// Run runs the suite. newDB must create an empty database per call.
+func Run(t *testing.T, newDB func(t *testing.T) Opener) {
+	one := func(t *testing.T) state.Store { return newDB(t)(t) }
+	t.Run("PingAnswers", func(t *testing.T) {
+		if err := one(t).Ping(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("MissingRoleIsNotFound", func(t *testing.T) { testMissing(t, one(t)) })
+	t.Run("PublishedVersionIsReadBack", func(t *testing.T) { testRoundTrip(t, one(t)) })
+	t.Run("VersionMustMoveForward", func(t *testing.T) { testForward(t, one(t)) })
+	t.Run("FailedPublishKeepsNothing", func(t *testing.T) { testRollback(t, one(t)) })
+	t.Run("CancelledPublishKeepsNothing", func(t *testing.T) { testCancel(t, one(t)) })
+	t.Run("InvalidVersionIsRefused", func(t *testing.T) { testInvalid(t, one(t)) })
+	t.Run("ConcurrentPublishesFromTwoReplicasNeverRepeatAVersion", func(t *testing.T) { testConcurrent(t, newDB(t)) })
+	t.Run("ReopenKeepsStateAndSchema", func(t *testing.T) { testReopen(t, newDB(t)) })
+}
+
+func digest(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:])
+}
+
+func rv(role string, version int64) state.RoleVersion {
+	return state.RoleVersion{
+		Role: role, Version: version, SHA256: digest(fmt.Sprint(role, version)), Length: 100 + version,
+		Expires: time.Date(2027, 1, 2, 3, 4, 5, 0, time.UTC),
+	}
+}
+
+func set(t *testing.T, s state.Store, v state.RoleVersion) error {
+	t.Helper()
+	return s.Publish(t.Context(), func(ctx context.Context, tx state.PublishTx) error {
+		return tx.SetRoleVersion(ctx, v)
+	})
+}
+
+func testMissing(t *testing.T, s state.Store) {
+	_, err := s.RoleVersion(t.Context(), "snapshot")
+	if !errors.Is(err, state.ErrNotFound) || !apperr.Is(err, apperr.NotFound) {
+		t.Fatalf("got %v, want ErrNotFound", err)
+	}
+	all, err := s.RoleVersions(t.Context())
+	if err != nil || len(all) != 0 {
+		t.Fatalf("empty store lists %v, %v", all, err)
+	}
+}
+
+func testRoundTrip(t *testing.T, s state.Store) {
+	want := rv("demo-pump", 3)
+	err := s.Publish(t.Context(), func(ctx context.Context, tx state.PublishTx) error {
+		if err := tx.SetRoleVersion(ctx, want); err != nil {
+			return err
+		}
+		got, err := tx.RoleVersion(ctx, "demo-pump")
+		if err != nil || got.Version != 3 {
+			return fmt.Errorf("inside the transaction: %+v, %v", got, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := set(t, s, rv("root", 1)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.RoleVersion(t.Context(), "demo-pump")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Role != want.Role || got.Version != want.Version || got.SHA256 != want.SHA256 || got.Length != want.Length || !got.Expires.Equal(want.Expires) {
+		t.Fatalf("got %+v, want %+v", got, want)
+	}
+	if got.UpdatedAt.IsZero() || time.Since(got.UpdatedAt) > time.Minute {
+		t.Fatalf("UpdatedAt %v is not now", got.UpdatedAt)
+	}
+	all, err := s.RoleVersions(t.Context())
+	if err != nil || len(all) != 2 || all[0].Role != "demo-pump" || all[1].Role != "root" {
+		t.Fatalf("RoleVersions = %+v, %v", all, err)
+	}
+}
+
+func testForward(t *testing.T, s state.Store) {
+	if err := set(t, s, rv("snapshot", 5)); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []int64{5, 4, 1} {
+		err := set(t, s, rv("snapshot", v))
+		if !apperr.Is(err, apperr.Conflict) {
+			t.Fatalf("version %d after 5: got %v, want Conflict", v, err)
+		}
+	}
+	if err := set(t, s, rv("snapshot", 7)); err != nil {
+		t.Fatalf("skipping ahead to 7: %v", err)
+	}
+	got, _ := s.RoleVersion(t.Context(), "snapshot")
+	if got.Version != 7 {
+		t.Fatalf("version %d, want 7", got.Version)
+	}
+}
+
+func testRollback(t *testing.T, s state.Store) {
+	if err := set(t, s, rv("timestamp", 1)); err != nil {
+		t.Fatal(err)
+	}
+	boom := errors.New("blob upload failed")
+	err := s.Publish(t.Context(), func(ctx context.Context, tx state.PublishTx) error {
+		if err := tx.SetRoleVersion(ctx, rv("timestamp", 2)); err != nil {
+			return err
+		}
+		if err := tx.SetRoleVersion(ctx, rv("snapshot", 2)); err != nil {
+			return err
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("Publish returned %v, want fn's error", err)
+	}
+	got, _ := s.RoleVersion(t.Context(), "timestamp")
+	if got.Version != 1 {
+		t.Fatalf("failed publish left timestamp at %d", got.Version)
+	}
+	if _, err := s.RoleVersion(t.Context(), "snapshot"); !errors.Is(err, state.ErrNotFound) {
+		t.Fatalf("failed publish left a snapshot row: %v", err)
+	}
+}
+
+func testCancel(t *testing.T, s state.Store) {
+	ctx, cancel := context.WithCancel(t.Context())
+	err := s.Publish(ctx, func(ctx context.Context, tx state.PublishTx) error {
+		if err := tx.SetRoleVersion(ctx, rv("targets", 1)); err != nil {
+			return err
+		}
+		cancel()
+		return ctx.Err()
+	})
+	if err == nil {
+		t.Fatal("cancelled publish succeeded")
+	}
+	if _, err := s.RoleVersion(t.Context(), "targets"); !errors.Is(err, state.ErrNotFound) {
+		t.Fatalf("cancelled publish was kept: %v", err)
+	}
+}
+
+func testInvalid(t *testing.T, s state.Store) {
+	for _, v := range []state.RoleVersion{
+		{Role: "", Version: 1, SHA256: digest("x"), Length: 1},
+		{Role: "r", Version: 0, SHA256: digest("x"), Length: 1},
+		{Role: "r", Version: 1, SHA256: "abc", Length: 1},
+		{Role: "r", Version: 1, SHA256: digest("x"), Length: 0},
+	} {
+		if err := set(t, s, v); !apperr.Is(err, apperr.Invalid) {
+			t.Errorf("%+v: got %v, want Invalid", v, err)
+		}
+	}
+}
+
+// testConcurrent has workers on two handles ("replicas") each read the
+// snapshot version and write the next one, as a publish does. Serialized
+// publishes produce every version exactly once and never conflict.
+func testConcurrent(t *testing.T, open Opener) {
+	replicas := []state.Store{open(t), open(t)}
+	const workers, rounds = 4, 15
+	var mu sync.Mutex
+	seen := map[int64]int{}
+	var wg sync.WaitGroup
+	errs := make(chan error, workers*len(replicas))
+	for r := range replicas {
+		for range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range rounds {
+					err := replicas[r].Publish(t.Context(), func(ctx context.Context, tx state.PublishTx) error {
+						next := int64(1)
+						cur, err := tx.RoleVersion(ctx, "snapshot")
+						if err == nil {
+							next = cur.Version + 1
+						} else if !errors.Is(err, state.ErrNotFound) {
+							return err
+						}
+						if err := tx.SetRoleVersion(ctx, rv("snapshot", next)); err != nil {
+							return err
+						}
+						mu.Lock()
+						seen[next]++
+						mu.Unlock()
+						return nil
+					})
+					if err != nil {
+						errs <- err
+						return
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("concurrent publish: %v", err)
+	}
+	total := int64(workers * len(replicas) * rounds)
+	got, err := replicas[0].RoleVersion(t.Context(), "snapshot")
+	if err != nil || got.Version != total {
+		t.Fatalf("final version %d (%v), want %d", got.Version, err, total)
+	}
+	for v := int64(1); v <= total; v++ {
+		if seen[v] != 1 {
+			t.Fatalf("version %d was committed %d times", v, seen[v])
+		}
+	}
+}
+
+func testReopen(t *testing.T, open Opener) {
+	s := open(t)
+	if err := set(t, s, rv("root", 2)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	again := open(t) // migrations run again: they must be idempotent
+	got, err := again.RoleVersion(t.Context(), "root")
+	if err != nil || got.Version != 2 {
+		t.Fatalf("after reopen: %+v, %v", got, err)
+	}
+}
