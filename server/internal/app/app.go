@@ -1,0 +1,198 @@
+// Package app wires vigil-server together: it turns a validated
+// configuration into open stores, an HTTP router and a listening server, and
+// runs it until its context ends. Every start-up failure names the setting
+// that caused it, so a bad configuration fails fast and clearly.
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/vigil-ota/vigil/internal/buildinfo"
+	"github.com/vigil-ota/vigil/server/internal/blob"
+	"github.com/vigil-ota/vigil/server/internal/blob/localblob"
+	"github.com/vigil-ota/vigil/server/internal/blob/s3blob"
+	"github.com/vigil-ota/vigil/server/internal/config"
+	"github.com/vigil-ota/vigil/server/internal/httpapi"
+	"github.com/vigil-ota/vigil/server/internal/state"
+	"github.com/vigil-ota/vigil/server/internal/state/sqlstore"
+)
+
+// HTTP server limits, with their units.
+const (
+	ReadHeaderTimeout = 10 * time.Second
+	IdleTimeout       = 120 * time.Second
+	MaxHeaderBytes    = 64 << 10
+	// readinessProbeKey is the key /readyz stats: present or not, an answer
+	// proves the blob store is reachable.
+	readinessProbeKey = "readyz-probe"
+)
+
+// Server is a configured, listening vigil-server.
+type Server struct {
+	cfg   config.Config
+	log   *zap.Logger
+	State state.Store
+	Blobs blob.Store
+	http  *http.Server
+	ln    net.Listener
+}
+
+// Open prepares everything that can fail at start: the data directory, the
+// database, the blob store, TLS material and the listening socket.
+func Open(ctx context.Context, cfg config.Config, log *zap.Logger) (*Server, error) {
+	s := &Server{cfg: cfg, log: log}
+	ok := false
+	defer func() {
+		if !ok {
+			s.closeStores()
+		}
+	}()
+	if err := prepareDataDir(cfg); err != nil {
+		return nil, err
+	}
+	octx, cancel := context.WithTimeout(ctx, cfg.StartupTimeout)
+	defer cancel()
+
+	st, err := sqlstore.Open(octx, cfg.DatabaseURL)
+	if err != nil {
+		return nil, cfg.Errorf("database_url", "%v", err)
+	}
+	s.State = st
+	s.Blobs, err = OpenBlobStore(octx, cfg)
+	if err != nil {
+		return nil, cfg.Errorf("blob_url", "%v", err)
+	}
+
+	var tlsCfg *tls.Config
+	if cfg.TLSCert != "" {
+		pair, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return nil, cfg.Errorf("tls_cert", "cannot load the certificate and key: %v", err)
+		}
+		tlsCfg = &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
+	}
+
+	router := httpapi.New(httpapi.Deps{
+		Log:     log,
+		Version: buildinfo.Version,
+		Ready: []httpapi.Check{
+			{Name: "database", Check: s.State.Ping},
+			{Name: "blobs", Check: func(ctx context.Context) error {
+				_, err := s.Blobs.Stat(ctx, readinessProbeKey)
+				if errors.Is(err, blob.ErrNotFound) {
+					return nil
+				}
+				return err
+			}},
+		},
+	})
+	s.http = &http.Server{
+		Handler:           router,
+		ReadHeaderTimeout: ReadHeaderTimeout,
+		IdleTimeout:       IdleTimeout,
+		MaxHeaderBytes:    MaxHeaderBytes,
+		TLSConfig:         tlsCfg,
+		ErrorLog:          zap.NewStdLog(log.Named("http")),
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, cfg.Errorf("listen", "cannot listen: %v", err)
+	}
+	if tlsCfg != nil {
+		ln = tls.NewListener(ln, tlsCfg)
+	}
+	s.ln = ln
+	ok = true
+	return s, nil
+}
+
+// prepareDataDir creates the data directory and proves it writable. It is
+// checked even with PostgreSQL and S3, since later features keep local
+// caches there.
+func prepareDataDir(cfg config.Config) error {
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return cfg.Errorf("data_dir", "cannot create %q: %v", cfg.DataDir, err)
+	}
+	f, err := os.CreateTemp(cfg.DataDir, ".write-probe-*")
+	if err != nil {
+		return cfg.Errorf("data_dir", "%q is not writable: %v", cfg.DataDir, err)
+	}
+	f.Close()
+	os.Remove(f.Name())
+	return nil
+}
+
+// OpenBlobStore opens the store a blob_url names: s3://… for S3, a
+// directory path (optionally file://…) for the local backend.
+func OpenBlobStore(ctx context.Context, cfg config.Config) (blob.Store, error) {
+	if strings.HasPrefix(cfg.BlobURL, "s3://") {
+		sc, err := s3blob.ParseURL(cfg.BlobURL)
+		if err != nil {
+			return nil, err
+		}
+		sc.AccessKey, sc.SecretKey = cfg.S3AccessKey, cfg.S3SecretKey
+		return s3blob.Open(ctx, sc)
+	}
+	dir := strings.TrimPrefix(cfg.BlobURL, "file://")
+	if strings.Contains(dir, "://") {
+		return nil, fmt.Errorf("%q: unknown scheme (use s3://BUCKET?endpoint=HOST:PORT or a directory)", cfg.BlobURL)
+	}
+	return localblob.Open(filepath.Clean(dir))
+}
+
+// Addr is the address the server listens on (useful with port 0).
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Run serves until ctx ends, then drains in-flight requests for up to the
+// configured shutdown timeout and closes the stores.
+func (s *Server) Run(ctx context.Context) error {
+	defer s.closeStores()
+	scheme := "http"
+	if s.http.TLSConfig != nil {
+		scheme = "https"
+	}
+	s.log.Info("vigil-server listening",
+		zap.String("url", scheme+"://"+s.Addr()),
+		zap.String("version", buildinfo.Version),
+		zap.String("database", s.State.Backend()),
+		zap.String("blobs", blobBackend(s.cfg.BlobURL)),
+		zap.String("data_dir", s.cfg.DataDir))
+	errc := make(chan error, 1)
+	go func() { errc <- s.http.Serve(s.ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	s.log.Info("vigil-server shutting down", zap.Duration("grace", s.cfg.ShutdownTimeout))
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := s.http.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+func blobBackend(u string) string {
+	if strings.HasPrefix(u, "s3://") {
+		return "s3"
+	}
+	return "local"
+}
+
+func (s *Server) closeStores() {
+	if s.State != nil {
+		s.State.Close()
+	}
+}

@@ -1,0 +1,68 @@
+package httpapi
+
+import (
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+	"go.uber.org/zap"
+
+	"github.com/vigil-ota/vigil/server/internal/apperr"
+)
+
+// ErrorBody is what clients receive for every failed request.
+type ErrorBody struct {
+	Code      string `json:"code"`
+	Message   string `json:"message"`
+	RequestID string `json:"request_id"`
+}
+
+// statusOf is the one place an error kind becomes an HTTP status.
+func statusOf(k apperr.Kind) int {
+	switch k {
+	case apperr.Invalid:
+		return http.StatusBadRequest
+	case apperr.NotFound:
+		return http.StatusNotFound
+	case apperr.Conflict:
+		return http.StatusConflict
+	case apperr.Unauthorized:
+		return http.StatusUnauthorized
+	case apperr.Forbidden:
+		return http.StatusForbidden
+	case apperr.Unavailable:
+		return http.StatusServiceUnavailable
+	case apperr.TooLarge:
+		return http.StatusRequestEntityTooLarge
+	case apperr.VerificationFailed:
+		return http.StatusUnprocessableEntity
+	default:
+		return http.StatusInternalServerError
+	}
+}
+
+// StatusOf reports the HTTP status for err (exported for tests and for the
+// blob-serving handlers that write their own bodies).
+func StatusOf(err error) int {
+	if code, _ := apperr.Public(err); code == "range_not_satisfiable" {
+		return http.StatusRequestedRangeNotSatisfiable
+	}
+	return statusOf(apperr.KindOf(err))
+}
+
+// WriteError sends err as {code, message, request_id} with its status and
+// logs the detail. Handlers call it and return.
+func WriteError(c *gin.Context, err error) { writeError(c, StatusOf(err), err) }
+
+func writeError(c *gin.Context, status int, err error) {
+	code, msg := apperr.Public(err)
+	rid := RequestID(c)
+	fields := []zap.Field{zap.Int("status", status), zap.String("code", code), zap.Error(err)}
+	if log := loggerOf(c); log != nil {
+		if status >= 500 {
+			log.Error("request failed", fields...)
+		} else {
+			log.Info("request refused", fields...)
+		}
+	}
+	c.AbortWithStatusJSON(status, ErrorBody{Code: code, Message: msg, RequestID: rid})
+}

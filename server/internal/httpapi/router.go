@@ -1,0 +1,250 @@
+// Package httpapi is vigil-server's HTTP layer: routing (gin), request ids,
+// access logs, Prometheus metrics, probes, and the single mapping from error
+// kinds to status codes (errors.go). Handlers stay thin: they decode, call
+// domain code that knows nothing of HTTP, and encode. No gin type crosses
+// below this package.
+//
+// Every failed request gets {code, message, request_id}; the detail goes to
+// the log under the same request id.
+package httpapi
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"regexp"
+	"strconv"
+	"sort"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+
+	"github.com/vigil-ota/vigil/server/internal/apperr"
+)
+
+// Limits, with their units.
+const (
+	// ReadinessCheckTimeout bounds each dependency check of /readyz.
+	ReadinessCheckTimeout = 3 * time.Second
+	// MaxRequestIDLength is the longest client-supplied X-Request-ID kept.
+	MaxRequestIDLength = 64
+	// HeaderRequestID carries the request id both ways.
+	HeaderRequestID = "X-Request-ID"
+)
+
+// Check is one readiness dependency (database, blob store).
+type Check struct {
+	Name  string
+	Check func(ctx context.Context) error
+}
+
+// Deps is what the router needs.
+type Deps struct {
+	Log     *zap.Logger
+	Version string
+	Ready   []Check
+	// Registry receives the HTTP metrics and is served on /metrics. A nil
+	// Registry gets a new one with Go and process collectors.
+	Registry *prometheus.Registry
+}
+
+type ctxKey struct{}
+
+const (
+	ginKeyRequestID = "vigil.request_id"
+	ginKeyLogger    = "vigil.logger"
+)
+
+var validRequestID = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,` + strconv.Itoa(MaxRequestIDLength) + `}$`)
+
+// RequestID returns the request's id.
+func RequestID(c *gin.Context) string { return c.GetString(ginKeyRequestID) }
+
+// RequestIDFrom returns the request id stored in ctx (for domain code logs).
+func RequestIDFrom(ctx context.Context) string {
+	s, _ := ctx.Value(ctxKey{}).(string)
+	return s
+}
+
+func loggerOf(c *gin.Context) *zap.Logger {
+	if l, ok := c.Get(ginKeyLogger); ok {
+		return l.(*zap.Logger)
+	}
+	return nil
+}
+
+func newRequestID() string {
+	b := make([]byte, 12)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// New builds the router with middleware, probes and metrics. Later features
+// add their routes to the returned engine's /api/v1 group through Routes.
+func New(d Deps) *gin.Engine {
+	gin.SetMode(gin.ReleaseMode)
+	if d.Registry == nil {
+		d.Registry = prometheus.NewRegistry()
+		d.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	m := newMetrics(d.Registry, d.Version)
+
+	r := gin.New()
+	r.HandleMethodNotAllowed = true
+	r.ContextWithFallback = true
+	r.Use(requestContext(d.Log), recovery(), m.middleware(), accessLog())
+
+	r.GET("/healthz", func(c *gin.Context) {
+		c.JSON(http.StatusOK, gin.H{"status": "ok", "version": d.Version})
+	})
+	r.GET("/readyz", readiness(d.Ready))
+	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{Registry: d.Registry})))
+
+	r.NoRoute(func(c *gin.Context) {
+		WriteError(c, apperr.New(apperr.NotFound, "no such path: %s", c.Request.URL.Path))
+	})
+	r.NoMethod(func(c *gin.Context) {
+		writeError(c, http.StatusMethodNotAllowed, &apperr.Error{Kind: apperr.Invalid, Code: "method_not_allowed", Message: fmt.Sprintf("method %s is not allowed on %s", c.Request.Method, c.Request.URL.Path)})
+	})
+	return r
+}
+
+// requestContext assigns the request id (keeping a well-formed one the
+// client sent), echoes it, and gives the request a logger that carries it.
+func requestContext(log *zap.Logger) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		rid := c.GetHeader(HeaderRequestID)
+		if !validRequestID.MatchString(rid) {
+			rid = newRequestID()
+		}
+		c.Set(ginKeyRequestID, rid)
+		c.Set(ginKeyLogger, log.With(zap.String("request_id", rid)))
+		c.Header(HeaderRequestID, rid)
+		c.Request = c.Request.WithContext(context.WithValue(c.Request.Context(), ctxKey{}, rid))
+		c.Next()
+	}
+}
+
+// recovery turns a panic into a logged 500 with the standard body.
+func recovery() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				if log := loggerOf(c); log != nil {
+					log.Error("handler panicked", zap.Any("panic", p), zap.Stack("stack"))
+				}
+				WriteError(c, fmt.Errorf("panic: %v", p))
+			}
+		}()
+		c.Next()
+	}
+}
+
+func accessLog() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		start := time.Now()
+		c.Next()
+		if log := loggerOf(c); log != nil {
+			log.Info("request",
+				zap.String("method", c.Request.Method),
+				zap.String("path", c.Request.URL.Path),
+				zap.String("route", routeOf(c)),
+				zap.Int("status", c.Writer.Status()),
+				zap.Int("bytes", c.Writer.Size()),
+				zap.Duration("duration", time.Since(start)),
+				zap.String("remote", c.ClientIP()))
+		}
+	}
+}
+
+// routeOf is the route pattern, never the raw path, so metrics keep a
+// bounded set of labels.
+func routeOf(c *gin.Context) string {
+	if r := c.FullPath(); r != "" {
+		return r
+	}
+	return "unmatched"
+}
+
+type metrics struct {
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+}
+
+func newMetrics(reg *prometheus.Registry, version string) *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vigil_http_requests_total",
+			Help: "HTTP requests served, by method, route pattern and status code.",
+		}, []string{"method", "route", "status"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "vigil_http_request_duration_seconds",
+			Help:    "HTTP request latency in seconds, by method, route pattern and status code.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"method", "route", "status"}),
+	}
+	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "vigil_build_info", Help: "Always 1; the version label names the running build."}, []string{"version"})
+	build.WithLabelValues(version).Set(1)
+	reg.MustRegister(m.requests, m.latency, build)
+	return m
+}
+
+func (m *metrics) middleware() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		start := time.Now()
+		c.Next()
+		labels := prometheus.Labels{"method": c.Request.Method, "route": routeOf(c), "status": strconv.Itoa(c.Writer.Status())}
+		m.requests.With(labels).Inc()
+		m.latency.With(labels).Observe(time.Since(start).Seconds())
+	}
+}
+
+type checkResult struct {
+	name string
+	err  error
+}
+
+func readiness(checks []Check) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		results := make(chan checkResult, len(checks))
+		for _, ch := range checks {
+			go func() {
+				ctx, cancel := context.WithTimeout(c.Request.Context(), ReadinessCheckTimeout)
+				defer cancel()
+				results <- checkResult{ch.Name, ch.Check(ctx)}
+			}()
+		}
+		status := map[string]string{}
+		var failed []string
+		for range checks {
+			r := <-results
+			if r.err != nil {
+				status[r.name] = "unavailable"
+				failed = append(failed, r.name)
+				if log := loggerOf(c); log != nil {
+					log.Warn("readiness check failed", zap.String("check", r.name), zap.Error(r.err))
+				}
+				continue
+			}
+			status[r.name] = "ok"
+		}
+		if len(failed) > 0 {
+			sort.Strings(failed)
+			c.AbortWithStatusJSON(http.StatusServiceUnavailable, gin.H{
+				"code": apperr.Unavailable.String(), "message": fmt.Sprintf("not ready: %v unavailable", failed),
+				"request_id": RequestID(c), "checks": status,
+			})
+			return
+		}
+		c.JSON(http.StatusOK, gin.H{"status": "ready", "checks": status})
+	}
+}
