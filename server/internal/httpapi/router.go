@@ -15,8 +15,8 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
-	"strconv"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/gin-gonic/gin"
