@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -122,6 +123,9 @@ type S3 struct {
 	SecretKey string
 	// Dir is the gateway's posix root; the bucket is Dir/Bucket.
 	Dir string
+	// Stop kills the gateway now (tests of an outage); it also runs when
+	// the test ends.
+	Stop func()
 }
 
 // URL is the blob URL the server's configuration takes for this bucket.
@@ -200,13 +204,14 @@ func StartS3(t testing.TB) S3 {
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
 		s.Endpoint = FreePort(t)
-		if lastErr = startGateway(t, bin, s); lastErr == nil {
+		if s.Stop, lastErr = startGateway(bin, s); lastErr == nil {
 			break
 		}
 	}
 	if lastErr != nil {
 		t.Fatalf("start versitygw: %v", lastErr)
 	}
+	t.Cleanup(s.Stop)
 	ctx, cancel := context.WithTimeout(context.Background(), gatewayStartTimeout)
 	defer cancel()
 	if err := s.Client(t).MakeBucket(ctx, s.Bucket, minio.MakeBucketOptions{}); err != nil {
@@ -216,14 +221,14 @@ func StartS3(t testing.TB) S3 {
 	return s
 }
 
-func startGateway(t testing.TB, bin string, s S3) error {
+func startGateway(bin string, s S3) (stop func(), err error) {
 	var out bytes.Buffer
 	cmd := exec.Command(bin, "--port", s.Endpoint, "--quiet", "posix", s.Dir)
 	cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+s.AccessKey, "ROOT_SECRET_KEY="+s.SecretKey)
 	cmd.Stdout = &out
 	cmd.Stderr = &out
 	if err := cmd.Start(); err != nil {
-		return err
+		return nil, err
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
@@ -231,20 +236,22 @@ func startGateway(t testing.TB, bin string, s S3) error {
 	for time.Now().Before(deadline) {
 		select {
 		case err := <-exited:
-			return fmt.Errorf("versitygw exited: %v: %s", err, strings.TrimSpace(out.String()))
+			return nil, fmt.Errorf("versitygw exited: %v: %s", err, strings.TrimSpace(out.String()))
 		default:
 		}
 		if c, err := net.DialTimeout("tcp", s.Endpoint, 200*time.Millisecond); err == nil {
 			c.Close()
-			t.Cleanup(func() {
-				cmd.Process.Kill()
-				<-exited
-			})
-			return nil
+			var once sync.Once
+			return func() {
+				once.Do(func() {
+					cmd.Process.Kill()
+					<-exited
+				})
+			}, nil
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	cmd.Process.Kill()
 	<-exited
-	return fmt.Errorf("versitygw did not listen on %s within %s: %s", s.Endpoint, gatewayStartTimeout, out.String())
+	return nil, fmt.Errorf("versitygw did not listen on %s within %s: %s", s.Endpoint, gatewayStartTimeout, out.String())
 }

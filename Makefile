@@ -1,0 +1,67 @@
+# Vigil — build, run and test. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+GO        ?= go
+MODULE    := github.com/vigil-ota/vigil
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -X $(MODULE)/internal/buildinfo.Version=$(VERSION)
+BIN       := $(CURDIR)/bin
+TOOLS_BIN := $(CURDIR)/.tools/bin
+REPORT    := $(CURDIR)/var/test-report.json
+
+# Pinned tool versions (see ../shared/notes/go-tuf-v2.md).
+VERSITYGW_VERSION := v1.8.0
+GOTESTSUM_VERSION := v1.13.0
+
+# Tests use the local PostgreSQL when it runs; without it they skip loudly.
+VIGIL_TEST_POSTGRES_DSN ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
+export VIGIL_TEST_POSTGRES_DSN
+export VIGIL_VERSITYGW := $(TOOLS_BIN)/versitygw
+export VIGIL_BIN_DIR := $(BIN)
+
+# Whole-suite limit: keep `make test` under 15 minutes on 2 cores.
+TEST_TIMEOUT := 14m
+
+.PHONY: help build run test bench lint tools keys-example clean
+
+help: ## Show this list
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+build: ## Build vigil-server, vigil-agent and vigil into ./bin
+	@mkdir -p $(BIN)
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./server/cmd/vigil-server ./agent/cmd/vigil-agent ./tools/cmd/vigil
+
+run: build ## Run vigil-server on the embedded default (SQLite + ./var/blobs) at 127.0.0.1:8080
+	$(BIN)/vigil-server --data-dir $(CURDIR)/var --log-format console
+
+test: build tools ## Run every test (-race), then report real-service tests (PostgreSQL, S3)
+	@mkdir -p $(dir $(REPORT))
+	@status=0; \
+	$(TOOLS_BIN)/gotestsum --format pkgname-and-test-fails --jsonfile $(REPORT) -- \
+		-race -count=1 -timeout $(TEST_TIMEOUT) ./... || status=$$?; \
+	$(GO) run ./test/cmd/servicereport $(if $(filter 1,$(VIGIL_REQUIRE_SERVICES)),--require) $(REPORT) || status=1; \
+	exit $$status
+
+bench: build tools ## Run the benchmarks (figures go to docs/benchmarks.md)
+	$(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 30m ./...
+
+lint: ## gofmt check and go vet
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+
+tools: $(TOOLS_BIN)/versitygw $(TOOLS_BIN)/gotestsum ## Build test tools once into .tools/bin (Versity S3 gateway: ~4 min the first time)
+
+$(TOOLS_BIN)/versitygw:
+	GOBIN=$(TOOLS_BIN) $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
+
+$(TOOLS_BIN)/gotestsum:
+	GOBIN=$(TOOLS_BIN) $(GO) install gotest.tools/gotestsum@$(GOTESTSUM_VERSION)
+
+keys-example: build ## Generate the demo keys in keys-example/ (refuses to overwrite; FORCE=1 replaces)
+	$(BIN)/vigil keys generate root-1 root-2 root-3 targets product-demo-pump snapshot timestamp \
+		--dir keys-example $(if $(FORCE),--force)
+
+clean: ## Remove ./bin and ./var (keeps .tools)
+	rm -rf $(BIN) $(CURDIR)/var

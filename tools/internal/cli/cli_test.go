@@ -1,0 +1,96 @@
+package cli_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/vigil-ota/vigil/tools/internal/cli"
+)
+
+func run(args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := cli.Run(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestKeysGenerateWritesPairsAndPrintsKeyIDs(t *testing.T) {
+	dir := t.TempDir()
+	code, out, errs := run("keys", "generate", "root-1", "targets", "--dir", dir, "--output", "json")
+	if code != cli.ExitOK {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	var keys []cli.GeneratedKey
+	if err := json.Unmarshal([]byte(out), &keys); err != nil {
+		t.Fatalf("json output %q: %v", out, err)
+	}
+	if len(keys) != 2 || len(keys[0].KeyID) != 64 || keys[0].KeyID == keys[1].KeyID {
+		t.Fatalf("keys %+v", keys)
+	}
+	for _, k := range keys {
+		for _, p := range []string{k.PrivateKey, k.PublicKey} {
+			if _, err := os.Stat(p); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+func TestKeysGenerateRefusesAllWhenAnyExists(t *testing.T) {
+	dir := t.TempDir()
+	if code, _, errs := run("keys", "generate", "targets", "--dir", dir); code != 0 {
+		t.Fatal(errs)
+	}
+	before, _ := os.ReadFile(filepath.Join(dir, "targets.key"))
+	code, _, errs := run("keys", "generate", "new-one", "targets", "--dir", dir)
+	if code != cli.ExitUsage || !strings.Contains(errs, "already exists") || !strings.Contains(errs, "nothing was written") {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "new-one.key")); !os.IsNotExist(err) {
+		t.Fatal("a key was written although the command refused")
+	}
+	after, _ := os.ReadFile(filepath.Join(dir, "targets.key"))
+	if !bytes.Equal(before, after) {
+		t.Fatal("existing key changed")
+	}
+}
+
+func TestBadUsageExitsTwoAndNamesTheProblem(t *testing.T) {
+	for _, args := range [][]string{
+		{"keys", "generate"},
+		{"keys", "generate", "../etc/passwd"},
+		{"keys", "generate", "a", "a"},
+		{"keys", "generate", "a", "--output", "xml"},
+		{"keys", "generate", "a", "--no-such-flag"},
+		{"no-such-command"},
+	} {
+		code, _, errs := run(append(args, "--dir", t.TempDir())...)
+		if code != cli.ExitUsage || errs == "" {
+			t.Errorf("%v: exit %d, stderr %q", args, code, errs)
+		}
+	}
+}
+
+func TestHelpTeachesTheKeyLayout(t *testing.T) {
+	code, out, _ := run("keys", "generate", "--help")
+	if code != 0 || !strings.Contains(out, "root-1 root-2 root-3") || !strings.Contains(out, "--force") {
+		t.Fatalf("help: %s", out)
+	}
+}
+
+func TestKeysIDMatchesGenerate(t *testing.T) {
+	dir := t.TempDir()
+	_, out, _ := run("keys", "generate", "snapshot", "--dir", dir, "-o", "json")
+	var gen []cli.GeneratedKey
+	json.Unmarshal([]byte(out), &gen)
+	code, out, errs := run("keys", "id", filepath.Join(dir, "snapshot.pub"))
+	if code != 0 || !strings.HasPrefix(out, gen[0].KeyID) {
+		t.Fatalf("exit %d: %q (%s), want key id %s", code, out, errs, gen[0].KeyID)
+	}
+	if code, _, _ := run("keys", "id", filepath.Join(dir, "snapshot.key")); code != cli.ExitUsage {
+		t.Fatalf("a private key file as public: exit %d", code)
+	}
+}
