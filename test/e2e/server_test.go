@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -66,15 +67,33 @@ func bin(name string) string { return filepath.Join(binDir, name) }
 type server struct {
 	URL  string
 	cmd  *exec.Cmd
-	logs *bytes.Buffer
+	logs *lockedBuffer
 	done chan error
+}
+
+// lockedBuffer collects a process's output while tests read it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // startServer runs vigil-server with args and env and waits for /healthz.
 func startServer(t *testing.T, env []string, args ...string) *server {
 	t.Helper()
 	addr := testsvc.FreePort(t)
-	s := &server{URL: "http://" + addr, logs: &bytes.Buffer{}, done: make(chan error, 1)}
+	s := &server{URL: "http://" + addr, logs: &lockedBuffer{}, done: make(chan error, 1)}
 	s.cmd = exec.Command(bin("vigil-server"), append([]string{"--listen", addr}, args...)...)
 	s.cmd.Env = append(cleanEnv(), env...)
 	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs

@@ -64,3 +64,11 @@ func TestReservedTemporaryKeyIsRefused(t *testing.T) {
 		t.Fatal("the temporary directory is reachable as a key")
 	}
 }
+
+func BenchmarkLocalDirectory(b *testing.B) {
+	s, err := localblob.Open(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	blobtest.Bench(b, s)
+}

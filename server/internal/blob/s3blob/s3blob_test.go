@@ -15,14 +15,14 @@ import (
 	"github.com/vigil-ota/vigil/test/testsvc"
 )
 
-func open(t *testing.T, gw testsvc.S3) *s3blob.Store {
+func open(t testing.TB, gw testsvc.S3) *s3blob.Store {
 	t.Helper()
 	cfg, err := s3blob.ParseURL(gw.URL())
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg.AccessKey, cfg.SecretKey = gw.AccessKey, gw.SecretKey
-	s, err := s3blob.Open(t.Context(), cfg)
+	s, err := s3blob.Open(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,4 +89,8 @@ func TestOpenFailsOnUnreachableEndpoint(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "not reachable") {
 		t.Fatalf("got %v", err)
 	}
+}
+
+func BenchmarkVersityS3(b *testing.B) {
+	blobtest.Bench(b, open(b, testsvc.StartS3(b)))
 }

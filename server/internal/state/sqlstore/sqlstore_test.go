@@ -84,3 +84,21 @@ func TestPasswordNeverInErrors(t *testing.T) {
 		t.Fatalf("error leaks the password: %v", err)
 	}
 }
+
+func BenchmarkPublishSQLite(b *testing.B) {
+	s, err := sqlstore.Open(b.Context(), filepath.Join(b.TempDir(), "vigil.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	statetest.BenchPublish(b, s)
+}
+
+func BenchmarkPublishPostgres(b *testing.B) {
+	s, err := sqlstore.Open(b.Context(), testsvc.PostgresDSN(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	statetest.BenchPublish(b, s)
+}
