@@ -32,8 +32,12 @@ build: ## Build vigil-server, vigil-agent and vigil into ./bin
 	@mkdir -p $(BIN)
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./server/cmd/vigil-server ./agent/cmd/vigil-agent ./tools/cmd/vigil
 
-run: build ## Run vigil-server on the embedded default (SQLite + ./var/blobs) at 127.0.0.1:8080
-	$(BIN)/vigil-server --data-dir $(CURDIR)/var --log-format console
+# The demo token for `make run`; override with VIGIL_BOOTSTRAP_TOKEN=….
+DEMO_TOKEN ?= demo-token
+
+run: build ## Run vigil-server on the embedded default (SQLite + ./var/blobs) at 127.0.0.1:8080 with the demo keys
+	VIGIL_BOOTSTRAP_TOKEN=$${VIGIL_BOOTSTRAP_TOKEN:-$(DEMO_TOKEN)} $(BIN)/vigil-server --data-dir $(CURDIR)/var --log-format console \
+		--snapshot-key keys-example/snapshot.key --timestamp-key keys-example/timestamp.key
 
 test: build tools ## Run every test (-race), then report real-service tests (PostgreSQL, S3)
 	@mkdir -p $(dir $(REPORT))

@@ -33,6 +33,7 @@ import (
 	"path/filepath"
 	"regexp"
 
+	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 )
 
@@ -202,6 +203,24 @@ func readPEM(path, want string) (*pem.Block, error) {
 		return nil, fmt.Errorf("%s: more than one PEM block", path)
 	}
 	return block, nil
+}
+
+// Signer loads a private key file as a signer for TUF metadata: ed25519
+// signs the message itself, ECDSA P-256 signs its SHA-256.
+func Signer(path string) (signature.Signer, error) {
+	priv, err := ReadPrivate(path)
+	if err != nil {
+		return nil, err
+	}
+	h := crypto.Hash(0)
+	if _, ok := priv.(*ecdsa.PrivateKey); ok {
+		h = crypto.SHA256
+	}
+	s, err := signature.LoadSigner(priv, h)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return s, nil
 }
 
 // KeyID is the TUF key id of a public key: the hex SHA-256 of its canonical

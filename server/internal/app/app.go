@@ -26,6 +26,7 @@ import (
 	"github.com/vigil-ota/vigil/server/internal/httpapi"
 	"github.com/vigil-ota/vigil/server/internal/state"
 	"github.com/vigil-ota/vigil/server/internal/state/sqlstore"
+	"github.com/vigil-ota/vigil/server/internal/tufrepo"
 )
 
 // HTTP server limits, with their units.
@@ -44,6 +45,7 @@ type Server struct {
 	log   *zap.Logger
 	State state.Store
 	Blobs blob.Store
+	Repo  *tufrepo.Repo
 	http  *http.Server
 	ln    net.Listener
 }
@@ -83,6 +85,31 @@ func Open(ctx context.Context, cfg config.Config, log *zap.Logger) (*Server, err
 		tlsCfg = &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
 	}
 
+	var snap, ts *tufrepo.OnlineKey
+	if cfg.SnapshotKey != "" {
+		if snap, err = tufrepo.LoadOnlineKey(octx, cfg.SnapshotKey); err != nil {
+			return nil, cfg.Errorf("snapshot_key", "%v", err)
+		}
+		if ts, err = tufrepo.LoadOnlineKey(octx, cfg.TimestampKey); err != nil {
+			return nil, cfg.Errorf("timestamp_key", "%v", err)
+		}
+		for _, k := range []*tufrepo.OnlineKey{snap, ts} {
+			if strings.Contains(k.Ref, "keys-example") {
+				log.Warn("DEMO KEYS: the online key comes from keys-example/, whose private keys are public; never use it in production", zap.String("key", k.Ref), zap.String("keyid", k.ID))
+			}
+		}
+	} else {
+		log.Warn("no online keys (snapshot_key, timestamp_key): the repository is served read-only and refuses publishes")
+	}
+	if cfg.BootstrapToken == "" {
+		log.Warn("no bootstrap_token: the management API refuses every request")
+	}
+	s.Repo = tufrepo.New(s.State, s.Blobs, tufrepo.Options{
+		Snapshot: snap, Timestamp: ts,
+		TimestampExpiry: cfg.TimestampExpiry, SnapshotExpiry: cfg.SnapshotExpiry,
+		Log: log.Named("repo"),
+	})
+
 	router := httpapi.New(httpapi.Deps{
 		Log:     log,
 		Version: buildinfo.Version,
@@ -97,6 +124,7 @@ func Open(ctx context.Context, cfg config.Config, log *zap.Logger) (*Server, err
 			}},
 		},
 	})
+	httpapi.RegisterRepository(router, s.Repo, cfg.BootstrapToken)
 	s.http = &http.Server{
 		Handler:           router,
 		ReadHeaderTimeout: ReadHeaderTimeout,
@@ -170,6 +198,9 @@ func (s *Server) Run(ctx context.Context) error {
 		zap.String("data_dir", s.cfg.DataDir))
 	errc := make(chan error, 1)
 	go func() { errc <- s.http.Serve(s.ln) }()
+	rctx, stopRefresher := context.WithCancel(ctx)
+	defer stopRefresher()
+	go s.Repo.RunRefresher(rctx, s.cfg.OnlineRefreshInterval)
 	select {
 	case err := <-errc:
 		return err

@@ -33,10 +33,18 @@ const (
 	DefaultLogLevel        = "info"
 	DefaultStartupTimeout  = 15 * time.Second
 	DefaultShutdownTimeout = 20 * time.Second
+	DefaultTimestampExpiry = 24 * time.Hour
+	DefaultSnapshotExpiry  = 7 * 24 * time.Hour
+	// DefaultOnlineRefreshInterval is how often each replica checks whether
+	// the timestamp or snapshot needs re-signing.
+	DefaultOnlineRefreshInterval = time.Minute
 	// SQLiteFileName and BlobDirName are the embedded default's files
 	// inside the data directory.
 	SQLiteFileName = "vigil.db"
 	BlobDirName    = "blobs"
+	// RefreshChecksPerLifetime: the refresher must look at least this often
+	// within one timestamp lifetime.
+	RefreshChecksPerLifetime = 6
 	// EnvPrefix starts every environment variable.
 	EnvPrefix = "VIGIL_"
 	// EnvConfigFile names the YAML file when --config is not given.
@@ -58,6 +66,13 @@ type Config struct {
 	StartupTimeout  time.Duration
 	ShutdownTimeout time.Duration
 
+	BootstrapToken        string
+	SnapshotKey           string
+	TimestampKey          string
+	TimestampExpiry       time.Duration
+	SnapshotExpiry        time.Duration
+	OnlineRefreshInterval time.Duration
+
 	// Sources records where each setting's value came from: default,
 	// file, env or flag.
 	Sources map[string]string
@@ -72,6 +87,10 @@ func Defaults() Config {
 		LogLevel:        DefaultLogLevel,
 		StartupTimeout:  DefaultStartupTimeout,
 		ShutdownTimeout: DefaultShutdownTimeout,
+
+		TimestampExpiry:       DefaultTimestampExpiry,
+		SnapshotExpiry:        DefaultSnapshotExpiry,
+		OnlineRefreshInterval: DefaultOnlineRefreshInterval,
 	}
 }
 
@@ -128,6 +147,12 @@ func settings() []setting {
 		s("log_level", "debug, info, warn or error", false, func(c *Config) *string { return &c.LogLevel }),
 		d("startup_timeout", "how long start-up may wait for the database and object storage", func(c *Config) *time.Duration { return &c.StartupTimeout }),
 		d("shutdown_timeout", "how long in-flight requests get to finish on SIGTERM", func(c *Config) *time.Duration { return &c.ShutdownTimeout }),
+		s("bootstrap_token", "bearer token for the management API until operator roles exist; empty disables it", true, func(c *Config) *string { return &c.BootstrapToken }),
+		s("snapshot_key", "online snapshot key: a PEM private key file or a KMS URI (awskms://…, fakekms:// in tests)", false, func(c *Config) *string { return &c.SnapshotKey }),
+		s("timestamp_key", "online timestamp key: a PEM private key file or a KMS URI", false, func(c *Config) *string { return &c.TimestampKey }),
+		d("timestamp_expiry", "lifetime of each signed timestamp; re-signed when a third remains", func(c *Config) *time.Duration { return &c.TimestampExpiry }),
+		d("snapshot_expiry", "lifetime of each signed snapshot; re-signed when a third remains", func(c *Config) *time.Duration { return &c.SnapshotExpiry }),
+		d("online_refresh_interval", "how often to check whether timestamp or snapshot need re-signing", func(c *Config) *time.Duration { return &c.OnlineRefreshInterval }),
 	}
 }
 
@@ -292,6 +317,12 @@ func (c *Config) Validate() error {
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return c.Errorf("tls_cert", "tls_cert and tls_key go together: set both or neither")
+	}
+	if (c.SnapshotKey == "") != (c.TimestampKey == "") {
+		return c.Errorf("snapshot_key", "snapshot_key and timestamp_key go together: set both or neither")
+	}
+	if c.OnlineRefreshInterval*RefreshChecksPerLifetime > c.TimestampExpiry {
+		return c.Errorf("online_refresh_interval", "%s is too long for timestamp_expiry %s: check at least %d times per lifetime", c.OnlineRefreshInterval, c.TimestampExpiry, RefreshChecksPerLifetime)
 	}
 	if strings.HasPrefix(c.BlobURL, "s3://") && (c.S3AccessKey == "") != (c.S3SecretKey == "") {
 		return c.Errorf("s3_access_key", "s3_access_key and s3_secret_key go together: set both or neither")

@@ -86,6 +86,8 @@ type Store interface {
 type PublishTx interface {
 	// RoleVersion returns a role's current version, or ErrNotFound.
 	RoleVersion(ctx context.Context, role string) (RoleVersion, error)
+	// RoleVersions lists every role's current version, ordered by role.
+	RoleVersions(ctx context.Context) ([]RoleVersion, error)
 	// SetRoleVersion records v as the role's current version. The version
 	// must be strictly greater than the recorded one; otherwise the error
 	// is of kind Conflict and nothing changes.

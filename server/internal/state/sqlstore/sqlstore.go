@@ -358,7 +358,11 @@ func (s *Store) RoleVersion(ctx context.Context, role string) (state.RoleVersion
 
 // RoleVersions implements state.Store.
 func (s *Store) RoleVersions(ctx context.Context) ([]state.RoleVersion, error) {
-	rows, err := s.r.QueryContext(ctx, "SELECT "+roleColumns+" FROM tuf_role_versions ORDER BY role")
+	return s.roleVersions(ctx, s.r)
+}
+
+func (s *Store) roleVersions(ctx context.Context, q querier) ([]state.RoleVersion, error) {
+	rows, err := q.QueryContext(ctx, "SELECT "+roleColumns+" FROM tuf_role_versions ORDER BY role")
 	if err != nil {
 		return nil, s.fail("list role versions", err)
 	}
@@ -399,6 +403,10 @@ type publishTx struct {
 
 func (p *publishTx) RoleVersion(ctx context.Context, role string) (state.RoleVersion, error) {
 	return p.s.roleVersion(ctx, p.tx, role)
+}
+
+func (p *publishTx) RoleVersions(ctx context.Context) ([]state.RoleVersion, error) {
+	return p.s.roleVersions(ctx, p.tx)
 }
 
 func (p *publishTx) SetRoleVersion(ctx context.Context, v state.RoleVersion) error {

@@ -79,6 +79,10 @@ func testRoundTrip(t *testing.T, s state.Store) {
 		if err != nil || got.Version != 3 {
 			return fmt.Errorf("inside the transaction: %+v, %v", got, err)
 		}
+		all, err := tx.RoleVersions(ctx)
+		if err != nil || len(all) != 1 || all[0].Role != "demo-pump" {
+			return fmt.Errorf("RoleVersions inside the transaction: %+v, %v", all, err)
+		}
 		return nil
 	})
 	if err != nil {

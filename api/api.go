@@ -1,0 +1,58 @@
+// Package api holds the wire types of vigil-server's HTTP API, shared by the
+// server, the vigil CLI and vigil-agent. Changing a field here changes the
+// protocol.
+package api
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// Paths.
+const (
+	// RepoPrefix serves the TUF repository: RepoPrefix+"/metadata/…" and
+	// RepoPrefix+"/targets/…". Devices may read the same layout straight
+	// from the bucket.
+	RepoPrefix          = "/repo"
+	PathSubmit          = "/api/v1/repo/metadata"
+	PathOnlineKeys      = "/api/v1/repo/online-keys"
+	PathUploadTarget    = "/api/v1/repo/targets" // + /PRODUCT/FILE?sha256=…&length=…
+	HeaderRequestID     = "X-Request-ID"
+	HeaderAuthorization = "Authorization"
+)
+
+// Error is every failed request's body.
+type Error struct {
+	Status    int    `json:"-"`
+	Code      string `json:"code"`
+	Message   string `json:"message"`
+	RequestID string `json:"request_id"`
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("server refused (%d %s): %s [request %s]", e.Status, e.Code, e.Message, e.RequestID)
+}
+
+// SubmitRequest carries signed TUF metadata made offline: a new root, a new
+// top-level targets, and new product roles, each optional. The server
+// verifies them against the trusted chain and publishes them, with a new
+// snapshot and timestamp, as one repository version.
+type SubmitRequest struct {
+	Root     json.RawMessage            `json:"root,omitempty"`
+	Targets  json.RawMessage            `json:"targets,omitempty"`
+	Products map[string]json.RawMessage `json:"products,omitempty"`
+}
+
+// SubmitResponse reports the versions now published.
+type SubmitResponse struct {
+	Versions map[string]int64 `json:"versions"`
+}
+
+// OnlineKeys are the public halves of the server's snapshot and timestamp
+// keys, as TUF key objects, for building a root.
+type OnlineKeys struct {
+	Snapshot    json.RawMessage `json:"snapshot"`
+	SnapshotID  string          `json:"snapshot_keyid"`
+	Timestamp   json.RawMessage `json:"timestamp"`
+	TimestampID string          `json:"timestamp_keyid"`
+}

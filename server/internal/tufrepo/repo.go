@@ -1,0 +1,445 @@
+// Package tufrepo is Vigil's TUF repository: it verifies signed metadata
+// made offline by release engineers, signs snapshot and timestamp with the
+// server's online keys, and writes the repository to a blob store in the
+// layout any TUF client reads (consistent snapshots: metadata/N.ROLE.json,
+// targets/PRODUCT/SHA256.FILE, metadata/timestamp.json).
+//
+// Threat model. The server holds only the online keys (snapshot, timestamp).
+// Root, targets and product keys never reach it, so a compromised server can
+// delay updates or re-offer an older signed release, but cannot make a device
+// accept anything a release engineer did not sign. The server still checks
+// every submission as a client would (signatures and thresholds along the
+// delegation chain, versions moving forward, expiries, path patterns, the
+// release schema, each target's stored length and hash) so that a bad
+// submission is refused at the door, not by every device later.
+//
+// Consistency. A publish runs under the state store's publish lock (one at a
+// time across all replicas), writes every new file under a new versioned
+// name first and timestamp.json last, then commits the new versions. Until
+// timestamp.json changes no client can see any new file, so a failed publish
+// leaves the repository at its last good version. The database's versions are
+// the source of truth; metadata files are immutable once referenced.
+//
+// Spec references are to the TUF specification v1.0.31 (§5 client workflow,
+// §4 document formats).
+package tufrepo
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+	"go.uber.org/zap"
+
+	"github.com/vigil-ota/vigil/api"
+	"github.com/vigil-ota/vigil/server/internal/apperr"
+	"github.com/vigil-ota/vigil/server/internal/blob"
+	"github.com/vigil-ota/vigil/server/internal/state"
+)
+
+// Expiries and limits, with their units.
+const (
+	DefaultTimestampExpiry = 24 * time.Hour
+	DefaultSnapshotExpiry  = 7 * 24 * time.Hour
+	// RefreshFraction: online metadata is re-signed once less than this
+	// fraction of its lifetime remains.
+	RefreshFraction = 3 // i.e. a third
+	// MaxTargetLength is the largest image the repository accepts, in bytes.
+	MaxTargetLength = 64 << 30
+	// MaxMetadataLength is the largest submitted metadata file, in bytes.
+	MaxMetadataLength = 64 << 20
+	// parsedCacheEntries bounds the cache of parsed immutable role files.
+	parsedCacheEntries = 64
+
+	metadataDir = "metadata/"
+	targetsDir  = "targets/"
+)
+
+// Options configure a Repo.
+type Options struct {
+	Snapshot        *OnlineKey
+	Timestamp       *OnlineKey
+	TimestampExpiry time.Duration
+	SnapshotExpiry  time.Duration
+	Now             func() time.Time
+	Log             *zap.Logger
+}
+
+// Repo is the repository. It is safe for concurrent use; all coordination
+// goes through the state store, so any number of replicas may share one
+// database and bucket.
+type Repo struct {
+	st    state.Store
+	blobs blob.Store
+	o     Options
+
+	mu    sync.Mutex
+	cache map[string]*metadata.Metadata[metadata.TargetsType]
+}
+
+// New returns a repository on st and blobs. Without online keys it serves
+// what is published but refuses submissions.
+func New(st state.Store, blobs blob.Store, o Options) *Repo {
+	if o.TimestampExpiry == 0 {
+		o.TimestampExpiry = DefaultTimestampExpiry
+	}
+	if o.SnapshotExpiry == 0 {
+		o.SnapshotExpiry = DefaultSnapshotExpiry
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Log == nil {
+		o.Log = zap.NewNop()
+	}
+	return &Repo{st: st, blobs: blobs, o: o, cache: map[string]*metadata.Metadata[metadata.TargetsType]{}}
+}
+
+// Signing reports whether the online keys are configured.
+func (r *Repo) Signing() bool { return r.o.Snapshot != nil && r.o.Timestamp != nil }
+
+func (r *Repo) now() time.Time { return r.o.Now().UTC().Truncate(time.Second) }
+
+var errNotSigning = apperr.New(apperr.Unavailable, "repository signing is not configured on this server: set snapshot_key and timestamp_key").WithCode("signing_not_configured")
+
+// OnlineKeys returns the public online keys for building a root.
+func (r *Repo) OnlineKeys() (api.OnlineKeys, error) {
+	if !r.Signing() {
+		return api.OnlineKeys{}, errNotSigning
+	}
+	sk, err := jsonOf(r.o.Snapshot.Key)
+	if err != nil {
+		return api.OnlineKeys{}, err
+	}
+	tk, err := jsonOf(r.o.Timestamp.Key)
+	if err != nil {
+		return api.OnlineKeys{}, err
+	}
+	return api.OnlineKeys{Snapshot: sk, SnapshotID: r.o.Snapshot.ID, Timestamp: tk, TimestampID: r.o.Timestamp.ID}, nil
+}
+
+func metaKey(role string, version int64) string {
+	return metadataDir + strconv.FormatInt(version, 10) + "." + role + ".json"
+}
+
+// TargetKey is the blob key of a target file: consistent-snapshot naming,
+// targets/PRODUCT/SHA256.FILE (TUF §5.7.3).
+func TargetKey(product, sha256hex, file string) string {
+	return targetsDir + product + "/" + sha256hex + "." + file
+}
+
+func digest(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
+}
+
+// readBlob reads a whole metadata file (bounded by MaxMetadataLength).
+func (r *Repo) readBlob(ctx context.Context, key string) ([]byte, error) {
+	rc, info, err := r.blobs.Get(ctx, key, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	if info.Size > MaxMetadataLength {
+		return nil, apperr.New(apperr.Internal, "metadata file %s is %d bytes, over the limit", key, info.Size)
+	}
+	return io.ReadAll(rc)
+}
+
+func (r *Repo) loadRoot(ctx context.Context, version int64) (*metadata.Metadata[metadata.RootType], error) {
+	b, err := r.readBlob(ctx, metaKey(metadata.ROOT, version))
+	if err != nil {
+		return nil, fmt.Errorf("load trusted root v%d: %w", version, err)
+	}
+	return metadata.Root().FromBytes(b)
+}
+
+// loadTargets reads a targets or product role file; files are immutable, so
+// parsed copies are cached by role and version.
+func (r *Repo) loadTargets(ctx context.Context, role string, version int64) (*metadata.Metadata[metadata.TargetsType], error) {
+	k := role + "@" + strconv.FormatInt(version, 10)
+	r.mu.Lock()
+	md, ok := r.cache[k]
+	r.mu.Unlock()
+	if ok {
+		return md, nil
+	}
+	b, err := r.readBlob(ctx, metaKey(role, version))
+	if err != nil {
+		return nil, fmt.Errorf("load %s v%d: %w", role, version, err)
+	}
+	md, err = metadata.Targets().FromBytes(b)
+	if err != nil {
+		return nil, fmt.Errorf("parse %s v%d: %w", role, version, err)
+	}
+	r.remember(k, md)
+	return md, nil
+}
+
+func (r *Repo) remember(k string, md *metadata.Metadata[metadata.TargetsType]) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.cache) >= parsedCacheEntries {
+		for old := range r.cache {
+			delete(r.cache, old)
+			break
+		}
+	}
+	r.cache[k] = md
+}
+
+// file is one metadata file a publish writes.
+type file struct {
+	role    string
+	version int64
+	data    []byte
+	expires time.Time
+}
+
+func (f file) record() state.RoleVersion {
+	return state.RoleVersion{Role: f.role, Version: f.version, SHA256: digest(f.data), Length: int64(len(f.data)), Expires: f.expires}
+}
+
+// Submit verifies signed offline metadata and publishes it, with a new
+// snapshot and timestamp, as one repository version. An empty repository
+// takes a root and a targets role (initialisation). It returns every role's
+// version after the publish.
+func (r *Repo) Submit(ctx context.Context, req api.SubmitRequest) (map[string]int64, error) {
+	if !r.Signing() {
+		return nil, errNotSigning
+	}
+	if req.Root == nil && req.Targets == nil && len(req.Products) == 0 {
+		return nil, apperr.New(apperr.Invalid, "the submission holds no metadata")
+	}
+	var out map[string]int64
+	var undo func(context.Context)
+	err := r.st.Publish(ctx, func(ctx context.Context, tx state.PublishTx) error {
+		cur, err := currentVersions(ctx, tx)
+		if err != nil {
+			return err
+		}
+		files, err := r.verifySubmission(ctx, cur, req)
+		if err != nil {
+			return err
+		}
+		out, undo, err = r.publish(ctx, tx, cur, files, true)
+		return err
+	})
+	if err != nil {
+		if undo != nil {
+			undo(context.WithoutCancel(ctx))
+		}
+		return nil, err
+	}
+	r.o.Log.Info("repository published", zap.Any("versions", out))
+	return out, nil
+}
+
+func currentVersions(ctx context.Context, tx state.PublishTx) (map[string]state.RoleVersion, error) {
+	all, err := tx.RoleVersions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cur := make(map[string]state.RoleVersion, len(all))
+	for _, v := range all {
+		cur[v.Role] = v
+	}
+	return cur, nil
+}
+
+func isTopLevel(role string) bool {
+	switch role {
+	case metadata.ROOT, metadata.TARGETS, metadata.SNAPSHOT, metadata.TIMESTAMP:
+		return true
+	}
+	return false
+}
+
+// publish writes files, a new snapshot and a new timestamp (last), and
+// records the new versions in tx. newSnapshot=false re-signs only the
+// timestamp.
+func (r *Repo) publish(ctx context.Context, tx state.PublishTx, cur map[string]state.RoleVersion, files []file, newSnapshot bool) (out map[string]int64, undo func(context.Context), err error) {
+	now := r.now()
+	next := map[string]state.RoleVersion{}
+	for k, v := range cur {
+		next[k] = v
+	}
+	for _, f := range files {
+		next[f.role] = f.record()
+	}
+	if newSnapshot {
+		snap := metadata.Snapshot(now.Add(r.o.SnapshotExpiry))
+		snap.Signed.Version = cur[metadata.SNAPSHOT].Version + 1
+		snap.Signed.Meta = map[string]*metadata.MetaFiles{}
+		for role, v := range next {
+			if role == metadata.TARGETS || !isTopLevel(role) {
+				snap.Signed.Meta[role+".json"] = metaFile(v)
+			}
+		}
+		b, err := signAndEncode(snap, r.o.Snapshot)
+		if err != nil {
+			return nil, nil, err
+		}
+		f := file{role: metadata.SNAPSHOT, version: snap.Signed.Version, data: b, expires: snap.Signed.Expires}
+		files = append(files, f)
+		next[metadata.SNAPSHOT] = f.record()
+	}
+	ts := metadata.Timestamp(now.Add(r.o.TimestampExpiry))
+	ts.Signed.Version = cur[metadata.TIMESTAMP].Version + 1
+	ts.Signed.Meta = map[string]*metadata.MetaFiles{"snapshot.json": metaFile(next[metadata.SNAPSHOT])}
+	tsData, err := signAndEncode(ts, r.o.Timestamp)
+	if err != nil {
+		return nil, nil, err
+	}
+
+	// Every new file first, under names no client has been pointed at yet.
+	for _, f := range files {
+		if err := r.put(ctx, metaKey(f.role, f.version), f.data); err != nil {
+			return nil, nil, err
+		}
+		if f.role == metadata.ROOT {
+			// root.json: the newest root under a fixed name, for
+			// bootstrapping and `curl`; clients walk N.root.json.
+			if err := r.put(ctx, metadataDir+"root.json", f.data); err != nil {
+				return nil, nil, err
+			}
+		}
+	}
+	for _, f := range files {
+		if err := tx.SetRoleVersion(ctx, f.record()); err != nil {
+			return nil, nil, err
+		}
+	}
+	tsFile := file{role: metadata.TIMESTAMP, version: ts.Signed.Version, data: tsData, expires: ts.Signed.Expires}
+	if err := tx.SetRoleVersion(ctx, tsFile.record()); err != nil {
+		return nil, nil, err
+	}
+	// The timestamp last: this write makes the new version visible. If
+	// the commit then fails, undo puts the previous timestamp back.
+	previous, prevErr := r.readBlob(ctx, metadataDir+"timestamp.json")
+	if prevErr != nil && !errors.Is(prevErr, blob.ErrNotFound) {
+		return nil, nil, prevErr
+	}
+	if err := r.put(ctx, metadataDir+"timestamp.json", tsData); err != nil {
+		return nil, nil, err
+	}
+	undo = func(ctx context.Context) {
+		var err error
+		if prevErr != nil {
+			err = r.blobs.Delete(ctx, metadataDir+"timestamp.json")
+		} else {
+			err = r.put(ctx, metadataDir+"timestamp.json", previous)
+		}
+		r.o.Log.Error("publish did not commit; previous timestamp restored", zap.Error(err))
+	}
+	out = map[string]int64{}
+	for role, v := range next {
+		out[role] = v.Version
+	}
+	out[metadata.TIMESTAMP] = ts.Signed.Version
+	return out, undo, nil
+}
+
+func metaFile(v state.RoleVersion) *metadata.MetaFiles {
+	h, _ := hex.DecodeString(v.SHA256)
+	return &metadata.MetaFiles{Version: v.Version, Length: v.Length, Hashes: metadata.Hashes{"sha256": h}}
+}
+
+func (r *Repo) put(ctx context.Context, key string, data []byte) error {
+	return r.blobs.Put(ctx, key, bytes.NewReader(data), int64(len(data)))
+}
+
+// signAndEncode signs an online role with its key (TUF §4.2: signatures
+// over the canonical JSON of "signed").
+func signAndEncode[T metadata.Roles](md *metadata.Metadata[T], k *OnlineKey) ([]byte, error) {
+	md.ClearSignatures()
+	if _, err := md.Sign(k.Signer); err != nil {
+		return nil, apperr.Wrap(err, apperr.Unavailable, "online key %s cannot sign", k.ID)
+	}
+	return md.ToBytes(true)
+}
+
+// RefreshOnline re-signs the timestamp, and the snapshot, when less than a
+// third of their lifetime remains. Any replica may call it at any time: the
+// publish lock and the expiry check make extra calls harmless. It reports
+// whether it published.
+func (r *Repo) RefreshOnline(ctx context.Context) (bool, error) {
+	if !r.Signing() {
+		return false, nil
+	}
+	refreshed := false
+	var undo func(context.Context)
+	err := r.st.Publish(ctx, func(ctx context.Context, tx state.PublishTx) error {
+		cur, err := currentVersions(ctx, tx)
+		if err != nil {
+			return err
+		}
+		ts, ok := cur[metadata.TIMESTAMP]
+		if !ok {
+			return nil // not initialised
+		}
+		now := r.now()
+		snapDue := now.After(cur[metadata.SNAPSHOT].Expires.Add(-r.o.SnapshotExpiry / RefreshFraction))
+		tsDue := now.After(ts.Expires.Add(-r.o.TimestampExpiry / RefreshFraction))
+		if !snapDue && !tsDue {
+			return nil
+		}
+		var err2 error
+		if _, undo, err2 = r.publish(ctx, tx, cur, nil, snapDue); err2 != nil {
+			return err2
+		}
+		refreshed = true
+		return nil
+	})
+	if err != nil {
+		if undo != nil {
+			undo(context.WithoutCancel(ctx))
+		}
+		return false, err
+	}
+	if refreshed {
+		r.o.Log.Info("online metadata re-signed before expiry")
+	}
+	return refreshed, nil
+}
+
+// RunRefresher calls RefreshOnline every interval until ctx ends.
+func (r *Repo) RunRefresher(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if _, err := r.RefreshOnline(ctx); err != nil && ctx.Err() == nil {
+			r.o.Log.Warn("re-signing online metadata failed", zap.Error(err))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Open serves a repository file: area is "metadata" or "targets".
+func (r *Repo) Open(ctx context.Context, area, path string, rng *blob.Range) (io.ReadCloser, blob.Info, error) {
+	if area != "metadata" && area != "targets" {
+		return nil, blob.Info{}, apperr.New(apperr.NotFound, "no repository area %q", area)
+	}
+	key := area + "/" + strings.TrimPrefix(path, "/")
+	if err := blob.ValidateKey(key); err != nil {
+		return nil, blob.Info{}, fmt.Errorf("%w: %v", blob.ErrNotFound, err)
+	}
+	return r.blobs.Get(ctx, key, rng)
+}
+
+// ErrHashMismatch is returned when an upload's bytes do not hash to the
+// declared sha256.
+var ErrHashMismatch = errors.New("uploaded bytes do not match the declared sha256")

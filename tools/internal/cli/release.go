@@ -1,0 +1,189 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vigil-ota/vigil/internal/release"
+	"github.com/vigil-ota/vigil/tools/internal/repotool"
+)
+
+func newReleaseCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "release",
+		Short: "Publish and inspect signed releases",
+	}
+	cmd.AddCommand(newReleasePublishCmd(g), newReleaseListCmd(g), newReleaseShowCmd(g))
+	return cmd
+}
+
+type publishOptions struct {
+	serverOptions
+	product, version, file, name string
+	hardware, downgradeFrom      string
+	minFrom, severity, cycle     string
+	notesFile                    string
+	keys                         []string
+}
+
+func (o *publishOptions) custom(cycleSet bool) (release.Custom, error) {
+	c := release.Custom{
+		Product: o.product, Version: o.version, Hardware: repotool.SplitList(o.hardware),
+		MinFromVersion: o.minFrom, Kind: release.KindFull, Severity: o.severity, Cycle: o.cycle,
+		DowngradeFrom: repotool.SplitList(o.downgradeFrom),
+	}
+	if o.notesFile != "" {
+		b, err := os.ReadFile(o.notesFile)
+		if err != nil {
+			return c, err
+		}
+		c.Notes = strings.TrimSpace(string(b))
+	}
+	if o.severity == release.SeverityCritical && !cycleSet {
+		c.Cycle = release.CycleOutOfCycle // critical patches go out of cycle unless told otherwise
+	}
+	return c, c.Validate(o.product)
+}
+
+func newReleasePublishCmd(g *globals) *cobra.Command {
+	o := &publishOptions{}
+	cmd := &cobra.Command{
+		Use:   "publish",
+		Short: "Upload an image and publish it as a signed release",
+		Long: `Publish IMAGE as version VERSION of product PRODUCT:
+
+  1. the image is hashed and streamed to the server (never held in memory);
+  2. the next version of the product role is built with the new target and its
+     signed release fields (product, version, hardware, min_from_version,
+     severity, cycle, downgrade_from, notes);
+  3. it is signed here with the product key(s) and submitted; the server checks
+     it and publishes a new snapshot and timestamp.
+
+Devices install a release only if it is for their product and hardware, newer
+than what they run (or a signed recall naming their version in
+--downgrade-from), and their version is at least --min-from-version.
+
+Example:
+  vigil release publish --product demo-pump --version 1.1.0 --file pump.img \
+      --hardware rev-b,rev-c --severity security --server URL --keys-dir KEYS`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			sess, err := o.session()
+			if err != nil {
+				return err
+			}
+			if o.product == "" || o.version == "" || o.file == "" {
+				return usagef("--product, --version and --file are required")
+			}
+			if err := release.ValidateProduct(o.product); err != nil {
+				return UsageError{err}
+			}
+			if st, err := os.Stat(o.file); err != nil || !st.Mode().IsRegular() || st.Size() == 0 {
+				return usagef("--file %q is not a non-empty regular file", o.file)
+			}
+			c, err := o.custom(cmd.Flags().Changed("cycle"))
+			if err != nil {
+				return UsageError{err}
+			}
+			if len(o.keys) == 0 {
+				if o.keysDir == "" {
+					return usagef("--key or --keys-dir is required")
+				}
+				o.keys = repotool.ProductKeyFiles(o.keysDir, o.product)
+			}
+			keys, err := repotool.LoadSigners(o.keys)
+			if err != nil {
+				return UsageError{err}
+			}
+			res, err := sess.Publish(cmd.Context(), repotool.PublishOptions{Product: o.product, File: o.file, Name: o.name, Custom: c, Keys: keys})
+			if err != nil {
+				return err
+			}
+			return g.emit(res, func(w io.Writer) {
+				fmt.Fprintf(w, "published %s (%d bytes, sha256 %s)\n%s\n", res.Target, res.Length, res.SHA256, versionLine(res.Versions))
+			})
+		},
+	}
+	o.register(cmd)
+	f := cmd.Flags()
+	f.StringVar(&o.product, "product", "", "product (role) name (required)")
+	f.StringVar(&o.version, "version", "", "release version, semantic versioning (required)")
+	f.StringVar(&o.file, "file", "", "the image to publish (required)")
+	f.StringVar(&o.name, "name", "", "target file name (default PRODUCT-VERSION.EXT)")
+	f.StringVar(&o.hardware, "hardware", "", "compatible hardware revisions, comma-separated (required)")
+	f.StringVar(&o.minFrom, "min-from-version", "", "oldest installed version this release may be installed over")
+	f.StringVar(&o.severity, "severity", release.SeverityRoutine, "routine, security or critical")
+	f.StringVar(&o.cycle, "cycle", release.CycleRegular, "regular or out-of-cycle (critical defaults to out-of-cycle)")
+	f.StringVar(&o.downgradeFrom, "downgrade-from", "", "signed recall: installed versions this older release may replace, comma-separated")
+	f.StringVar(&o.notesFile, "notes", "", "file with release notes (at most 4 KiB)")
+	f.StringArrayVar(&o.keys, "key", nil, "product private key file (repeat; default KEYS_DIR/product-PRODUCT.key)")
+	return cmd
+}
+
+func newReleaseListCmd(g *globals) *cobra.Command {
+	var so serverOptions
+	var product string
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List published releases, verified through TUF",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			sess, err := so.session()
+			if err != nil {
+				return err
+			}
+			var products []string
+			if product != "" {
+				products = []string{product}
+			}
+			list, err := sess.Releases(products)
+			if err != nil {
+				return err
+			}
+			return g.emit(list, func(w io.Writer) {
+				fmt.Fprintf(w, "%-16s %-12s %-9s %-12s %s\n", "PRODUCT", "VERSION", "SEVERITY", "HARDWARE", "TARGET")
+				for _, r := range list {
+					fmt.Fprintf(w, "%-16s %-12s %-9s %-12s %s\n", r.Product, r.Version, r.Custom.Severity, strings.Join(r.Custom.Hardware, ","), r.Target)
+				}
+			})
+		},
+	}
+	so.register(cmd)
+	cmd.Flags().StringVar(&product, "product", "", "only this product")
+	return cmd
+}
+
+func newReleaseShowCmd(g *globals) *cobra.Command {
+	var so serverOptions
+	cmd := &cobra.Command{
+		Use:   "show PRODUCT VERSION",
+		Short: "Show one release's signed fields",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			sess, err := so.session()
+			if err != nil {
+				return err
+			}
+			list, err := sess.Releases([]string{args[0]})
+			if err != nil {
+				return err
+			}
+			for _, r := range list {
+				if r.Version == args[1] {
+					return g.emit(r, func(w io.Writer) {
+						c := r.Custom
+						fmt.Fprintf(w, "product:          %s\nversion:          %s\ntarget:           %s\nsha256:           %s\nlength:           %d\nhardware:         %s\nmin_from_version: %s\nseverity:         %s\ncycle:            %s\ndowngrade_from:   %s\nnotes:            %s\n",
+							c.Product, c.Version, r.Target, r.SHA256, r.Length, strings.Join(c.Hardware, ","), c.MinFromVersion, c.Severity, c.Cycle, strings.Join(c.DowngradeFrom, ","), c.Notes)
+					})
+				}
+			}
+			return fmt.Errorf("%s has no release %s", args[0], args[1])
+		},
+	}
+	so.register(cmd)
+	return cmd
+}

@@ -1,0 +1,435 @@
+// Package repotool is the release engineer's side of the TUF repository:
+// it builds and signs root, targets and product metadata with offline keys
+// on the machine where vigil runs, and submits the signed files to
+// vigil-server. Private offline keys never leave this process.
+//
+// Threat model: the server is not trusted to tell the CLI what is currently
+// published. Before signing a new version of a role, the CLI reads the
+// current repository through the same TUF client devices use, anchored at
+// the trusted root that `repo init` wrote, so a compromised server cannot
+// trick a release engineer into re-signing releases they never signed.
+package repotool
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/sigstore/sigstore/pkg/signature"
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+
+	"github.com/vigil-ota/vigil/api"
+	"github.com/vigil-ota/vigil/api/client"
+	"github.com/vigil-ota/vigil/internal/keyfile"
+	"github.com/vigil-ota/vigil/internal/release"
+	"github.com/vigil-ota/vigil/internal/tufclient"
+)
+
+// Expiries of offline roles (DESIGN.md: root 365 days, products 90 days).
+const (
+	RootExpiry    = 365 * 24 * time.Hour
+	TargetsExpiry = 365 * 24 * time.Hour
+	ProductExpiry = 90 * 24 * time.Hour
+	// DefaultRootThreshold is used when the flag is not given.
+	DefaultRootThreshold = 2
+	// TrustedRootFile is where `repo init` writes the root to trust, in the
+	// keys directory.
+	TrustedRootFile = "trusted-root.json"
+)
+
+// Signer is an offline key ready to sign.
+type Signer struct {
+	Path   string
+	Signer signature.Signer
+	Key    *metadata.Key
+	ID     string
+}
+
+// LoadSigner loads a private key file.
+func LoadSigner(path string) (*Signer, error) {
+	s, err := keyfile.Signer(path)
+	if err != nil {
+		return nil, err
+	}
+	pub, err := s.PublicKey()
+	if err != nil {
+		return nil, err
+	}
+	k, err := metadata.KeyFromPublicKey(pub)
+	if err != nil {
+		return nil, err
+	}
+	id, err := k.ID()
+	if err != nil {
+		return nil, err
+	}
+	return &Signer{Path: path, Signer: s, Key: k, ID: id}, nil
+}
+
+// LoadPublic loads a public key file as a TUF key.
+func LoadPublic(path string) (*metadata.Key, string, error) {
+	pub, err := keyfile.ReadPublic(path)
+	if err != nil {
+		return nil, "", err
+	}
+	k, err := metadata.KeyFromPublicKey(pub)
+	if err != nil {
+		return nil, "", err
+	}
+	id, err := k.ID()
+	return k, id, err
+}
+
+// LoadSigners loads several private key files.
+func LoadSigners(paths []string) ([]*Signer, error) {
+	var out []*Signer
+	for _, p := range paths {
+		s, err := LoadSigner(p)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+func now() time.Time { return time.Now().UTC().Truncate(time.Second) }
+
+func sign[T metadata.Roles](md *metadata.Metadata[T], signers []*Signer) ([]byte, error) {
+	md.ClearSignatures()
+	for _, s := range signers {
+		if _, err := md.Sign(s.Signer); err != nil {
+			return nil, fmt.Errorf("sign with %s: %w", s.Path, err)
+		}
+	}
+	return md.ToBytes(true)
+}
+
+// Session is a connection to one server with a verified view of its
+// repository.
+type Session struct {
+	API         *client.Client
+	Server      string
+	TrustedRoot string // file
+	TUFDir      string
+}
+
+// Refresh reads the repository through TUF.
+func (s *Session) Refresh() (*tufclient.Client, error) {
+	root, err := os.ReadFile(s.TrustedRoot)
+	if err != nil {
+		return nil, fmt.Errorf("trusted root: %w (written by `vigil repo init`; pass --trusted-root)", err)
+	}
+	mu, tu := tufclient.RepoURLs(s.Server)
+	return tufclient.Refresh(tufclient.Config{MetadataURL: mu, TargetsURL: tu, Dir: s.TUFDir, BootstrapRoot: root})
+}
+
+// InitOptions are the inputs of repository initialisation.
+type InitOptions struct {
+	RootKeys      []*Signer
+	RootThreshold int
+	TargetsKey    *Signer
+	SnapshotPub   string
+	TimestampPub  string
+	// TrustedRootOut is where the new root is written for devices and
+	// for later CLI calls.
+	TrustedRootOut string
+}
+
+// Init builds root v1 and targets v1, signs them, and submits them.
+func (s *Session) Init(ctx context.Context, o InitOptions) (*api.SubmitResponse, error) {
+	if o.RootThreshold < 1 || o.RootThreshold > len(o.RootKeys) {
+		return nil, fmt.Errorf("root threshold %d needs between 1 and %d root keys", o.RootThreshold, len(o.RootKeys))
+	}
+	root := metadata.Root(now().Add(RootExpiry))
+	for _, k := range o.RootKeys {
+		if err := root.Signed.AddKey(k.Key, metadata.ROOT); err != nil {
+			return nil, err
+		}
+	}
+	root.Signed.Roles[metadata.ROOT].Threshold = o.RootThreshold
+	if err := root.Signed.AddKey(o.TargetsKey.Key, metadata.TARGETS); err != nil {
+		return nil, err
+	}
+	for role, path := range map[string]string{metadata.SNAPSHOT: o.SnapshotPub, metadata.TIMESTAMP: o.TimestampPub} {
+		k, _, err := LoadPublic(path)
+		if err != nil {
+			return nil, err
+		}
+		if err := root.Signed.AddKey(k, role); err != nil {
+			return nil, err
+		}
+	}
+	rootBytes, err := sign(root, o.RootKeys)
+	if err != nil {
+		return nil, err
+	}
+	targets := metadata.Targets(now().Add(TargetsExpiry))
+	targets.Signed.Delegations = &metadata.Delegations{Keys: map[string]*metadata.Key{}, Roles: []metadata.DelegatedRole{}}
+	targetsBytes, err := sign(targets, []*Signer{o.TargetsKey})
+	if err != nil {
+		return nil, err
+	}
+	resp, err := s.API.Submit(ctx, api.SubmitRequest{Root: rootBytes, Targets: targetsBytes})
+	if err != nil {
+		return nil, err
+	}
+	if err := writeFile(o.TrustedRootOut, rootBytes); err != nil {
+		return resp, fmt.Errorf("the repository is initialised, but writing the trusted root failed: %w", err)
+	}
+	return resp, nil
+}
+
+func writeFile(path string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// copyTargets deep-copies verified metadata so it can be edited and re-signed.
+func copyTargets(md *metadata.Metadata[metadata.TargetsType]) (*metadata.Metadata[metadata.TargetsType], error) {
+	b, err := md.ToBytes(false)
+	if err != nil {
+		return nil, err
+	}
+	return metadata.Targets().FromBytes(b)
+}
+
+// AddProduct delegates paths PRODUCT/* to a new product role with the
+// given keys and threshold, signed by the targets key, and publishes the
+// empty product role signed by the product keys.
+func (s *Session) AddProduct(ctx context.Context, product string, targetsKey *Signer, productKeys []*Signer, threshold int) (*api.SubmitResponse, error) {
+	if err := release.ValidateProduct(product); err != nil {
+		return nil, err
+	}
+	if threshold < 1 || threshold > len(productKeys) {
+		return nil, fmt.Errorf("threshold %d needs between 1 and %d product keys", threshold, len(productKeys))
+	}
+	tc, err := s.Refresh()
+	if err != nil {
+		return nil, err
+	}
+	cur := tc.Updater().GetTrustedMetadataSet().Targets[metadata.TARGETS]
+	t, err := copyTargets(cur)
+	if err != nil {
+		return nil, err
+	}
+	if t.Signed.Delegations == nil {
+		t.Signed.Delegations = &metadata.Delegations{Keys: map[string]*metadata.Key{}}
+	}
+	for _, r := range t.Signed.Delegations.Roles {
+		if r.Name == product {
+			return nil, fmt.Errorf("product %q already exists (use `vigil repo rotate product` to change its keys)", product)
+		}
+	}
+	role := metadata.DelegatedRole{Name: product, Threshold: threshold, Terminating: true, Paths: []string{product + "/*"}, KeyIDs: []string{}}
+	t.Signed.Delegations.Roles = append(t.Signed.Delegations.Roles, role)
+	for _, k := range productKeys {
+		if err := t.Signed.AddKey(k.Key, product); err != nil {
+			return nil, err
+		}
+	}
+	t.Signed.Version++
+	t.Signed.Expires = now().Add(TargetsExpiry)
+	targetsBytes, err := sign(t, []*Signer{targetsKey})
+	if err != nil {
+		return nil, err
+	}
+	p := metadata.Targets(now().Add(ProductExpiry))
+	productBytes, err := sign(p, productKeys)
+	if err != nil {
+		return nil, err
+	}
+	return s.API.Submit(ctx, api.SubmitRequest{Targets: targetsBytes, Products: map[string]json.RawMessage{product: productBytes}})
+}
+
+// PublishOptions describe one release.
+type PublishOptions struct {
+	Product  string
+	File     string // image on disk
+	Name     string // target file name; default PRODUCT-VERSION.img
+	Custom   release.Custom
+	Keys     []*Signer
+	Progress io.Writer
+}
+
+// PublishResult reports a publish.
+type PublishResult struct {
+	Target   string           `json:"target"`
+	SHA256   string           `json:"sha256"`
+	Length   int64            `json:"length"`
+	Uploaded bool             `json:"uploaded"`
+	Versions map[string]int64 `json:"versions"`
+}
+
+// HashFile streams a file through SHA-256.
+func HashFile(path string) (string, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return "", 0, err
+	}
+	return hex.EncodeToString(h.Sum(nil)), n, nil
+}
+
+// DefaultName is the target file name of a release when none is given.
+func DefaultName(product, version, file string) string {
+	ext := filepath.Ext(file)
+	if ext == "" || release.ValidateFileName("x"+ext) != nil {
+		ext = ".img"
+	}
+	return product + "-" + version + ext
+}
+
+// Publish uploads the image (streamed), adds it to the next version of the
+// product role with its signed release fields, signs with the product keys
+// and submits the role.
+func (s *Session) Publish(ctx context.Context, o PublishOptions) (*PublishResult, error) {
+	if err := o.Custom.Validate(o.Product); err != nil {
+		return nil, err
+	}
+	if o.Name == "" {
+		o.Name = DefaultName(o.Product, o.Custom.Version, o.File)
+	}
+	if err := release.ValidateFileName(o.Name); err != nil {
+		return nil, err
+	}
+	path := release.TargetPath(o.Product, o.Name)
+	tc, err := s.Refresh()
+	if err != nil {
+		return nil, err
+	}
+	cur, err := tc.ProductRole(o.Product)
+	if err != nil {
+		return nil, err
+	}
+	if _, exists := cur.Signed.Targets[path]; exists {
+		return nil, fmt.Errorf("target %s is already published; releases are immutable", path)
+	}
+	for p, tf := range cur.Signed.Targets {
+		if c, err := release.Parse(tf.Custom, o.Product); err == nil && c.Version == o.Custom.Version {
+			return nil, fmt.Errorf("version %s of %s is already published as %s", o.Custom.Version, o.Product, p)
+		}
+	}
+	sum, length, err := HashFile(o.File)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(o.File)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	uploaded, err := s.API.Upload(ctx, o.Product, o.Name, sum, length, f)
+	if err != nil {
+		return nil, fmt.Errorf("upload: %w", err)
+	}
+	p, err := copyTargets(cur)
+	if err != nil {
+		return nil, err
+	}
+	custom, err := json.Marshal(o.Custom)
+	if err != nil {
+		return nil, err
+	}
+	raw := json.RawMessage(custom)
+	h, _ := hex.DecodeString(sum)
+	p.Signed.Targets[path] = &metadata.TargetFiles{Length: length, Hashes: metadata.Hashes{"sha256": h}, Custom: &raw, Path: path}
+	p.Signed.Version++
+	p.Signed.Expires = now().Add(ProductExpiry)
+	pb, err := sign(p, o.Keys)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := s.API.Submit(ctx, api.SubmitRequest{Products: map[string]json.RawMessage{o.Product: pb}})
+	if err != nil {
+		return nil, err
+	}
+	return &PublishResult{Target: path, SHA256: sum, Length: length, Uploaded: uploaded, Versions: resp.Versions}, nil
+}
+
+// ReleaseInfo is one release as `release list` and `release show` print it.
+type ReleaseInfo struct {
+	Product string          `json:"product"`
+	Version string          `json:"version"`
+	Target  string          `json:"target"`
+	SHA256  string          `json:"sha256"`
+	Length  int64           `json:"length"`
+	Custom  *release.Custom `json:"custom"`
+}
+
+// Releases lists the verified releases of products (all when empty).
+func (s *Session) Releases(products []string) ([]ReleaseInfo, error) {
+	tc, err := s.Refresh()
+	if err != nil {
+		return nil, err
+	}
+	if len(products) == 0 {
+		top := tc.Updater().GetTrustedMetadataSet().Targets[metadata.TARGETS]
+		if top.Signed.Delegations != nil {
+			for _, r := range top.Signed.Delegations.Roles {
+				products = append(products, r.Name)
+			}
+		}
+		sort.Strings(products)
+	}
+	var out []ReleaseInfo
+	for _, p := range products {
+		list, _, err := tc.Releases(p)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range list {
+			out = append(out, ReleaseInfo{Product: p, Version: r.Custom.Version, Target: r.Path,
+				SHA256: hex.EncodeToString(r.Target.Hashes["sha256"]), Length: r.Target.Length, Custom: r.Custom})
+		}
+	}
+	return out, nil
+}
+
+// ProductKeyFiles returns the default key file of a product in a keys dir.
+func ProductKeyFiles(keysDir, product string) []string {
+	return []string{filepath.Join(keysDir, "product-"+product+keyfile.PrivateSuffix)}
+}
+
+// RootKeyFiles returns the root-*.key files of a keys dir.
+func RootKeyFiles(keysDir string) ([]string, error) {
+	m, err := filepath.Glob(filepath.Join(keysDir, "root-*"+keyfile.PrivateSuffix))
+	if err != nil {
+		return nil, err
+	}
+	if len(m) == 0 {
+		return nil, fmt.Errorf("no root-*.key files in %s", keysDir)
+	}
+	sort.Strings(m)
+	return m, nil
+}
+
+// SplitList splits a comma-separated flag value, dropping blanks.
+func SplitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
