@@ -207,6 +207,20 @@ func (c *Client) ProductRole(product string) (*metadata.Metadata[metadata.Target
 	return md, nil
 }
 
+// delegation returns the top-level delegation of a product (ProductRole
+// has checked that it exists).
+func (c *Client) delegation(product string) *metadata.DelegatedRole {
+	top := c.up.GetTrustedMetadataSet().Targets[metadata.TARGETS]
+	if top != nil && top.Signed.Delegations != nil {
+		for i := range top.Signed.Delegations.Roles {
+			if top.Signed.Delegations.Roles[i].Name == product {
+				return &top.Signed.Delegations.Roles[i]
+			}
+		}
+	}
+	return &metadata.DelegatedRole{Name: product} // delegates nothing
+}
+
 // Release is one signed target with its parsed release fields.
 type Release struct {
 	Path   string
@@ -221,7 +235,14 @@ func (c *Client) Releases(product string) (list []Release, bad []error, err erro
 	if err != nil {
 		return nil, nil, err
 	}
+	role := c.delegation(product)
 	for path, tf := range md.Signed.Targets {
+		// A product key may sign only inside its delegation (TUF §5.6.7.2):
+		// anything else in its role is ignored, whatever it claims.
+		if ok, err := role.IsDelegatedPath(path); err != nil || !ok {
+			bad = append(bad, &Error{"delegated path", fmt.Errorf("%s: outside the paths delegated to %s", path, product)})
+			continue
+		}
 		custom, err := release.Parse(tf.Custom, product)
 		if err != nil {
 			bad = append(bad, fmt.Errorf("%s: %w", path, err))
@@ -275,5 +296,9 @@ func (c *Client) TargetURL(tf *metadata.TargetFiles) (string, error) {
 	if i := strings.LastIndex(tf.Path, "/"); i >= 0 {
 		dir, name = tf.Path[:i+1], tf.Path[i+1:]
 	}
-	return strings.TrimRight(c.cfg.TargetsURL, "/") + "/" + dir + fmt.Sprintf("%x", []byte(h)) + "." + name, nil
+	prefix := ""
+	if root := c.up.GetTrustedMetadataSet().Root; root == nil || root.Signed.ConsistentSnapshot {
+		prefix = fmt.Sprintf("%x", []byte(h)) + "."
+	}
+	return strings.TrimRight(c.cfg.TargetsURL, "/") + "/" + dir + prefix + name, nil
 }
