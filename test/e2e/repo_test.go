@@ -3,6 +3,7 @@ package e2e
 import (
 	"crypto/rand"
 	"encoding/json"
+	"io"
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
@@ -10,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/vigil-ota/vigil/test/testsvc"
 )
@@ -237,7 +240,9 @@ func newMirror(t *testing.T, f *repoFixture) *mirror {
 	return m
 }
 
-func (m *mirror) path(rel string) string { return filepath.Join(m.dir, "repo", filepath.FromSlash(rel)) }
+func (m *mirror) path(rel string) string {
+	return filepath.Join(m.dir, "repo", filepath.FromSlash(rel))
+}
 
 // trustedState reads a device's trusted metadata, to prove an attack left it
 // unchanged.
@@ -268,3 +273,65 @@ func expectRefused(t *testing.T, code int, out, check string) {
 	}
 }
 
+func TestConcurrentPublishesFromTwoServersLoseNothing(t *testing.T) {
+	dsn := testsvc.PostgresDSN(t)
+	gw := testsvc.StartS3(t)
+	env := []string{"VIGIL_S3_ACCESS_KEY=" + gw.AccessKey, "VIGIL_S3_SECRET_KEY=" + gw.SecretKey}
+	f := newRepo(t, env, "--database-url", dsn, "--blob-url", gw.URL())
+	// A second replica on the same database and bucket.
+	ke := keysExample(t)
+	second := startServer(t, append(env, "VIGIL_BOOTSTRAP_TOKEN="+testToken), "--data-dir", t.TempDir(), "--database-url", dsn, "--blob-url", gw.URL(),
+		"--snapshot-key", filepath.Join(ke, "snapshot.key"), "--timestamp-key", filepath.Join(ke, "timestamp.key"))
+
+	const perServer = 3
+	type result struct {
+		code int
+		out  string
+	}
+	results := make(chan result, 2*perServer)
+	for i, url := range []string{f.srv.URL, second.URL} {
+		for j := range perServer {
+			go func() {
+				img := image(t, f.tmp, 32<<10)
+				v := "2." + itoa(int64(i)) + "." + itoa(int64(j))
+				code, out := runBin(t, []string{"VIGIL_TOKEN=" + testToken}, "vigil", "release", "publish", "--product", "demo-pump",
+					"--version", v, "--file", img, "--hardware", "rev-b", "--server", url, "--keys-dir", f.keys,
+					"--tuf-dir", filepath.Join(f.tmp, "tuf-"+v))
+				results <- result{code, out}
+			}()
+		}
+	}
+	for range 2 * perServer {
+		if r := <-results; r.code != 0 {
+			t.Fatalf("a concurrent publish failed: %s", r.out)
+		}
+	}
+	out := f.vigilOK(t, "release", "list", "--product", "demo-pump", "-o", "json")
+	var list []struct{ Version string }
+	json.Unmarshal([]byte(out), &list)
+	if len(list) != 2*perServer {
+		t.Fatalf("%d releases after %d concurrent publishes:\n%s", len(list), 2*perServer, out)
+	}
+	// Every publish made its own snapshot: init (1) + add-product (2) + 6.
+	ts, err := metadata.Timestamp().FromBytes(getBytes(t, f.srv.URL+"/repo/metadata/timestamp.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := ts.Signed.Meta["snapshot.json"].Version; v != 2+2*perServer {
+		t.Fatalf("snapshot version %d, want %d: a publish was merged or lost", v, 2+2*perServer)
+	}
+}
+
+func getBytes(t *testing.T, url string) []byte {
+	t.Helper()
+	res, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	if res.StatusCode != 200 {
+		t.Fatalf("GET %s: %d %s", url, res.StatusCode, b)
+	}
+	return b
+}

@@ -25,6 +25,14 @@ func refuse(check, format string, args ...any) error {
 	return apperr.New(apperr.VerificationFailed, "%s: %s", check, fmt.Sprintf(format, args...)).WithCode("verification_failed")
 }
 
+// CodeVersionConflict marks a submission built on a repository version that
+// another publish has moved past: re-read, re-sign, resubmit.
+const CodeVersionConflict = "version_conflict"
+
+func versionConflict(format string, args ...any) error {
+	return apperr.New(apperr.Conflict, format, args...).WithCode(CodeVersionConflict)
+}
+
 func invalid(format string, args ...any) error {
 	return apperr.New(apperr.Invalid, format, args...)
 }
@@ -196,7 +204,7 @@ func verifyTopTargets(root *metadata.Metadata[metadata.RootType], t *metadata.Me
 		return refuse("targets signature", "targets is not signed by a threshold of root's targets keys: %v", err)
 	}
 	if v, ok := cur[metadata.TARGETS]; ok && t.Signed.Version <= v.Version {
-		return refuse("targets version", "targets version %d does not move past the published %d", t.Signed.Version, v.Version)
+		return versionConflict("targets version %d does not move past the published %d; re-read the repository and sign again", t.Signed.Version, v.Version)
 	}
 	if t.Signed.Version < 1 {
 		return refuse("targets version", "version %d is below 1", t.Signed.Version)
@@ -250,7 +258,7 @@ func (r *Repo) verifyProduct(ctx context.Context, targets *metadata.Metadata[met
 	var previous *metadata.Metadata[metadata.TargetsType]
 	if v, ok := cur[product]; ok {
 		if md.Signed.Version <= v.Version {
-			return refuse("product version", "%s version %d does not move past the published %d", product, md.Signed.Version, v.Version)
+			return versionConflict("%s version %d does not move past the published %d; re-read the repository and sign again", product, md.Signed.Version, v.Version)
 		}
 		var err error
 		if previous, err = r.loadTargets(ctx, product, v.Version); err != nil {

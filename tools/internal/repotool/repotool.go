@@ -15,8 +15,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
 	"sort"
@@ -299,10 +301,36 @@ func DefaultName(product, version, file string) string {
 	return product + "-" + version + ext
 }
 
+// MaxPublishAttempts bounds retries when concurrent publishes to the same
+// product move its role on between our read and our submit.
+const MaxPublishAttempts = 10
+
+// publishRetryDelay is the base of the jittered wait between attempts.
+const publishRetryDelay = 200 * time.Millisecond
+
 // Publish uploads the image (streamed), adds it to the next version of the
 // product role with its signed release fields, signs with the product keys
-// and submits the role.
+// and submits the role. If another publish to the same product wins the
+// race, it re-reads the role and signs again, so neither release is lost.
 func (s *Session) Publish(ctx context.Context, o PublishOptions) (*PublishResult, error) {
+	var res *PublishResult
+	var err error
+	for attempt := 1; attempt <= MaxPublishAttempts; attempt++ {
+		res, err = s.publishOnce(ctx, o)
+		var ae *api.Error
+		if !errors.As(err, &ae) || ae.Code != "version_conflict" {
+			return res, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(publishRetryDelay + time.Duration(mrand.Int64N(int64(publishRetryDelay)*int64(attempt)))):
+		}
+	}
+	return nil, fmt.Errorf("gave up after %d attempts: %w", MaxPublishAttempts, err)
+}
+
+func (s *Session) publishOnce(ctx context.Context, o PublishOptions) (*PublishResult, error) {
 	if err := o.Custom.Validate(o.Product); err != nil {
 		return nil, err
 	}
