@@ -1,0 +1,404 @@
+package tufrepo_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"io"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sigstore/sigstore/pkg/signature"
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+
+	"github.com/vigil-ota/vigil/api"
+	"github.com/vigil-ota/vigil/internal/keyfile"
+	"github.com/vigil-ota/vigil/internal/release"
+	"github.com/vigil-ota/vigil/server/internal/apperr"
+	"github.com/vigil-ota/vigil/server/internal/blob"
+	"github.com/vigil-ota/vigil/server/internal/blob/localblob"
+	"github.com/vigil-ota/vigil/server/internal/state"
+	"github.com/vigil-ota/vigil/server/internal/state/sqlstore"
+	"github.com/vigil-ota/vigil/server/internal/tufrepo"
+	"github.com/vigil-ota/vigil/test/testsvc"
+)
+
+func keyPath(t testing.TB, name string) string {
+	root, err := testsvc.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(root, "keys-example", name+".key")
+}
+
+func signer(t testing.TB, name string) signature.Signer {
+	s, err := keyfile.Signer(keyPath(t, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func tufKey(t testing.TB, s signature.Signer) *metadata.Key {
+	pub, err := s.PublicKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := metadata.KeyFromPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func sign[T metadata.Roles](t testing.TB, md *metadata.Metadata[T], signers ...signature.Signer) []byte {
+	md.ClearSignatures()
+	for _, s := range signers {
+		if _, err := md.Sign(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := md.ToBytes(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// fixture is a repository on SQLite and a local directory with demo-pump.
+type fixture struct {
+	st    state.Store
+	blobs blob.Store
+	repo  *tufrepo.Repo
+	clock *clock
+	opts  tufrepo.Options
+	role  *metadata.Metadata[metadata.TargetsType] // demo-pump as last submitted
+}
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
+func newFixture(t testing.TB, snap, ts *tufrepo.OnlineKey) *fixture {
+	t.Helper()
+	dir := t.TempDir()
+	st, err := sqlstore.Open(context.Background(), filepath.Join(dir, "vigil.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	bs, err := localblob.Open(filepath.Join(dir, "blobs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap == nil {
+		snap = onlineKey(t, keyPath(t, "snapshot"))
+		ts = onlineKey(t, keyPath(t, "timestamp"))
+	}
+	f := &fixture{st: st, blobs: bs, clock: &clock{t: time.Now().UTC().Truncate(time.Second)}}
+	f.opts = tufrepo.Options{Snapshot: snap, Timestamp: ts, Now: f.clock.Now}
+	f.repo = tufrepo.New(st, bs, f.opts)
+
+	exp := f.clock.Now().Add(365 * 24 * time.Hour)
+	root := metadata.Root(exp)
+	roots := []signature.Signer{signer(t, "root-1"), signer(t, "root-2"), signer(t, "root-3")}
+	for _, s := range roots {
+		root.Signed.AddKey(tufKey(t, s), metadata.ROOT)
+	}
+	root.Signed.Roles[metadata.ROOT].Threshold = 2
+	root.Signed.AddKey(tufKey(t, signer(t, "targets")), metadata.TARGETS)
+	root.Signed.AddKey(snap.Key, metadata.SNAPSHOT)
+	root.Signed.AddKey(ts.Key, metadata.TIMESTAMP)
+	targets := metadata.Targets(exp)
+	targets.Signed.Delegations = &metadata.Delegations{Keys: map[string]*metadata.Key{}, Roles: []metadata.DelegatedRole{
+		{Name: "demo-pump", Threshold: 1, Terminating: true, Paths: []string{"demo-pump/*"}, KeyIDs: []string{}},
+	}}
+	targets.Signed.AddKey(tufKey(t, signer(t, "product-demo-pump")), "demo-pump")
+	f.role = metadata.Targets(exp)
+	_, err = f.repo.Submit(context.Background(), api.SubmitRequest{
+		Root:     sign(t, root, roots[0], roots[1]),
+		Targets:  sign(t, targets, signer(t, "targets")),
+		Products: map[string]json.RawMessage{"demo-pump": sign(t, f.role, signer(t, "product-demo-pump"))},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func onlineKey(t testing.TB, ref string) *tufrepo.OnlineKey {
+	k, err := tufrepo.LoadOnlineKey(context.Background(), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// publish uploads an image and submits the next demo-pump role with it.
+func (f *fixture) publish(t testing.TB, version string) error {
+	img := []byte("image " + version)
+	sum := sha256.Sum256(img)
+	name := "demo-pump-" + version + ".img"
+	if _, err := f.repo.Upload(context.Background(), "demo-pump", name, hexs(sum[:]), int64(len(img)), bytes.NewReader(img)); err != nil {
+		return err
+	}
+	c, _ := json.Marshal(release.Custom{Product: "demo-pump", Version: version, Hardware: []string{"rev-b"}, Kind: "full", Severity: "routine", Cycle: "regular"})
+	raw := json.RawMessage(c)
+	f.role.Signed.Targets["demo-pump/"+name] = &metadata.TargetFiles{Length: int64(len(img)), Hashes: metadata.Hashes{"sha256": sum[:]}, Custom: &raw}
+	f.role.Signed.Version++
+	_, err := f.repo.Submit(context.Background(), api.SubmitRequest{Products: map[string]json.RawMessage{"demo-pump": sign(t, f.role, signer(t, "product-demo-pump"))}})
+	return err
+}
+
+func hexs(b []byte) string {
+	const digits = "0123456789abcdef"
+	out := make([]byte, 2*len(b))
+	for i, c := range b {
+		out[2*i], out[2*i+1] = digits[c>>4], digits[c&15]
+	}
+	return string(out)
+}
+
+func readTimestamp(t testing.TB, bs blob.Store) *metadata.Metadata[metadata.TimestampType] {
+	t.Helper()
+	rc, _, err := bs.Get(context.Background(), "metadata/timestamp.json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	b, _ := io.ReadAll(rc)
+	ts, err := metadata.Timestamp().FromBytes(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ts
+}
+
+func TestTimestampIsResignedWhenAThirdOfItsLifetimeRemainsOncePerDueAcrossReplicas(t *testing.T) {
+	f := newFixture(t, nil, nil)
+	other := tufrepo.New(f.st, f.blobs, f.opts) // a second replica
+	v0 := readTimestamp(t, f.blobs).Signed.Version
+
+	for _, r := range []*tufrepo.Repo{f.repo, other} {
+		if did, err := r.RefreshOnline(context.Background()); err != nil || did {
+			t.Fatalf("fresh timestamp re-signed: %v %v", did, err)
+		}
+	}
+	f.clock.Add(tufrepo.DefaultTimestampExpiry*2/3 + time.Minute)
+	var wg sync.WaitGroup
+	results := make(chan bool, 2)
+	for _, r := range []*tufrepo.Repo{f.repo, other} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			did, err := r.RefreshOnline(context.Background())
+			if err != nil {
+				t.Error(err)
+			}
+			results <- did
+		}()
+	}
+	wg.Wait()
+	close(results)
+	n := 0
+	for did := range results {
+		if did {
+			n++
+		}
+	}
+	ts := readTimestamp(t, f.blobs)
+	if n != 1 || ts.Signed.Version != v0+1 {
+		t.Fatalf("%d replicas re-signed; timestamp v%d, want exactly one re-sign to v%d", n, ts.Signed.Version, v0+1)
+	}
+	if !ts.Signed.Expires.After(f.clock.Now().Add(tufrepo.DefaultTimestampExpiry - time.Minute)) {
+		t.Fatalf("re-signed timestamp expires %v", ts.Signed.Expires)
+	}
+}
+
+func TestSnapshotIsResignedBeforeItExpires(t *testing.T) {
+	f := newFixture(t, nil, nil)
+	s0 := readTimestamp(t, f.blobs).Signed.Meta["snapshot.json"].Version
+	f.clock.Add(tufrepo.DefaultSnapshotExpiry*2/3 + time.Minute)
+	if did, err := f.repo.RefreshOnline(context.Background()); err != nil || !did {
+		t.Fatalf("refresh: %v %v", did, err)
+	}
+	if s1 := readTimestamp(t, f.blobs).Signed.Meta["snapshot.json"].Version; s1 != s0+1 {
+		t.Fatalf("snapshot v%d, want v%d", s1, s0+1)
+	}
+}
+
+func TestOnlineKeysFromFakeKMSSignAVerifiableRepository(t *testing.T) {
+	snap := onlineKey(t, "fakekms://snapshot")
+	ts := onlineKey(t, "fakekms://timestamp")
+	if snap.Key.Type != "ecdsa" {
+		t.Fatalf("KMS key type %s, want ecdsa", snap.Key.Type)
+	}
+	f := newFixture(t, snap, ts)
+	if err := f.publish(t, "1.0.0"); err != nil {
+		t.Fatal(err)
+	}
+	tsmd := readTimestamp(t, f.blobs)
+	rc, _, _ := f.blobs.Get(context.Background(), "metadata/1.root.json", nil)
+	b, _ := io.ReadAll(rc)
+	rc.Close()
+	root, _ := metadata.Root().FromBytes(b)
+	if err := root.VerifyDelegate(metadata.TIMESTAMP, tsmd); err != nil {
+		t.Fatalf("timestamp signed by the KMS key does not verify: %v", err)
+	}
+}
+
+func TestUploadWithWrongHashStoresNothing(t *testing.T) {
+	f := newFixture(t, nil, nil)
+	img := []byte("the real image")
+	wrong := sha256.Sum256([]byte("something else"))
+	_, err := f.repo.Upload(context.Background(), "demo-pump", "x.img", hexs(wrong[:]), int64(len(img)), bytes.NewReader(img))
+	if !apperr.Is(err, apperr.VerificationFailed) || !strings.Contains(err.Error(), "nothing was stored") {
+		t.Fatalf("got %v", err)
+	}
+	for info, err := range f.blobs.List(context.Background(), "targets/") {
+		t.Fatalf("an upload with a wrong hash left %v (%v)", info.Key, err)
+	}
+	if _, err := f.repo.Upload(context.Background(), "no-such-product", "x.img", hexs(wrong[:]), 1, bytes.NewReader([]byte("x"))); !apperr.Is(err, apperr.NotFound) {
+		t.Fatalf("upload to an unknown product: %v", err)
+	}
+}
+
+// failingBlobs fails Puts of one key, to play a storage outage mid-publish.
+type failingBlobs struct {
+	blob.Store
+	failKey string
+}
+
+func (f *failingBlobs) Put(ctx context.Context, key string, r io.Reader, size int64) error {
+	if strings.HasSuffix(key, f.failKey) {
+		return apperr.New(apperr.Unavailable, "injected failure writing %s", key)
+	}
+	return f.Store.Put(ctx, key, r, size)
+}
+
+func TestFailedPublishLeavesTheRepositoryAtItsLastGoodVersion(t *testing.T) {
+	f := newFixture(t, nil, nil)
+	if err := f.publish(t, "1.0.0"); err != nil {
+		t.Fatal(err)
+	}
+	before := readTimestamp(t, f.blobs)
+	versionsBefore, _ := f.st.RoleVersions(context.Background())
+	for _, failing := range []string{"snapshot.json", "timestamp.json", ".demo-pump.json"} {
+		broken := tufrepo.New(f.st, &failingBlobs{Store: f.blobs, failKey: failing}, f.opts)
+		f.repo = broken
+		err := f.publish(t, "1.1.0-"+strings.Trim(strings.ReplaceAll(failing, ".", ""), "-"))
+		f.role.Signed.Version-- // the submission did not land
+		delete(f.role.Signed.Targets, "demo-pump/demo-pump-1.1.0-"+strings.Trim(strings.ReplaceAll(failing, ".", ""), "-")+".img")
+		if !apperr.Is(err, apperr.Unavailable) {
+			t.Fatalf("failing %s: got %v", failing, err)
+		}
+		after := readTimestamp(t, f.blobs)
+		if after.Signed.Version != before.Signed.Version {
+			t.Fatalf("failing %s: timestamp moved from v%d to v%d", failing, before.Signed.Version, after.Signed.Version)
+		}
+		versionsAfter, _ := f.st.RoleVersions(context.Background())
+		if len(versionsAfter) != len(versionsBefore) {
+			t.Fatalf("failing %s: recorded versions changed", failing)
+		}
+		for i := range versionsAfter {
+			if versionsAfter[i].Version != versionsBefore[i].Version {
+				t.Fatalf("failing %s: %s moved to v%d", failing, versionsAfter[i].Role, versionsAfter[i].Version)
+			}
+		}
+	}
+}
+
+// commitFails runs the publish function and then fails, as a lost database
+// connection at COMMIT would.
+type commitFails struct{ state.Store }
+
+func (c commitFails) Publish(ctx context.Context, fn func(context.Context, state.PublishTx) error) error {
+	err := c.Store.Publish(ctx, func(ctx context.Context, tx state.PublishTx) error {
+		if err := fn(ctx, tx); err != nil {
+			return err
+		}
+		return errors.New("injected: connection lost at commit")
+	})
+	return err
+}
+
+func TestCommitFailureRestoresThePreviousTimestamp(t *testing.T) {
+	f := newFixture(t, nil, nil)
+	before := readTimestamp(t, f.blobs)
+	f.repo = tufrepo.New(commitFails{f.st}, f.blobs, f.opts)
+	if err := f.publish(t, "1.0.0"); err == nil {
+		t.Fatal("publish succeeded although the commit failed")
+	}
+	after := readTimestamp(t, f.blobs)
+	if after.Signed.Version != before.Signed.Version {
+		t.Fatalf("timestamp v%d after a failed commit, want the previous v%d", after.Signed.Version, before.Signed.Version)
+	}
+}
+
+func TestSubmissionsAreCheckedAlongTheDelegationChain(t *testing.T) {
+	f := newFixture(t, nil, nil)
+	exp := f.clock.Now().Add(time.Hour)
+	cases := map[string]struct {
+		req  func() api.SubmitRequest
+		want string
+	}{
+		"product signed by the wrong key": {func() api.SubmitRequest {
+			p := metadata.Targets(exp)
+			p.Signed.Version = 5
+			return api.SubmitRequest{Products: map[string]json.RawMessage{"demo-pump": sign(t, p, signer(t, "targets"))}}
+		}, "product signature"},
+		"product not delegated": {func() api.SubmitRequest {
+			p := metadata.Targets(exp)
+			return api.SubmitRequest{Products: map[string]json.RawMessage{"infusion": sign(t, p, signer(t, "product-demo-pump"))}}
+		}, "not delegated"},
+		"expired product role": {func() api.SubmitRequest {
+			p := metadata.Targets(f.clock.Now().Add(-time.Hour))
+			p.Signed.Version = 5
+			return api.SubmitRequest{Products: map[string]json.RawMessage{"demo-pump": sign(t, p, signer(t, "product-demo-pump"))}}
+		}, "product expiry"},
+		"target not uploaded": {func() api.SubmitRequest {
+			p := metadata.Targets(exp)
+			p.Signed.Version = 5
+			c := json.RawMessage(`{"product":"demo-pump","version":"9.0.0","hardware":["rev-b"],"kind":"full","severity":"routine","cycle":"regular"}`)
+			p.Signed.Targets["demo-pump/ghost.img"] = &metadata.TargetFiles{Length: 10, Hashes: metadata.Hashes{"sha256": make([]byte, 32)}, Custom: &c}
+			return api.SubmitRequest{Products: map[string]json.RawMessage{"demo-pump": sign(t, p, signer(t, "product-demo-pump"))}}
+		}, "target upload"},
+		"bad release schema": {func() api.SubmitRequest {
+			p := metadata.Targets(exp)
+			p.Signed.Version = 5
+			c := json.RawMessage(`{"product":"demo-pump","version":"nine","hardware":["rev-b"],"kind":"full","severity":"routine","cycle":"regular"}`)
+			p.Signed.Targets["demo-pump/x.img"] = &metadata.TargetFiles{Length: 10, Hashes: metadata.Hashes{"sha256": make([]byte, 32)}, Custom: &c}
+			return api.SubmitRequest{Products: map[string]json.RawMessage{"demo-pump": sign(t, p, signer(t, "product-demo-pump"))}}
+		}, "release schema"},
+		"stale version": {func() api.SubmitRequest {
+			p := metadata.Targets(exp)
+			p.Signed.Version = 1
+			return api.SubmitRequest{Products: map[string]json.RawMessage{"demo-pump": sign(t, p, signer(t, "product-demo-pump"))}}
+		}, "does not move past"},
+		"empty submission": {func() api.SubmitRequest { return api.SubmitRequest{} }, "no metadata"},
+	}
+	for name, c := range cases {
+		_, err := f.repo.Submit(context.Background(), c.req())
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: got %v, want an error naming %q", name, err, c.want)
+		}
+	}
+}
+
+func TestSecondInitIsAConflict(t *testing.T) {
+	f := newFixture(t, nil, nil)
+	root := metadata.Root(f.clock.Now().Add(time.Hour))
+	_, err := f.repo.Submit(context.Background(), api.SubmitRequest{Root: sign(t, root, signer(t, "root-1"))})
+	if err == nil || !strings.Contains(err.Error(), "root") {
+		t.Fatalf("re-initialising: %v", err)
+	}
+}
