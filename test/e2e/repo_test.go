@@ -335,3 +335,46 @@ func getBytes(t *testing.T, url string) []byte {
 	}
 	return b
 }
+
+func TestRootAndProductKeyRotationKeepDevicesUpdating(t *testing.T) {
+	f := newRepo(t, nil)
+	f.publish(t, "1.0.0", "rev-b")
+	// A device that trusts root v1 and has refreshed once.
+	d := newDevice(t, "rev-b", "0.9.0")
+	if code, out := d.check(t, f, f.srv.URL); code != 0 {
+		t.Fatalf("refresh: %d %s", code, out)
+	}
+	bootstrap := mustRead(t, filepath.Join(f.keys, "trusted-root.json"))
+
+	newKeys := filepath.Join(f.tmp, "new-keys")
+	if code, out := runBin(t, nil, "vigil", "keys", "generate", "root-a", "root-b", "product-demo-pump-2", "--dir", newKeys); code != 0 {
+		t.Fatal(out)
+	}
+	f.vigilOK(t, "repo", "rotate", "root", "--new-key", filepath.Join(newKeys, "root-a.key"), "--new-key", filepath.Join(newKeys, "root-b.key"), "--threshold", "2")
+	f.vigilOK(t, "repo", "rotate", "product", "demo-pump", "--new-key", filepath.Join(newKeys, "product-demo-pump-2.key"))
+
+	// The old product key no longer publishes.
+	img := image(t, f.tmp, 1024)
+	code, out := f.vigil(t, "release", "publish", "--product", "demo-pump", "--version", "1.1.0", "--file", img, "--hardware", "rev-b")
+	if code == 0 || !strings.Contains(out, "product signature") {
+		t.Fatalf("publish with the rotated-out product key: exit %d\n%s", code, out)
+	}
+	f.vigilOK(t, "release", "publish", "--product", "demo-pump", "--version", "1.1.0", "--file", img, "--hardware", "rev-b",
+		"--key", filepath.Join(newKeys, "product-demo-pump-2.key"))
+
+	// The device walks from root v1 to v2 and takes the release signed with the new key.
+	code, out = d.check(t, f, f.srv.URL, "-o", "json")
+	if code != 0 || !strings.Contains(out, `"version": "1.1.0"`) {
+		t.Fatalf("device after rotation: %d %s", code, out)
+	}
+	root, err := metadata.Root().FromBytes(mustRead(t, filepath.Join(d.dir, "tuf", "root.json")))
+	if err != nil || root.Signed.Version != 2 {
+		t.Fatalf("device's trusted root: %v %v", root, err)
+	}
+	// A new device shipped with root v1 also walks to v2.
+	os.WriteFile(filepath.Join(f.keys, "trusted-root.json"), bootstrap, 0o644)
+	fresh := newDevice(t, "rev-b", "1.0.0")
+	if code, out := fresh.check(t, f, f.srv.URL); code != 0 || !strings.Contains(out, "1.1.0") {
+		t.Fatalf("fresh device from root v1: %d %s", code, out)
+	}
+}

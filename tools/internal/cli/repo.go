@@ -81,7 +81,7 @@ Procedure for a new repository:
 
 Management calls send the token in $VIGIL_TOKEN.`,
 	}
-	cmd.AddCommand(newRepoInitCmd(g), newRepoAddProductCmd(g))
+	cmd.AddCommand(newRepoInitCmd(g), newRepoAddProductCmd(g), newRepoRotateCmd(g))
 	return cmd
 }
 

@@ -461,3 +461,118 @@ func SplitList(v string) []string {
 	}
 	return out
 }
+
+// RotateRoot publishes root version N+1 with new root keys and threshold,
+// signed by a threshold of the old root keys and of the new ones (TUF
+// §5.3.4), and updates the trusted root file. Devices holding any older root
+// walk to the new one.
+func (s *Session) RotateRoot(ctx context.Context, oldKeys, newKeys []*Signer, threshold int) (*api.SubmitResponse, error) {
+	if threshold < 1 || threshold > len(newKeys) {
+		return nil, fmt.Errorf("threshold %d needs between 1 and %d new root keys", threshold, len(newKeys))
+	}
+	tc, err := s.Refresh()
+	if err != nil {
+		return nil, err
+	}
+	cur := tc.Updater().GetTrustedMetadataSet().Root
+	b, err := cur.ToBytes(false)
+	if err != nil {
+		return nil, err
+	}
+	next, err := metadata.Root().FromBytes(b)
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range next.Signed.Roles[metadata.ROOT].KeyIDs {
+		if err := next.Signed.RevokeKey(id, metadata.ROOT); err != nil {
+			return nil, err
+		}
+	}
+	for _, k := range newKeys {
+		if err := next.Signed.AddKey(k.Key, metadata.ROOT); err != nil {
+			return nil, err
+		}
+	}
+	next.Signed.Roles[metadata.ROOT].Threshold = threshold
+	next.Signed.Version++
+	next.Signed.Expires = now().Add(RootExpiry)
+	signers := append(append([]*Signer{}, oldKeys...), newKeys...)
+	seen := map[string]bool{}
+	var unique []*Signer
+	for _, k := range signers {
+		if !seen[k.ID] {
+			seen[k.ID] = true
+			unique = append(unique, k)
+		}
+	}
+	rb, err := sign(next, unique)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := s.API.Submit(ctx, api.SubmitRequest{Root: rb})
+	if err != nil {
+		return nil, err
+	}
+	return resp, writeFile(s.TrustedRoot, rb)
+}
+
+// RotateProduct replaces a product's keys: the targets key signs the new
+// delegation, the new product keys re-sign the product role.
+func (s *Session) RotateProduct(ctx context.Context, product string, targetsKey *Signer, newKeys []*Signer, threshold int) (*api.SubmitResponse, error) {
+	if threshold < 1 || threshold > len(newKeys) {
+		return nil, fmt.Errorf("threshold %d needs between 1 and %d product keys", threshold, len(newKeys))
+	}
+	tc, err := s.Refresh()
+	if err != nil {
+		return nil, err
+	}
+	cur, err := tc.ProductRole(product)
+	if err != nil {
+		return nil, err
+	}
+	t, err := copyTargets(tc.Updater().GetTrustedMetadataSet().Targets[metadata.TARGETS])
+	if err != nil {
+		return nil, err
+	}
+	var role *metadata.DelegatedRole
+	for i := range t.Signed.Delegations.Roles {
+		if t.Signed.Delegations.Roles[i].Name == product {
+			role = &t.Signed.Delegations.Roles[i]
+		}
+	}
+	if role == nil {
+		return nil, fmt.Errorf("product %q is not delegated", product)
+	}
+	for _, id := range append([]string{}, role.KeyIDs...) {
+		if err := t.Signed.RevokeKey(id, product); err != nil {
+			return nil, err
+		}
+	}
+	for _, k := range newKeys {
+		if err := t.Signed.AddKey(k.Key, product); err != nil {
+			return nil, err
+		}
+	}
+	for i := range t.Signed.Delegations.Roles {
+		if t.Signed.Delegations.Roles[i].Name == product {
+			t.Signed.Delegations.Roles[i].Threshold = threshold
+		}
+	}
+	t.Signed.Version++
+	t.Signed.Expires = now().Add(TargetsExpiry)
+	tb, err := sign(t, []*Signer{targetsKey})
+	if err != nil {
+		return nil, err
+	}
+	p, err := copyTargets(cur)
+	if err != nil {
+		return nil, err
+	}
+	p.Signed.Version++
+	p.Signed.Expires = now().Add(ProductExpiry)
+	pb, err := sign(p, newKeys)
+	if err != nil {
+		return nil, err
+	}
+	return s.API.Submit(ctx, api.SubmitRequest{Targets: tb, Products: map[string]json.RawMessage{product: pb}})
+}

@@ -1,0 +1,127 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vigil-ota/vigil/tools/internal/repotool"
+)
+
+func newRepoRotateCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "rotate",
+		Short: "Rotate root keys or a product's keys",
+		Long: `Replace signing keys without reflashing devices.
+
+  vigil repo rotate root --new-key F [--new-key F ...] --threshold N ...
+      publishes root version N+1, signed by a threshold of the current root keys
+      AND a threshold of the new ones; devices walk from any older root to it.
+  vigil repo rotate product NAME --new-key F [--new-key F ...] [--threshold N]
+      re-delegates NAME to the new keys (signed by the targets key) and re-signs
+      NAME's role with them; the old product keys stop working at once.
+
+Generate the new keys first with 'vigil keys generate' on the offline machine.`,
+	}
+	cmd.AddCommand(newRotateRootCmd(g), newRotateProductCmd(g))
+	return cmd
+}
+
+func newRotateRootCmd(g *globals) *cobra.Command {
+	var so serverOptions
+	var oldKeys, newKeys []string
+	var threshold int
+	cmd := &cobra.Command{
+		Use:   "root",
+		Short: "Publish a new root with new root keys",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			sess, err := so.session()
+			if err != nil {
+				return err
+			}
+			if len(newKeys) == 0 {
+				return usagef("--new-key is required")
+			}
+			if len(oldKeys) == 0 {
+				if so.keysDir == "" {
+					return usagef("--old-key or --keys-dir is required")
+				}
+				if oldKeys, err = repotool.RootKeyFiles(so.keysDir); err != nil {
+					return UsageError{err}
+				}
+			}
+			ok, err := repotool.LoadSigners(oldKeys)
+			if err != nil {
+				return UsageError{err}
+			}
+			nk, err := repotool.LoadSigners(newKeys)
+			if err != nil {
+				return UsageError{err}
+			}
+			if threshold < 1 || threshold > len(nk) {
+				return usagef("--threshold %d needs between 1 and %d new keys", threshold, len(nk))
+			}
+			resp, err := sess.RotateRoot(cmd.Context(), ok, nk, threshold)
+			if err != nil {
+				return err
+			}
+			return g.emit(map[string]any{"versions": resp.Versions, "trusted_root": sess.TrustedRoot}, func(w io.Writer) {
+				fmt.Fprintf(w, "root rotated: %s\ntrusted root updated: %s\n", versionLine(resp.Versions), sess.TrustedRoot)
+			})
+		},
+	}
+	so.register(cmd)
+	cmd.Flags().StringArrayVar(&oldKeys, "old-key", nil, "current root private key file (repeat; default KEYS_DIR/root-*.key)")
+	cmd.Flags().StringArrayVar(&newKeys, "new-key", nil, "new root private key file (repeat; required)")
+	cmd.Flags().IntVar(&threshold, "threshold", repotool.DefaultRootThreshold, "signatures the new root requires")
+	return cmd
+}
+
+func newRotateProductCmd(g *globals) *cobra.Command {
+	var so serverOptions
+	var newKeys []string
+	var threshold int
+	var targetsKey string
+	cmd := &cobra.Command{
+		Use:   "product NAME",
+		Short: "Move a product role to new keys",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			sess, err := so.session()
+			if err != nil {
+				return err
+			}
+			if len(newKeys) == 0 {
+				return usagef("--new-key is required")
+			}
+			nk, err := repotool.LoadSigners(newKeys)
+			if err != nil {
+				return UsageError{err}
+			}
+			if targetsKey, err = so.keyPath(targetsKey, "targets.key"); err != nil {
+				return err
+			}
+			tk, err := repotool.LoadSigner(targetsKey)
+			if err != nil {
+				return UsageError{err}
+			}
+			if threshold < 1 || threshold > len(nk) {
+				return usagef("--threshold %d needs between 1 and %d new keys", threshold, len(nk))
+			}
+			resp, err := sess.RotateProduct(cmd.Context(), args[0], tk, nk, threshold)
+			if err != nil {
+				return err
+			}
+			return g.emit(map[string]any{"product": args[0], "versions": resp.Versions}, func(w io.Writer) {
+				fmt.Fprintf(w, "product %s rotated: %s\n", args[0], versionLine(resp.Versions))
+			})
+		},
+	}
+	so.register(cmd)
+	cmd.Flags().StringArrayVar(&newKeys, "new-key", nil, "new product private key file (repeat; required)")
+	cmd.Flags().IntVar(&threshold, "threshold", 1, "product signatures required")
+	cmd.Flags().StringVar(&targetsKey, "targets-key", "", "targets private key file (default KEYS_DIR/targets.key)")
+	return cmd
+}
