@@ -402,3 +402,17 @@ func TestSecondInitIsAConflict(t *testing.T) {
 		t.Fatalf("re-initialising: %v", err)
 	}
 }
+
+func TestOpenAnswersNotFoundForPathsOutsideTheRepository(t *testing.T) {
+	f := newFixture(t, nil, nil)
+	for _, c := range [][2]string{{"targets", "../metadata/timestamp.json"}, {"metadata", "/../../etc/passwd"}, {"secrets", "x"}, {"metadata", "9.root.json"}} {
+		if _, _, err := f.repo.Open(context.Background(), c[0], c[1], nil); !apperr.Is(err, apperr.NotFound) {
+			t.Errorf("Open(%q, %q): %v, want NotFound", c[0], c[1], err)
+		}
+	}
+	rc, _, err := f.repo.Open(context.Background(), "metadata", "/timestamp.json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.Close()
+}

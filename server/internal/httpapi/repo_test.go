@@ -1,0 +1,126 @@
+package httpapi_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"go.uber.org/zap"
+
+	"github.com/vigil-ota/vigil/api"
+	"github.com/vigil-ota/vigil/server/internal/blob"
+	"github.com/vigil-ota/vigil/server/internal/blob/localblob"
+	"github.com/vigil-ota/vigil/server/internal/httpapi"
+)
+
+// blobRepo serves a local blob store; management calls record what they got.
+type blobRepo struct {
+	blobs    blob.Store
+	uploaded []byte
+}
+
+func (b *blobRepo) Open(ctx context.Context, area, path string, rng *blob.Range) (io.ReadCloser, blob.Info, error) {
+	return b.blobs.Get(ctx, area+path, rng)
+}
+func (b *blobRepo) Submit(context.Context, api.SubmitRequest) (map[string]int64, error) {
+	return map[string]int64{"timestamp": 2}, nil
+}
+func (b *blobRepo) OnlineKeys() (api.OnlineKeys, error) { return api.OnlineKeys{SnapshotID: "s"}, nil }
+func (b *blobRepo) Upload(_ context.Context, _, _, _ string, _ int64, r io.Reader) (bool, error) {
+	b.uploaded, _ = io.ReadAll(r)
+	return true, nil
+}
+
+func repoServer(t *testing.T, token string) (*httptest.Server, *blobRepo) {
+	bs, err := localblob.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	bs.Put(context.Background(), "targets/demo-pump/abc.img", strings.NewReader("0123456789"), 10)
+	r := httpapi.New(httpapi.Deps{Log: zap.NewNop(), Version: "t"})
+	br := &blobRepo{blobs: bs}
+	httpapi.RegisterRepository(r, br, token)
+	s := httptest.NewServer(r)
+	t.Cleanup(s.Close)
+	return s, br
+}
+
+func req(t *testing.T, method, url string, hdr map[string]string, body io.Reader) (*http.Response, string) {
+	t.Helper()
+	rq, _ := http.NewRequest(method, url, body)
+	for k, v := range hdr {
+		rq.Header.Set(k, v)
+	}
+	res, err := http.DefaultClient.Do(rq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res, string(b)
+}
+
+func TestRepositoryFilesServeRangesETagsAndHead(t *testing.T) {
+	s, _ := repoServer(t, "tok")
+	u := s.URL + "/repo/targets/demo-pump/abc.img"
+	res, body := req(t, "GET", u, nil, nil)
+	if res.StatusCode != 200 || body != "0123456789" || res.Header.Get("Content-Length") != "10" || res.Header.Get("ETag") == "" {
+		t.Fatalf("GET: %d %q %v", res.StatusCode, body, res.Header)
+	}
+	etag := res.Header.Get("ETag")
+	for rng, want := range map[string]string{"bytes=2-4": "234", "bytes=7-": "789", "bytes=-3": "789", "bytes=5-100": "56789"} {
+		res, body = req(t, "GET", u, map[string]string{"Range": rng}, nil)
+		if res.StatusCode != 206 || body != want || !strings.HasPrefix(res.Header.Get("Content-Range"), "bytes ") {
+			t.Errorf("%s: %d %q %s", rng, res.StatusCode, body, res.Header.Get("Content-Range"))
+		}
+	}
+	res, _ = req(t, "GET", u, map[string]string{"Range": "bytes=10-"}, nil)
+	if res.StatusCode != 416 || res.Header.Get("Content-Range") != "bytes */10" {
+		t.Fatalf("unsatisfiable range: %d %v", res.StatusCode, res.Header)
+	}
+	res, _ = req(t, "GET", u, map[string]string{"If-None-Match": etag}, nil)
+	if res.StatusCode != 304 {
+		t.Fatalf("If-None-Match: %d", res.StatusCode)
+	}
+	res, body = req(t, "HEAD", u, nil, nil)
+	if res.StatusCode != 200 || body != "" || res.Header.Get("Content-Length") != "10" {
+		t.Fatalf("HEAD: %d %q %v", res.StatusCode, body, res.Header)
+	}
+	for _, missing := range []string{"/repo/metadata/2.root.json", "/repo/targets/demo-pump/nope"} {
+		if res, body := req(t, "GET", s.URL+missing, nil, nil); res.StatusCode != 404 || !strings.Contains(body, "request_id") {
+			t.Errorf("%s: %d %s", missing, res.StatusCode, body)
+		}
+	}
+}
+
+func TestManagementNeedsTheBootstrapToken(t *testing.T) {
+	s, br := repoServer(t, "tok")
+	for hdr, want := range map[string]int{"": 401, "Bearer wrong": 401, "Bearer tok": 200} {
+		res, _ := req(t, "GET", s.URL+api.PathOnlineKeys, map[string]string{"Authorization": hdr}, nil)
+		if res.StatusCode != want {
+			t.Errorf("Authorization %q: %d, want %d", hdr, res.StatusCode, want)
+		}
+	}
+	res, _ := req(t, "PUT", s.URL+api.PathUploadTarget+"/demo-pump/x.img?sha256=ab&length=5", map[string]string{"Authorization": "Bearer tok"}, bytes.NewReader([]byte("hello")))
+	if res.StatusCode != 201 || string(br.uploaded) != "hello" {
+		t.Fatalf("upload: %d %q", res.StatusCode, br.uploaded)
+	}
+	res, body := req(t, "PUT", s.URL+api.PathUploadTarget+"/demo-pump/x.img?sha256=ab&length=9", map[string]string{"Authorization": "Bearer tok"}, bytes.NewReader([]byte("hello")))
+	if res.StatusCode != 400 || !strings.Contains(body, "Content-Length") {
+		t.Fatalf("length mismatch: %d %s", res.StatusCode, body)
+	}
+	res, body = req(t, "POST", s.URL+api.PathSubmit, map[string]string{"Authorization": "Bearer tok"}, strings.NewReader(`{"rooot":{}}`))
+	if res.StatusCode != 400 || !strings.Contains(body, "rooot") {
+		t.Fatalf("bad submission body: %d %s", res.StatusCode, body)
+	}
+
+	off, _ := repoServer(t, "")
+	res, body = req(t, "GET", off.URL+api.PathOnlineKeys, map[string]string{"Authorization": "Bearer anything"}, nil)
+	if res.StatusCode != 403 || !strings.Contains(body, "management_disabled") {
+		t.Fatalf("no token configured: %d %s", res.StatusCode, body)
+	}
+}
