@@ -148,8 +148,7 @@ func fetchInto(ctx context.Context, hc *http.Client, url string, f *os.File, h h
 	if _, err := f.Seek(have, io.SeekStart); err != nil {
 		return 0, restarted, err
 	}
-	w := io.MultiWriter(f, h)
-	n, err = io.Copy(w, io.LimitReader(resp.Body, remaining))
+	n, err = copyHashed(f, h, io.LimitReader(resp.Body, remaining))
 	if err != nil {
 		return n, restarted, err // keep the partial file: resume next time
 	}
@@ -162,6 +161,58 @@ func fetchInto(ctx context.Context, hc *http.Client, url string, f *os.File, h h
 		return n, restarted, &Error{"endless data (target length)", fmt.Errorf("%s: server sent more than the signed length of %d bytes", url, length)}
 	}
 	return n, restarted, nil
+}
+
+// Pipeline sizes for copyHashed: buffers in flight and bytes per buffer.
+// Their product bounds the memory a download uses (1 MiB).
+const (
+	copyBuffers    = 4
+	copyBufferSize = 256 << 10
+)
+
+// copyHashed copies src to dst and feeds the same bytes to h in a second
+// goroutine, so hashing overlaps with network and disk I/O instead of
+// adding to them.
+func copyHashed(dst io.Writer, h hash.Hash, src io.Reader) (int64, error) {
+	free := make(chan []byte, copyBuffers)
+	for range copyBuffers {
+		free <- make([]byte, copyBufferSize)
+	}
+	work := make(chan []byte, copyBuffers)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for b := range work {
+			h.Write(b)
+			free <- b[:cap(b)]
+		}
+	}()
+	var total int64
+	var err error
+	for {
+		buf := <-free
+		n, rerr := src.Read(buf)
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				err = werr
+				break
+			}
+			total += int64(n)
+			work <- buf[:n]
+		} else {
+			free <- buf
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			err = rerr
+			break
+		}
+	}
+	close(work)
+	<-done
+	return total, err
 }
 
 func syncDir(dir string) error {

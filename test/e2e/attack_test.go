@@ -27,7 +27,7 @@ import (
 )
 
 // targetFile returns the mirror path of the only target of a release.
-func targetFile(t *testing.T, m *mirror, version string) string {
+func targetFile(t testing.TB, m *mirror, version string) string {
 	t.Helper()
 	matches, _ := filepath.Glob(m.path("targets/demo-pump/*.demo-pump-" + version + ".img"))
 	if len(matches) != 1 {
@@ -235,7 +235,7 @@ func TestAttackWrongThresholdRootRotationIsRefused(t *testing.T) {
 	sameState(t, before, trustedState(t, d))
 }
 
-func mustRead(t *testing.T, p string) []byte {
+func mustRead(t testing.TB, p string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(p)
 	if err != nil {
@@ -245,7 +245,7 @@ func mustRead(t *testing.T, p string) []byte {
 }
 
 // signWith re-signs metadata with one keys-example key.
-func signWith[T metadata.Roles](t *testing.T, md *metadata.Metadata[T], key string) []byte {
+func signWith[T metadata.Roles](t testing.TB, md *metadata.Metadata[T], key string) []byte {
 	t.Helper()
 	s, err := keyfile.Signer(filepath.Join(keysExample(t), key+".key"))
 	if err != nil {
@@ -275,7 +275,7 @@ func submitRoot(b []byte) api.SubmitRequest { return api.SubmitRequest{Root: b} 
 // compromisedPublish plays a server whose online keys are stolen (the demo
 // online keys are public): it writes a product role into the mirror and
 // re-signs snapshot and timestamp over it.
-func compromisedPublish(t *testing.T, m *mirror, product string, version int64, role []byte) {
+func compromisedPublish(t testing.TB, m *mirror, product string, version int64, role []byte) {
 	t.Helper()
 	os.WriteFile(m.path("metadata/"+itoa(version)+"."+product+".json"), role, 0o644)
 	ts, err := metadata.Timestamp().FromBytes(mustRead(t, m.path("metadata/timestamp.json")))

@@ -29,7 +29,7 @@ type repoFixture struct {
 	tmp     string
 }
 
-func keysExample(t *testing.T) string {
+func keysExample(t testing.TB) string {
 	root, err := testsvc.ModuleRoot()
 	if err != nil {
 		t.Fatal(err)
@@ -39,7 +39,7 @@ func keysExample(t *testing.T) string {
 
 // newRepo starts vigil-server with the demo online keys and runs
 // `vigil repo init` and `vigil repo add-product demo-pump`.
-func newRepo(t *testing.T, env []string, args ...string) *repoFixture {
+func newRepo(t testing.TB, env []string, args ...string) *repoFixture {
 	t.Helper()
 	f := &repoFixture{tmp: t.TempDir()}
 	f.keys = filepath.Join(f.tmp, "keys")
@@ -54,7 +54,7 @@ func newRepo(t *testing.T, env []string, args ...string) *repoFixture {
 	return f
 }
 
-func copyDir(t *testing.T, from, to string) {
+func copyDir(t testing.TB, from, to string) {
 	t.Helper()
 	err := filepath.WalkDir(from, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -77,13 +77,13 @@ func copyDir(t *testing.T, from, to string) {
 }
 
 // vigil runs the CLI against the fixture's server and keys.
-func (f *repoFixture) vigil(t *testing.T, args ...string) (int, string) {
+func (f *repoFixture) vigil(t testing.TB, args ...string) (int, string) {
 	t.Helper()
 	args = append(args, "--server", f.srv.URL, "--keys-dir", f.keys, "--tuf-dir", f.tufDir)
 	return runBin(t, []string{"VIGIL_TOKEN=" + testToken}, "vigil", args...)
 }
 
-func (f *repoFixture) vigilOK(t *testing.T, args ...string) string {
+func (f *repoFixture) vigilOK(t testing.TB, args ...string) string {
 	t.Helper()
 	code, out := f.vigil(t, args...)
 	if code != 0 {
@@ -93,7 +93,7 @@ func (f *repoFixture) vigilOK(t *testing.T, args ...string) string {
 }
 
 // image writes n random bytes to a new file.
-func image(t *testing.T, dir string, n int) string {
+func image(t testing.TB, dir string, n int) string {
 	t.Helper()
 	b := make([]byte, n)
 	rand.Read(b)
@@ -107,7 +107,7 @@ func image(t *testing.T, dir string, n int) string {
 }
 
 // publish publishes a random image as version v for hardware hw.
-func (f *repoFixture) publish(t *testing.T, v, hw string, extra ...string) string {
+func (f *repoFixture) publish(t testing.TB, v, hw string, extra ...string) string {
 	t.Helper()
 	img := image(t, f.tmp, 64<<10)
 	f.vigilOK(t, append([]string{"release", "publish", "--product", "demo-pump", "--version", v, "--file", img, "--hardware", hw}, extra...)...)
@@ -119,12 +119,12 @@ type device struct {
 	dir, hardware, installed string
 }
 
-func newDevice(t *testing.T, hw, installed string) *device {
+func newDevice(t testing.TB, hw, installed string) *device {
 	return &device{dir: filepath.Join(t.TempDir(), "device"), hardware: hw, installed: installed}
 }
 
 // check runs `vigil-agent check` against url (a server or a mirror).
-func (d *device) check(t *testing.T, f *repoFixture, url string, extra ...string) (int, string) {
+func (d *device) check(t testing.TB, f *repoFixture, url string, extra ...string) (int, string) {
 	t.Helper()
 	args := append([]string{"check", "--server", url, "--trusted-root", filepath.Join(f.keys, "trusted-root.json"),
 		"--data-dir", d.dir, "--product", "demo-pump", "--hardware", d.hardware, "--installed-version", d.installed}, extra...)
@@ -142,7 +142,7 @@ type checkJSON struct {
 	Downloaded string `json:"downloaded"`
 }
 
-func testPublishTwoVersionsAndDownloadTheNewer(t *testing.T, f *repoFixture) {
+func testPublishTwoVersionsAndDownloadTheNewer(t testing.TB, f *repoFixture) {
 	f.publish(t, "1.0.0", "rev-b,rev-c")
 	img2 := f.publish(t, "1.1.0", "rev-b", "--severity", "security", "--min-from-version", "0.9.0")
 
@@ -212,7 +212,7 @@ func TestPublishRefusesBadInputAndKeepsTheRepository(t *testing.T) {
 }
 
 // snapshotFiles lists the metadata files the server's timestamp reaches.
-func snapshotFiles(t *testing.T, f *repoFixture) string {
+func snapshotFiles(t testing.TB, f *repoFixture) string {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(f.dataDir, "blobs", "metadata", "timestamp.json"))
 	if err != nil {
@@ -229,7 +229,7 @@ type mirror struct {
 	URL string
 }
 
-func newMirror(t *testing.T, f *repoFixture) *mirror {
+func newMirror(t testing.TB, f *repoFixture) *mirror {
 	t.Helper()
 	m := &mirror{dir: filepath.Join(t.TempDir(), "mirror")}
 	copyDir(t, filepath.Join(f.dataDir, "blobs"), filepath.Join(m.dir, "repo"))
@@ -246,7 +246,7 @@ func (m *mirror) path(rel string) string {
 
 // trustedState reads a device's trusted metadata, to prove an attack left it
 // unchanged.
-func trustedState(t *testing.T, d *device) map[string]string {
+func trustedState(t testing.TB, d *device) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	for _, n := range []string{"root.json", "timestamp.json", "snapshot.json", "targets.json", "demo-pump.json"} {
@@ -256,7 +256,7 @@ func trustedState(t *testing.T, d *device) map[string]string {
 	return out
 }
 
-func sameState(t *testing.T, before, after map[string]string) {
+func sameState(t testing.TB, before, after map[string]string) {
 	t.Helper()
 	for k, v := range before {
 		if after[k] != v {
@@ -266,7 +266,7 @@ func sameState(t *testing.T, before, after map[string]string) {
 }
 
 // expectRefused asserts exit code 3 and a message naming the check.
-func expectRefused(t *testing.T, code int, out, check string) {
+func expectRefused(t testing.TB, code int, out, check string) {
 	t.Helper()
 	if code != 3 || !strings.Contains(out, check) {
 		t.Fatalf("want exit 3 naming %q, got exit %d:\n%s", check, code, out)
@@ -322,7 +322,7 @@ func TestConcurrentPublishesFromTwoServersLoseNothing(t *testing.T) {
 	}
 }
 
-func getBytes(t *testing.T, url string) []byte {
+func getBytes(t testing.TB, url string) []byte {
 	t.Helper()
 	res, err := http.Get(url)
 	if err != nil {

@@ -90,7 +90,7 @@ func (l *lockedBuffer) String() string {
 }
 
 // startServer runs vigil-server with args and env and waits for /healthz.
-func startServer(t *testing.T, env []string, args ...string) *server {
+func startServer(t testing.TB, env []string, args ...string) *server {
 	t.Helper()
 	addr := testsvc.FreePort(t)
 	s := &server{URL: "http://" + addr, logs: &lockedBuffer{}, done: make(chan error, 1)}
@@ -129,7 +129,7 @@ func startServer(t *testing.T, env []string, args ...string) *server {
 }
 
 // stop sends SIGTERM and returns the exit error.
-func (s *server) stop(t *testing.T) error {
+func (s *server) stop(t testing.TB) error {
 	t.Helper()
 	s.cmd.Process.Signal(syscall.SIGTERM)
 	select {
@@ -154,7 +154,7 @@ func cleanEnv() []string {
 	return env
 }
 
-func get(t *testing.T, url string) (int, string) {
+func get(t testing.TB, url string) (int, string) {
 	t.Helper()
 	res, err := http.Get(url)
 	if err != nil {
@@ -166,7 +166,7 @@ func get(t *testing.T, url string) (int, string) {
 }
 
 // runBin runs a binary to completion and returns its exit code and output.
-func runBin(t *testing.T, env []string, name string, args ...string) (int, string) {
+func runBin(t testing.TB, env []string, name string, args ...string) (int, string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
 	defer cancel()
@@ -182,7 +182,7 @@ func runBin(t *testing.T, env []string, name string, args ...string) (int, strin
 	return 0, string(out)
 }
 
-func checkProbes(t *testing.T, s *server) {
+func checkProbes(t testing.TB, s *server) {
 	t.Helper()
 	code, body := get(t, s.URL+"/healthz")
 	if code != 200 || !strings.Contains(body, `"status":"ok"`) {

@@ -203,6 +203,9 @@ type file struct {
 	version int64
 	data    []byte
 	expires time.Time
+	// parsed is the verified targets-type metadata, cached once the
+	// publish commits, so the next publish need not parse it again.
+	parsed *metadata.Metadata[metadata.TargetsType]
 }
 
 func (f file) record() state.RoleVersion {
@@ -222,12 +225,13 @@ func (r *Repo) Submit(ctx context.Context, req api.SubmitRequest) (map[string]in
 	}
 	var out map[string]int64
 	var undo func(context.Context)
+	var files []file
 	err := r.st.Publish(ctx, func(ctx context.Context, tx state.PublishTx) error {
 		cur, err := currentVersions(ctx, tx)
 		if err != nil {
 			return err
 		}
-		files, err := r.verifySubmission(ctx, cur, req)
+		files, err = r.verifySubmission(ctx, cur, req)
 		if err != nil {
 			return err
 		}
@@ -239,6 +243,11 @@ func (r *Repo) Submit(ctx context.Context, req api.SubmitRequest) (map[string]in
 			undo(context.WithoutCancel(ctx))
 		}
 		return nil, err
+	}
+	for _, f := range files {
+		if f.parsed != nil {
+			r.remember(f.role+"@"+strconv.FormatInt(f.version, 10), f.parsed)
+		}
 	}
 	r.o.Log.Info("repository published", zap.Any("versions", out))
 	return out, nil

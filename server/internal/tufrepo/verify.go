@@ -82,7 +82,7 @@ func (r *Repo) verifySubmission(ctx context.Context, cur map[string]state.RoleVe
 			return nil, err
 		}
 		targets = t
-		files = append(files, file{role: metadata.TARGETS, version: t.Signed.Version, data: req.Targets, expires: t.Signed.Expires})
+		files = append(files, file{role: metadata.TARGETS, version: t.Signed.Version, data: req.Targets, expires: t.Signed.Expires, parsed: t})
 	} else {
 		var err error
 		if targets, err = r.loadTargets(ctx, metadata.TARGETS, cur[metadata.TARGETS].Version); err != nil {
@@ -119,7 +119,7 @@ func (r *Repo) verifySubmission(ctx context.Context, cur map[string]state.RoleVe
 		if err := r.verifyProduct(ctx, targets, p, md, cur, now); err != nil {
 			return nil, err
 		}
-		files = append(files, file{role: p, version: md.Signed.Version, data: req.Products[p], expires: md.Signed.Expires})
+		files = append(files, file{role: p, version: md.Signed.Version, data: req.Products[p], expires: md.Signed.Expires, parsed: md})
 	}
 	// Every delegated product needs metadata that verifies under the
 	// (possibly new) delegation, and no product may silently disappear.
