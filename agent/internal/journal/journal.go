@@ -1,0 +1,193 @@
+// Package journal keeps the agent's install state machine on disk, so that
+// a crash or power cut at any step restarts into a known state.
+//
+// Rules: the journal is written before the side effect it announces
+// ("staging into b" before a byte goes into slot b; "switching to b" before
+// the switch). Each write goes to a temporary file, is fsynced, renamed over
+// journal.json, and the directory is fsynced: after a crash the file holds
+// either the old state or the new one, never a mix. A journal that does not
+// parse is an error the agent reports; it never guesses.
+//
+// Concurrency: one agent process owns a data directory (see Lock).
+package journal
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+// Phase is a state of the install state machine (docs/agent.md).
+type Phase string
+
+// Phases.
+const (
+	Idle        Phase = "idle"
+	Downloading Phase = "downloading"
+	Verified    Phase = "verified"
+	Deferred    Phase = "deferred"
+	Staging     Phase = "staging"
+	Staged      Phase = "staged"
+	Switching   Phase = "switching"
+	Switched    Phase = "switched"
+	Committing  Phase = "committing"
+	Committed   Phase = "committed"
+	RollingBack Phase = "rolling_back"
+	RolledBack  Phase = "rolled_back"
+	Failed      Phase = "failed"
+)
+
+var phases = map[Phase]bool{Idle: true, Downloading: true, Verified: true, Deferred: true, Staging: true, Staged: true,
+	Switching: true, Switched: true, Committing: true, Committed: true, RollingBack: true, RolledBack: true, Failed: true}
+
+// Release is the release an install is about, as the signed metadata says.
+type Release struct {
+	Target  string `json:"target"`
+	Version string `json:"version"`
+	SHA256  string `json:"sha256"`
+	Length  int64  `json:"length"`
+}
+
+// State is the journal's content.
+type State struct {
+	Phase   Phase    `json:"phase"`
+	Release *Release `json:"release,omitempty"`
+	// Download is the verified image's path (from Verified on).
+	Download string `json:"download,omitempty"`
+	// From and To are the slots: the one that ran before the install and
+	// the one the install goes into.
+	From string `json:"from,omitempty"`
+	To   string `json:"to,omitempty"`
+	// BootAttempts counts starts of the agent while Switched: the
+	// reboot-loop guard.
+	BootAttempts int `json:"boot_attempts,omitempty"`
+	// Attempt numbers install attempts; event ids derive from it.
+	Attempt int64 `json:"attempt"`
+	// Reason says why the last deferral, rollback or failure happened.
+	Reason string `json:"reason,omitempty"`
+	// Seq increases with every write.
+	Seq       int64     `json:"seq"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// Validate checks that the state is one the agent can act on.
+func (s *State) Validate() error {
+	if !phases[s.Phase] {
+		return fmt.Errorf("unknown phase %q", s.Phase)
+	}
+	needsRelease := s.Phase != Idle
+	if needsRelease && (s.Release == nil || s.Release.Target == "" || s.Release.Version == "") {
+		return fmt.Errorf("phase %s without a release", s.Phase)
+	}
+	switch s.Phase {
+	case Staging, Staged, Switching, Switched, Committing, RollingBack:
+		if s.From == "" || s.To == "" || s.From == s.To {
+			return fmt.Errorf("phase %s needs two different slots, have from=%q to=%q", s.Phase, s.From, s.To)
+		}
+	}
+	return nil
+}
+
+// FileName is the journal's name in the data directory.
+const FileName = "journal.json"
+
+// ErrCorrupt marks a journal that exists but cannot be used.
+var ErrCorrupt = errors.New("journal is corrupt")
+
+// Load reads the journal; a missing journal is a fresh Idle state.
+func Load(dir string) (State, error) {
+	b, err := os.ReadFile(filepath.Join(dir, FileName))
+	if errors.Is(err, fs.ErrNotExist) {
+		return State{Phase: Idle}, nil
+	}
+	if err != nil {
+		return State{}, err
+	}
+	var s State
+	if err := json.Unmarshal(b, &s); err != nil {
+		return State{}, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	if err := s.Validate(); err != nil {
+		return State{}, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	return s, nil
+}
+
+// Save writes s durably (temp file, fsync, rename, fsync dir) and returns
+// the state as written (Seq and UpdatedAt set).
+func Save(dir string, s State) (State, error) {
+	if err := s.Validate(); err != nil {
+		return s, err
+	}
+	s.Seq++
+	s.UpdatedAt = time.Now().UTC()
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return s, err
+	}
+	if err := WriteFileDurable(filepath.Join(dir, FileName), b, 0o600); err != nil {
+		return s, err
+	}
+	return s, nil
+}
+
+// WriteFileDurable replaces path with data: temporary file, fsync, rename,
+// fsync of the directory.
+func WriteFileDurable(path string, data []byte, perm fs.FileMode) (err error) {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if err = f.Chmod(perm); err != nil {
+		return err
+	}
+	if _, err = f.Write(data); err != nil {
+		return err
+	}
+	if err = f.Sync(); err != nil {
+		return err
+	}
+	if err = f.Close(); err != nil {
+		return err
+	}
+	if err = os.Rename(f.Name(), path); err != nil {
+		return err
+	}
+	return SyncDir(dir)
+}
+
+// SyncDir fsyncs a directory, making renames and creations in it durable.
+func SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// Lock takes an exclusive lock on the data directory, so two agents never
+// drive one device. The lock lasts until the process exits.
+func Lock(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "agent.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("another vigil-agent holds %s: %w", dir, err)
+	}
+	return f, nil
+}
