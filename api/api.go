@@ -6,6 +6,7 @@ package api
 import (
 	"encoding/json"
 	"fmt"
+	"time"
 )
 
 // Paths.
@@ -20,6 +21,32 @@ const (
 	HeaderRequestID     = "X-Request-ID"
 	HeaderAuthorization = "Authorization"
 )
+
+// PathDeviceEvents receives device events (POST, EventBatch).
+const PathDeviceEvents = "/api/v1/device/events"
+
+// DeviceEvent is one state change of a device's install, reported by the
+// agent. ID is stable for the same change, so a resent event is harmless.
+type DeviceEvent struct {
+	ID       string    `json:"id"`
+	DeviceID string    `json:"device_id"`
+	Target   string    `json:"target,omitempty"`
+	Version  string    `json:"version,omitempty"`
+	State    string    `json:"state"`
+	Reason   string    `json:"reason,omitempty"`
+	Time     time.Time `json:"time"`
+}
+
+// EventBatch is the body of POST PathDeviceEvents.
+type EventBatch struct {
+	Events []DeviceEvent `json:"events"`
+}
+
+// EventBatchResponse says how many events were new.
+type EventBatchResponse struct {
+	Accepted  int `json:"accepted"`
+	Duplicate int `json:"duplicate"`
+}
 
 // Error is every failed request's body.
 type Error struct {

@@ -285,6 +285,16 @@ func (c *Client) Newest(d release.Device) (*Release, []Candidate, error) {
 	return best, considered, nil
 }
 
+// ConsistentTargetURL is the URL of target path with the given sha256 under
+// a consistent-snapshot repository's targets URL: TARGETS/DIR/SHA256.NAME.
+func ConsistentTargetURL(targetsURL, path, sha256hex string) string {
+	dir, name := "", path
+	if i := strings.LastIndex(path, "/"); i >= 0 {
+		dir, name = path[:i+1], path[i+1:]
+	}
+	return strings.TrimRight(targetsURL, "/") + "/" + dir + sha256hex + "." + name
+}
+
 // TargetURL is where a target's bytes are fetched: consistent-snapshot
 // naming, TARGETS_URL/DIR/SHA256.NAME (TUF §5.7.3).
 func (c *Client) TargetURL(tf *metadata.TargetFiles) (string, error) {

@@ -69,7 +69,7 @@ the repository or the release (the message names the check).`,
 		text(stdout)
 		return nil
 	}
-	root.AddCommand(newCheckCmd(emit), newTUFClientCmd(), &cobra.Command{
+	root.AddCommand(newCheckCmd(emit), newTUFClientCmd(), newRunCmd(), newStatusCmd(emit), newProvisionCmd(), &cobra.Command{
 		Use:   "version",
 		Short: "Print the version",
 		Args:  cobra.NoArgs,

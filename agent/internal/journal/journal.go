@@ -68,6 +68,8 @@ type State struct {
 	BootAttempts int `json:"boot_attempts,omitempty"`
 	// Attempt numbers install attempts; event ids derive from it.
 	Attempt int64 `json:"attempt"`
+	// Bad lists releases that failed or rolled back here: never tried again.
+	Bad []string `json:"bad,omitempty"`
 	// Reason says why the last deferral, rollback or failure happened.
 	Reason string `json:"reason,omitempty"`
 	// Seq increases with every write.

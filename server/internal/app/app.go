@@ -23,6 +23,7 @@ import (
 	"github.com/vigil-ota/vigil/server/internal/blob/localblob"
 	"github.com/vigil-ota/vigil/server/internal/blob/s3blob"
 	"github.com/vigil-ota/vigil/server/internal/config"
+	"github.com/vigil-ota/vigil/server/internal/fleet"
 	"github.com/vigil-ota/vigil/server/internal/httpapi"
 	"github.com/vigil-ota/vigil/server/internal/state"
 	"github.com/vigil-ota/vigil/server/internal/state/sqlstore"
@@ -125,6 +126,7 @@ func Open(ctx context.Context, cfg config.Config, log *zap.Logger) (*Server, err
 		},
 	})
 	httpapi.RegisterRepository(router, s.Repo, cfg.BootstrapToken)
+	httpapi.RegisterFleet(router, fleet.New(s.State), cfg.BootstrapToken)
 	s.http = &http.Server{
 		Handler:           router,
 		ReadHeaderTimeout: ReadHeaderTimeout,

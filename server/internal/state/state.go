@@ -74,12 +74,30 @@ type Store interface {
 	// RoleVersions lists every role's current version, ordered by role.
 	RoleVersions(ctx context.Context) ([]RoleVersion, error)
 
+	// AddDeviceEvents stores device events; an event whose id is already
+	// stored is skipped. It returns how many were new.
+	AddDeviceEvents(ctx context.Context, evs []DeviceEvent) (int, error)
+	// DeviceEvents lists a device's events, oldest first, at most limit.
+	DeviceEvents(ctx context.Context, deviceID string, limit int) ([]DeviceEvent, error)
+
 	// Publish runs fn while holding the repository's publish lock, inside
 	// one transaction: publishes from any number of goroutines, processes
 	// and replicas run one at a time, and each sees what the previous one
 	// committed. If fn returns an error, or ctx ends, nothing fn wrote is
 	// kept and the error is returned.
 	Publish(ctx context.Context, fn func(ctx context.Context, tx PublishTx) error) error
+}
+
+// DeviceEvent is one install state change reported by a device.
+type DeviceEvent struct {
+	ID       string
+	DeviceID string
+	Target   string
+	Version  string
+	State    string
+	Reason   string
+	Time     time.Time
+	Received time.Time // set by the store
 }
 
 // PublishTx is the view of the store inside Publish.

@@ -378,6 +378,53 @@ func (s *Store) roleVersions(ctx context.Context, q querier) ([]state.RoleVersio
 	return out, s.fail("list role versions", rows.Err())
 }
 
+// AddDeviceEvents implements state.Store.
+func (s *Store) AddDeviceEvents(ctx context.Context, evs []state.DeviceEvent) (int, error) {
+	if len(evs) == 0 {
+		return 0, nil
+	}
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, s.fail("begin add events", err)
+	}
+	defer tx.Rollback()
+	q := s.d.rebind(`INSERT INTO device_events (id, device_id, target, version, state, reason, time_unix_ms, received_unix_ms)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`)
+	now := s.now().UnixMilli()
+	added := 0
+	for _, e := range evs {
+		res, err := tx.ExecContext(ctx, q, e.ID, e.DeviceID, e.Target, e.Version, e.State, e.Reason, e.Time.UnixMilli(), now)
+		if err != nil {
+			return 0, s.fail("add event", err)
+		}
+		if n, _ := res.RowsAffected(); n > 0 {
+			added++
+		}
+	}
+	return added, s.fail("commit events", tx.Commit())
+}
+
+// DeviceEvents implements state.Store.
+func (s *Store) DeviceEvents(ctx context.Context, deviceID string, limit int) ([]state.DeviceEvent, error) {
+	rows, err := s.r.QueryContext(ctx, s.d.rebind(`SELECT id, device_id, target, version, state, reason, time_unix_ms, received_unix_ms
+		FROM device_events WHERE device_id = ? ORDER BY time_unix_ms, id LIMIT ?`), deviceID, limit)
+	if err != nil {
+		return nil, s.fail("list events", err)
+	}
+	defer rows.Close()
+	var out []state.DeviceEvent
+	for rows.Next() {
+		var e state.DeviceEvent
+		var t, r int64
+		if err := rows.Scan(&e.ID, &e.DeviceID, &e.Target, &e.Version, &e.State, &e.Reason, &t, &r); err != nil {
+			return nil, s.fail("list events", err)
+		}
+		e.Time, e.Received = time.UnixMilli(t).UTC(), time.UnixMilli(r).UTC()
+		out = append(out, e)
+	}
+	return out, s.fail("list events", rows.Err())
+}
+
 // Publish implements state.Store.
 func (s *Store) Publish(ctx context.Context, fn func(context.Context, state.PublishTx) error) error {
 	tx, err := s.w.BeginTx(ctx, nil)

@@ -37,6 +37,34 @@ func Run(t *testing.T, newDB func(t *testing.T) Opener) {
 	t.Run("InvalidVersionIsRefused", func(t *testing.T) { testInvalid(t, one(t)) })
 	t.Run("ConcurrentPublishesFromTwoReplicasNeverRepeatAVersion", func(t *testing.T) { testConcurrent(t, newDB(t)) })
 	t.Run("ReopenKeepsStateAndSchema", func(t *testing.T) { testReopen(t, newDB(t)) })
+	t.Run("DeviceEventsAreStoredOncePerID", func(t *testing.T) { testEvents(t, one(t)) })
+}
+
+func testEvents(t *testing.T, s state.Store) {
+	t0 := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+	evs := []state.DeviceEvent{
+		{ID: "e1", DeviceID: "pump-1", Target: "demo-pump/a.img", Version: "1.1.0", State: "downloading", Time: t0},
+		{ID: "e2", DeviceID: "pump-1", Target: "demo-pump/a.img", Version: "1.1.0", State: "committed", Time: t0.Add(time.Minute)},
+		{ID: "e3", DeviceID: "pump-2", State: "deferred", Reason: "in clinical use", Time: t0},
+	}
+	n, err := s.AddDeviceEvents(t.Context(), evs)
+	if err != nil || n != 3 {
+		t.Fatalf("added %d, %v", n, err)
+	}
+	n, err = s.AddDeviceEvents(t.Context(), evs[:2]) // resent after a lost acknowledgement
+	if err != nil || n != 0 {
+		t.Fatalf("duplicates added %d, %v", n, err)
+	}
+	got, err := s.DeviceEvents(t.Context(), "pump-1", 10)
+	if err != nil || len(got) != 2 || got[0].ID != "e1" || got[1].State != "committed" || !got[1].Time.Equal(t0.Add(time.Minute)) {
+		t.Fatalf("pump-1 events %+v, %v", got, err)
+	}
+	if got[0].Received.IsZero() {
+		t.Fatal("received time not set")
+	}
+	if got, _ := s.DeviceEvents(t.Context(), "pump-2", 10); len(got) != 1 || got[0].Reason != "in clinical use" {
+		t.Fatalf("pump-2 events %+v", got)
+	}
 }
 
 func digest(s string) string {

@@ -1,0 +1,153 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/vigil-ota/vigil/agent/internal/engine"
+	"github.com/vigil-ota/vigil/agent/internal/events"
+	"github.com/vigil-ota/vigil/agent/internal/journal"
+	"github.com/vigil-ota/vigil/api"
+)
+
+// EventSendTimeout bounds one event delivery request.
+const EventSendTimeout = 30 * time.Second
+
+// NewEngine builds the install engine for c.
+func NewEngine(c Config, log *zap.Logger) (*engine.Engine, error) {
+	root, err := os.ReadFile(c.TrustedRoot)
+	if err != nil {
+		return nil, fmt.Errorf("trusted_root: %w", err)
+	}
+	return engine.New(engine.Config{
+		DeviceID: c.DeviceID, Product: c.Product, Hardware: c.Hardware, DataDir: c.DataDir,
+		Server: c.Server, TrustedRoot: root, Slots: c.Backend(),
+		HealthCommand: c.HealthCheck.Command, HealthTimeout: time.Duration(c.HealthCheck.Timeout),
+		RestartCommand: c.RestartCommand, Interlock: c.InterlockCheck(), MaxBootAttempts: c.MaxBootAttempts,
+		Log: log,
+	})
+}
+
+// httpSender posts event batches to the server.
+type httpSender struct {
+	url string
+	hc  *http.Client
+}
+
+func (s httpSender) Send(ctx context.Context, batch api.EventBatch) error {
+	b, err := json.Marshal(batch)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, EventSendTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url, bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := s.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("event delivery: HTTP %s", resp.Status)
+	}
+	return nil
+}
+
+// Sender returns the event sender for c.
+func Sender(c Config) events.Sender {
+	return httpSender{url: strings.TrimRight(c.Server, "/") + api.PathDeviceEvents, hc: &http.Client{}}
+}
+
+// Run is the daemon: recover, then poll until ctx ends. With once, it runs
+// one check (and one event delivery) and returns.
+func Run(ctx context.Context, c Config, log *zap.Logger, once bool) error {
+	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+		return err
+	}
+	lock, err := journal.Lock(c.DataDir)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+	eng, err := NewEngine(c, log)
+	if err != nil {
+		return err
+	}
+	sender := Sender(c)
+	if err := eng.Recover(ctx); err != nil {
+		log.Warn("recovering the interrupted install", zap.Error(err))
+	}
+	if once {
+		checkErr := eng.Check(ctx)
+		if _, err := eng.Queue().Flush(ctx, sender); err != nil {
+			log.Warn("events not delivered yet; they stay queued", zap.Error(err))
+		}
+		return checkErr
+	}
+
+	go deliver(ctx, eng.Queue(), sender, time.Duration(c.EventInterval), log)
+	failures := 0
+	for {
+		err := eng.Check(ctx)
+		wait := jittered(time.Duration(c.PollInterval), time.Duration(c.PollJitter))
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err != nil:
+			failures++
+			wait = min(events.Backoff(failures), wait)
+			log.Warn("update check failed; retrying", zap.Error(err), zap.Duration("in", wait))
+		default:
+			failures = 0
+			if p := eng.State().Phase; p == journal.Deferred || p == journal.Staged || p == journal.Switched {
+				wait = time.Duration(c.DeferRetry)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+	}
+}
+
+func jittered(interval, jitter time.Duration) time.Duration {
+	if jitter <= 0 {
+		return interval
+	}
+	return interval - jitter + time.Duration(rand.Int64N(int64(2*jitter)+1))
+}
+
+// deliver flushes the outbox every interval, backing off while the server
+// is unreachable.
+func deliver(ctx context.Context, q *events.Queue, s events.Sender, interval time.Duration, log *zap.Logger) {
+	failures := 0
+	for {
+		wait := interval
+		if _, err := q.Flush(ctx, s); err != nil {
+			failures++
+			wait = events.Backoff(failures)
+			log.Info("events not delivered; will retry", zap.Error(err), zap.Duration("in", wait))
+		} else {
+			failures = 0
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
