@@ -81,7 +81,7 @@ func (a *agentFlags) resolve(fs *pflag.FlagSet) (daemon.Config, error) {
 	set("interlock-file", func() { c.Interlock.File = f.Interlock.File })
 	set("restart-command", func() { c.RestartCommand = f.RestartCommand })
 	set("poll-interval", func() { c.PollInterval = daemon.Duration(a.pollInterval) })
-	set("poll-jitter", func() { c.PollJitter = daemon.Duration(a.pollJitter) })
+	set("poll-jitter", func() { j := daemon.Duration(a.pollJitter); c.PollJitter = &j })
 	set("defer-retry", func() { c.DeferRetry = daemon.Duration(a.deferRetry) })
 	set("event-interval", func() { c.EventInterval = daemon.Duration(a.eventInterval) })
 	set("max-boot-attempts", func() { c.MaxBootAttempts = f.MaxBootAttempts })

@@ -73,7 +73,7 @@ type Config struct {
 	} `yaml:"interlock"`
 	RestartCommand  string   `yaml:"restart_command"`
 	PollInterval    Duration `yaml:"poll_interval"`
-	PollJitter      Duration `yaml:"poll_jitter"`
+	PollJitter      *Duration `yaml:"poll_jitter"` // nil: the default; 0 is allowed
 	DeferRetry      Duration `yaml:"defer_retry"`
 	EventInterval   Duration `yaml:"event_interval"`
 	MaxBootAttempts int      `yaml:"max_boot_attempts"`
@@ -90,8 +90,9 @@ func (c *Config) Defaults() {
 	if c.PollInterval == 0 {
 		c.PollInterval = Duration(DefaultPollInterval)
 	}
-	if c.PollJitter == 0 {
-		c.PollJitter = Duration(DefaultPollJitter)
+	if c.PollJitter == nil {
+		j := Duration(min(DefaultPollJitter, time.Duration(c.PollInterval)/6))
+		c.PollJitter = &j
 	}
 	if c.DeferRetry == 0 {
 		c.DeferRetry = Duration(DefaultDeferRetry)
@@ -163,8 +164,8 @@ func (c *Config) Validate() error {
 	if c.MaxBootAttempts < 1 {
 		return fmt.Errorf("setting max_boot_attempts: %d is below 1", c.MaxBootAttempts)
 	}
-	if c.PollJitter > c.PollInterval {
-		return fmt.Errorf("setting poll_jitter: %s is longer than poll_interval %s", time.Duration(c.PollJitter), time.Duration(c.PollInterval))
+	if *c.PollJitter < 0 || *c.PollJitter > c.PollInterval {
+		return fmt.Errorf("setting poll_jitter: %s is negative or longer than poll_interval %s", time.Duration(*c.PollJitter), time.Duration(c.PollInterval))
 	}
 	return nil
 }

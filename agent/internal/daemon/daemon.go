@@ -102,7 +102,7 @@ func Run(ctx context.Context, c Config, log *zap.Logger, once bool) error {
 	failures := 0
 	for {
 		err := eng.Check(ctx)
-		wait := jittered(time.Duration(c.PollInterval), time.Duration(c.PollJitter))
+		wait := jittered(time.Duration(c.PollInterval), time.Duration(*c.PollJitter))
 		switch {
 		case ctx.Err() != nil:
 			return nil

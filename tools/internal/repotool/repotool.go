@@ -295,6 +295,11 @@ func HashFile(path string) (string, int64, error) {
 // DefaultName is the target file name of a release when none is given.
 func DefaultName(product, version, file string) string {
 	ext := filepath.Ext(file)
+	for _, double := range []string{".tar.gz", ".tar.zst", ".tar.xz", ".tar.bz2"} {
+		if strings.HasSuffix(file, double) {
+			ext = double
+		}
+	}
 	if ext == "" || release.ValidateFileName("x"+ext) != nil {
 		ext = ".img"
 	}
