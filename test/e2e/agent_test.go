@@ -3,6 +3,7 @@ package e2e
 import (
 	"archive/tar"
 	"compress/gzip"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -41,19 +42,12 @@ func appImage(t testing.TB, dir, version string, healthy bool, extra int) string
 	}
 	if extra > 0 {
 		tw.WriteHeader(&tar.Header{Name: "payload.bin", Mode: 0o644, Size: int64(extra), Typeflag: tar.TypeReg})
-		io.CopyN(tw, zeroReader{}, int64(extra))
+		io.CopyN(tw, rand.Reader, int64(extra)) // random: the image stays as large as asked
 	}
 	tw.Close()
 	gz.Close()
 	f.Close()
 	return p
-}
-
-type zeroReader struct{}
-
-func (zeroReader) Read(p []byte) (int, error) {
-	clear(p)
-	return len(p), nil
 }
 
 // publishImage publishes a file as a release of demo-pump for rev-b.
@@ -359,5 +353,31 @@ func TestAgentDaemonPollsInstallsAndStopsOnSIGTERM(t *testing.T) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("the daemon did not stop")
+	}
+}
+
+func TestAgentTakesASignedRecallButNoOtherDowngrade(t *testing.T) {
+	f := newRepo(t, nil)
+	f.publishImage(t, "1.1.0", appImage(t, f.tmp, "1.1.0", true, 0))
+	d := newAgentDevice(t, f, f.srv.URL, "", nil)
+	d.once(t)
+	if s := d.status(t); s.Installed != "1.1.0" {
+		t.Fatalf("setup: %+v", s)
+	}
+	// An older release that is not a recall of 1.1.0: ignored.
+	f.vigilOK(t, "release", "publish", "--product", "demo-pump", "--version", "1.0.5", "--file", appImage(t, f.tmp, "1.0.5", true, 0), "--hardware", "rev-b")
+	d.once(t)
+	if s := d.status(t); s.Installed != "1.1.0" || s.Phase != "committed" {
+		t.Fatalf("a plain downgrade was installed: %+v", s)
+	}
+	code, out := runBin(t, nil, "vigil-agent", "check", "--server", f.srv.URL, "--trusted-root", filepath.Join(f.keys, "trusted-root.json"),
+		"--data-dir", t.TempDir(), "--product", "demo-pump", "--hardware", "rev-b", "--installed-version", "1.1.0", "--target", "demo-pump/demo-pump-1.0.5.tar.gz")
+	expectRefused(t, code, out, "downgrade")
+	// A recall signed for 1.1.0 replaces it.
+	f.vigilOK(t, "release", "publish", "--product", "demo-pump", "--version", "1.0.6", "--file", appImage(t, f.tmp, "1.0.6", true, 0),
+		"--hardware", "rev-b", "--downgrade-from", "1.1.0", "--severity", "critical")
+	d.once(t)
+	if s := d.status(t); s.Installed != "1.0.6" || s.Phase != "committed" {
+		t.Fatalf("the signed recall was not installed: %+v", s)
 	}
 }

@@ -71,12 +71,12 @@ type Config struct {
 		Command string `yaml:"command"`
 		File    string `yaml:"file"`
 	} `yaml:"interlock"`
-	RestartCommand  string   `yaml:"restart_command"`
-	PollInterval    Duration `yaml:"poll_interval"`
+	RestartCommand  string    `yaml:"restart_command"`
+	PollInterval    Duration  `yaml:"poll_interval"`
 	PollJitter      *Duration `yaml:"poll_jitter"` // nil: the default; 0 is allowed
-	DeferRetry      Duration `yaml:"defer_retry"`
-	EventInterval   Duration `yaml:"event_interval"`
-	MaxBootAttempts int      `yaml:"max_boot_attempts"`
+	DeferRetry      Duration  `yaml:"defer_retry"`
+	EventInterval   Duration  `yaml:"event_interval"`
+	MaxBootAttempts int       `yaml:"max_boot_attempts"`
 }
 
 // Defaults fills unset values.
