@@ -1,12 +1,15 @@
 package e2e
 
 import (
+	"archive/tar"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -71,4 +74,78 @@ func BenchmarkAgentDownloadVersusCurl(b *testing.B) {
 	b.ReportMetric(curlTotal.Seconds()/float64(b.N), "curl-s/op")
 	b.ReportMetric(agentTotal.Seconds()/float64(b.N), "agent-s/op")
 	b.ReportMetric(float64(peakKiB)/1024, "agent-peak-RSS-MiB")
+}
+
+// BenchInstallSize is the image size of the install benchmark.
+const BenchInstallSize = 512 << 20
+
+// BenchmarkAgentInstall512MiB times one whole install by `vigil-agent run
+// --once` (TUF refresh, streaming download and verify, unpack of a tar into
+// the inactive slot with fsyncs and re-verification, switch, health check,
+// commit) and reports the agent's peak RSS. Goal: peak RSS under 32 MiB.
+func BenchmarkAgentInstall512MiB(b *testing.B) {
+	f := newRepo(b, nil)
+	img := filepath.Join(b.TempDir(), "app.tar")
+	out, _ := os.Create(img)
+	tw := tar.NewWriter(out)
+	for name, body := range map[string]string{"VERSION": "1.1.0\n", "healthy": "yes\n"} {
+		tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(body)), Typeflag: tar.TypeReg})
+		tw.Write([]byte(body))
+	}
+	tw.WriteHeader(&tar.Header{Name: "payload.bin", Mode: 0o644, Size: BenchInstallSize, Typeflag: tar.TypeReg})
+	io.CopyN(tw, rand.Reader, BenchInstallSize)
+	tw.Close()
+	out.Close()
+	f.publishImage(b, "1.1.0", img)
+	os.Remove(img)
+
+	var total time.Duration
+	var peakKiB int64
+	for b.Loop() {
+		d := newAgentDevice(b, f, f.srv.URL, "", nil)
+		cmd := exec.Command(bin("vigil-agent"), "run", "--config", d.config, "--once")
+		start := time.Now()
+		if o, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("install: %v %s", err, o)
+		}
+		total += time.Since(start)
+		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok && ru.Maxrss > peakKiB {
+			peakKiB = ru.Maxrss
+		}
+		if s := d.status(b); s.Phase != "committed" {
+			b.Fatalf("install ended %+v", s)
+		}
+		os.RemoveAll(d.dir)
+	}
+	b.ReportMetric(total.Seconds()/float64(b.N), "install-s/op")
+	b.ReportMetric(float64(peakKiB)/1024, "agent-peak-RSS-MiB")
+}
+
+// BenchmarkAgentIdleRSS starts the daemon with nothing to install and
+// reports its resident memory after a few polls. Goal: under 20 MiB.
+func BenchmarkAgentIdleRSS(b *testing.B) {
+	f := newRepo(b, nil)
+	var rss float64
+	for b.Loop() {
+		d := newAgentDevice(b, f, f.srv.URL, "", nil)
+		cmd := exec.Command(bin("vigil-agent"), "run", "--config", d.config)
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		time.Sleep(3 * time.Second) // about three polls at poll_interval 1s
+		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
+		cmd.Process.Kill()
+		cmd.Wait()
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, line := range strings.Split(string(st), "\n") {
+			if strings.HasPrefix(line, "VmRSS:") {
+				var kb float64
+				fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(line, "VmRSS:")), "%f", &kb)
+				rss = max(rss, kb/1024)
+			}
+		}
+	}
+	b.ReportMetric(rss, "idle-RSS-MiB")
 }
