@@ -50,7 +50,10 @@ func (o *serverOptions) session() (*repotool.Session, error) {
 		if err != nil {
 			cache = os.TempDir()
 		}
-		h := sha256.Sum256([]byte(o.server + "\x00" + tr))
+		// Keyed by the trusted root's content: a repository initialised
+		// again at the same URL gets a fresh cache, not a rollback error.
+		rootBytes, _ := os.ReadFile(tr)
+		h := sha256.Sum256(append([]byte(o.server+"\x00"), rootBytes...))
 		dir = filepath.Join(cache, "vigil", "tuf", hex.EncodeToString(h[:8]))
 	}
 	return &repotool.Session{API: client.New(o.server, os.Getenv(EnvToken)), Server: o.server, TrustedRoot: tr, TUFDir: dir}, nil
