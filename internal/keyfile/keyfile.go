@@ -34,7 +34,9 @@ import (
 	"regexp"
 
 	"github.com/sigstore/sigstore/pkg/signature"
+
 	"github.com/theupdateframework/go-tuf/v2/metadata"
+	"github.com/vigil-ota/vigil/internal/atomicfile"
 )
 
 // File permissions.
@@ -106,39 +108,13 @@ func Write(dir, name string, key crypto.Signer, force bool) (privPath, pubPath s
 	if err := os.MkdirAll(dir, DirPerm); err != nil {
 		return "", "", err
 	}
-	if err := writeAtomic(privPath, pem.EncodeToMemory(&pem.Block{Type: pemPrivate, Bytes: der}), PrivatePerm); err != nil {
+	if err := atomicfile.WriteFile(privPath, pem.EncodeToMemory(&pem.Block{Type: pemPrivate, Bytes: der}), PrivatePerm); err != nil {
 		return "", "", err
 	}
-	if err := writeAtomic(pubPath, pem.EncodeToMemory(&pem.Block{Type: pemPublic, Bytes: pubDER}), PublicPerm); err != nil {
+	if err := atomicfile.WriteFile(pubPath, pem.EncodeToMemory(&pem.Block{Type: pemPublic, Bytes: pubDER}), PublicPerm); err != nil {
 		return "", "", err
 	}
 	return privPath, pubPath, nil
-}
-
-func writeAtomic(path string, data []byte, perm fs.FileMode) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if err = f.Chmod(perm); err != nil {
-		return err
-	}
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }
 
 // ReadPrivate loads a private key file.

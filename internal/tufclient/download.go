@@ -15,6 +15,8 @@ import (
 	"strings"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
+
+	"github.com/vigil-ota/vigil/internal/atomicfile"
 )
 
 // UnverifiedSuffix marks a download whose hash has not been checked yet.
@@ -97,7 +99,7 @@ func Download(ctx context.Context, hc *http.Client, url string, tf *metadata.Tar
 	if err := os.Rename(partial, dest); err != nil {
 		return res, err
 	}
-	return res, syncDir(filepath.Dir(dest))
+	return res, atomicfile.SyncDir(filepath.Dir(dest))
 }
 
 func restart(f *os.File, h hash.Hash) error {
@@ -213,13 +215,4 @@ func copyHashed(dst io.Writer, h hash.Hash, src io.Reader) (int64, error) {
 	close(work)
 	<-done
 	return total, err
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

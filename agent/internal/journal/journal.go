@@ -20,6 +20,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/vigil-ota/vigil/internal/atomicfile"
 )
 
 // Phase is a state of the install state machine (docs/agent.md).
@@ -138,47 +140,13 @@ func Save(dir string, s State) (State, error) {
 	return s, nil
 }
 
-// WriteFileDurable replaces path with data: temporary file, fsync, rename,
-// fsync of the directory.
-func WriteFileDurable(path string, data []byte, perm fs.FileMode) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if err = f.Chmod(perm); err != nil {
-		return err
-	}
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	return SyncDir(dir)
+// WriteFileDurable replaces path with data durably (see atomicfile).
+func WriteFileDurable(path string, data []byte, perm fs.FileMode) error {
+	return atomicfile.WriteFile(path, data, perm)
 }
 
-// SyncDir fsyncs a directory, making renames and creations in it durable.
-func SyncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
+// SyncDir fsyncs a directory (see atomicfile).
+func SyncDir(dir string) error { return atomicfile.SyncDir(dir) }
 
 // Lock takes an exclusive lock on the data directory, so two agents never
 // drive one device. The lock lasts until the process exits.

@@ -30,6 +30,7 @@ import (
 
 	"github.com/vigil-ota/vigil/api"
 	"github.com/vigil-ota/vigil/api/client"
+	"github.com/vigil-ota/vigil/internal/atomicfile"
 	"github.com/vigil-ota/vigil/internal/keyfile"
 	"github.com/vigil-ota/vigil/internal/release"
 	"github.com/vigil-ota/vigil/internal/tufclient"
@@ -194,11 +195,7 @@ func writeFile(path string, data []byte) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.WriteFile(path, data, 0o644)
 }
 
 // copyTargets deep-copies verified metadata so it can be edited and re-signed.

@@ -27,6 +27,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/vigil-ota/vigil/internal/atomicfile"
 	"github.com/vigil-ota/vigil/server/internal/apperr"
 	"github.com/vigil-ota/vigil/server/internal/blob"
 )
@@ -122,16 +123,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) (e
 	if err = os.Rename(f.Name(), final); err != nil {
 		return apperr.Wrap(err, apperr.Unavailable, "blob store cannot rename object %q into place", key)
 	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return atomicfile.SyncDir(dir)
 }
 
 // Get implements blob.Store.
