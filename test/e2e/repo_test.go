@@ -350,12 +350,19 @@ func TestRootAndProductKeyRotationKeepDevicesUpdating(t *testing.T) {
 	if code, out := runBin(t, nil, "vigil", "keys", "generate", "root-a", "root-b", "product-demo-pump-2", "--dir", newKeys); code != 0 {
 		t.Fatal(out)
 	}
-	f.vigilOK(t, "repo", "rotate", "root", "--new-key", filepath.Join(newKeys, "root-a.key"), "--new-key", filepath.Join(newKeys, "root-b.key"), "--threshold", "2")
-	f.vigilOK(t, "repo", "rotate", "product", "demo-pump", "--new-key", filepath.Join(newKeys, "product-demo-pump-2.key"))
+	code, out := f.vigil(t, "repo", "rotate", "root", "--new-key", filepath.Join(newKeys, "root-a.key"), "--new-key", filepath.Join(newKeys, "root-b.key"), "--threshold", "2")
+	if code != 2 || !strings.Contains(out, "--yes") {
+		t.Fatalf("rotation without --yes: %d %s", code, out)
+	}
+	if out := f.vigilOK(t, "repo", "rotate", "root", "--new-key", filepath.Join(newKeys, "root-a.key"), "--new-key", filepath.Join(newKeys, "root-b.key"), "--threshold", "2", "--dry-run"); !strings.Contains(out, "root=v2") || !strings.Contains(out, "dry run") {
+		t.Fatalf("dry run: %s", out)
+	}
+	f.vigilOK(t, "repo", "rotate", "root", "--new-key", filepath.Join(newKeys, "root-a.key"), "--new-key", filepath.Join(newKeys, "root-b.key"), "--threshold", "2", "--yes")
+	f.vigilOK(t, "repo", "rotate", "product", "demo-pump", "--new-key", filepath.Join(newKeys, "product-demo-pump-2.key"), "--yes")
 
 	// The old product key no longer publishes.
 	img := image(t, f.tmp, 1024)
-	code, out := f.vigil(t, "release", "publish", "--product", "demo-pump", "--version", "1.1.0", "--file", img, "--hardware", "rev-b")
+	code, out = f.vigil(t, "release", "publish", "--product", "demo-pump", "--version", "1.1.0", "--file", img, "--hardware", "rev-b")
 	if code == 0 || !strings.Contains(out, "product signature") {
 		t.Fatalf("publish with the rotated-out product key: exit %d\n%s", code, out)
 	}
@@ -376,5 +383,21 @@ func TestRootAndProductKeyRotationKeepDevicesUpdating(t *testing.T) {
 	fresh := newDevice(t, "rev-b", "1.0.0")
 	if code, out := fresh.check(t, f, f.srv.URL); code != 0 || !strings.Contains(out, "1.1.0") {
 		t.Fatalf("fresh device from root v1: %d %s", code, out)
+	}
+}
+
+func TestPublishDryRunSignsButChangesNothing(t *testing.T) {
+	f := newRepo(t, nil)
+	before := snapshotFiles(t, f)
+	img := image(t, f.tmp, 4096)
+	out := f.vigilOK(t, "release", "publish", "--product", "demo-pump", "--version", "1.0.0", "--file", img, "--hardware", "rev-b", "--dry-run")
+	if !strings.Contains(out, "would be published") || !strings.Contains(out, "demo-pump=v2") {
+		t.Fatalf("dry run output: %s", out)
+	}
+	if after := snapshotFiles(t, f); after != before {
+		t.Fatal("a dry run changed the repository")
+	}
+	if m, _ := filepath.Glob(filepath.Join(f.dataDir, "blobs", "targets", "demo-pump", "*")); len(m) != 0 {
+		t.Fatalf("a dry run uploaded %v", m)
 	}
 }

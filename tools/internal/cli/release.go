@@ -104,7 +104,7 @@ Example:
 				return err
 			}
 			return g.emit(res, func(w io.Writer) {
-				fmt.Fprintf(w, "published %s (%d bytes, sha256 %s)\n%s\n", res.Target, res.Length, res.SHA256, versionLine(res.Versions))
+				fmt.Fprintf(w, "%s %s (%d bytes, sha256 %s)\n%s\n", dryWord(o.dryRun, "published"), res.Target, res.Length, res.SHA256, versionLine(res.Versions))
 			})
 		},
 	}

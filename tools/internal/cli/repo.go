@@ -24,6 +24,7 @@ type serverOptions struct {
 	keysDir     string
 	trustedRoot string
 	tufDir      string
+	dryRun      bool
 }
 
 func (o *serverOptions) register(cmd *cobra.Command) {
@@ -31,6 +32,7 @@ func (o *serverOptions) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&o.keysDir, "keys-dir", "", "directory with the keys (the keys-example/ layout; see 'vigil keys generate --help')")
 	cmd.Flags().StringVar(&o.trustedRoot, "trusted-root", "", "root metadata to trust (default KEYS_DIR/"+repotool.TrustedRootFile+")")
 	cmd.Flags().StringVar(&o.tufDir, "tuf-dir", "", "where verified repository metadata is cached (default: the user cache directory)")
+	cmd.Flags().BoolVar(&o.dryRun, "dry-run", false, "build and sign, but submit and upload nothing; print what would be published")
 }
 
 func (o *serverOptions) session() (*repotool.Session, error) {
@@ -56,7 +58,7 @@ func (o *serverOptions) session() (*repotool.Session, error) {
 		h := sha256.Sum256(append([]byte(o.server+"\x00"), rootBytes...))
 		dir = filepath.Join(cache, "vigil", "tuf", hex.EncodeToString(h[:8]))
 	}
-	return &repotool.Session{API: client.New(o.server, os.Getenv(EnvToken)), Server: o.server, TrustedRoot: tr, TUFDir: dir}, nil
+	return &repotool.Session{API: client.New(o.server, os.Getenv(EnvToken)), Server: o.server, TrustedRoot: tr, TUFDir: dir, DryRun: o.dryRun}, nil
 }
 
 func (o *serverOptions) keyPath(flag, def string) (string, error) {
@@ -140,6 +142,10 @@ it is what devices must trust, so build it into their images.`,
 				return err
 			}
 			return g.emit(map[string]any{"versions": resp.Versions, "trusted_root": sess.TrustedRoot}, func(w io.Writer) {
+				if so.dryRun {
+					fmt.Fprintf(w, "dry run: would initialise %s; nothing was submitted\n", versionLine(resp.Versions))
+					return
+				}
 				fmt.Fprintf(w, "repository initialised: %s\ntrusted root written to %s (ship it in devices)\n", versionLine(resp.Versions), sess.TrustedRoot)
 			})
 		},
@@ -213,7 +219,7 @@ the product keys alone.`,
 				return err
 			}
 			return g.emit(map[string]any{"product": product, "versions": resp.Versions}, func(w io.Writer) {
-				fmt.Fprintf(w, "product %s added: %s\n", product, versionLine(resp.Versions))
+				fmt.Fprintf(w, "product %s %s: %s\n", product, dryWord(so.dryRun, "added"), versionLine(resp.Versions))
 			})
 		},
 	}
@@ -222,4 +228,12 @@ the product keys alone.`,
 	cmd.Flags().IntVar(&threshold, "threshold", 1, "product signatures required")
 	cmd.Flags().StringVar(&targetsKey, "targets-key", "", "targets private key file (default KEYS_DIR/targets.key)")
 	return cmd
+}
+
+// dryWord describes an action, or what it would have done in a dry run.
+func dryWord(dry bool, done string) string {
+	if dry {
+		return "would be " + done + " (dry run; nothing submitted)"
+	}
+	return done
 }

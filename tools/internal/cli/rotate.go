@@ -22,7 +22,8 @@ func newRepoRotateCmd(g *globals) *cobra.Command {
       re-delegates NAME to the new keys (signed by the targets key) and re-signs
       NAME's role with them; the old product keys stop working at once.
 
-Generate the new keys first with 'vigil keys generate' on the offline machine.`,
+Generate the new keys first with 'vigil keys generate' on the offline machine.
+Rotation cannot be undone: run it with --dry-run first, then again with --yes.`,
 	}
 	cmd.AddCommand(newRotateRootCmd(g), newRotateProductCmd(g))
 	return cmd
@@ -32,6 +33,7 @@ func newRotateRootCmd(g *globals) *cobra.Command {
 	var so serverOptions
 	var oldKeys, newKeys []string
 	var threshold int
+	var yes bool
 	cmd := &cobra.Command{
 		Use:   "root",
 		Short: "Publish a new root with new root keys",
@@ -39,6 +41,9 @@ func newRotateRootCmd(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			sess, err := so.session()
 			if err != nil {
+				return err
+			}
+			if err := so.confirm(yes); err != nil {
 				return err
 			}
 			if len(newKeys) == 0 {
@@ -68,6 +73,10 @@ func newRotateRootCmd(g *globals) *cobra.Command {
 				return err
 			}
 			return g.emit(map[string]any{"versions": resp.Versions, "trusted_root": sess.TrustedRoot}, func(w io.Writer) {
+				if so.dryRun {
+					fmt.Fprintf(w, "root %s: %s\n", dryWord(true, "rotated"), versionLine(resp.Versions))
+					return
+				}
 				fmt.Fprintf(w, "root rotated: %s\ntrusted root updated: %s\n", versionLine(resp.Versions), sess.TrustedRoot)
 			})
 		},
@@ -76,6 +85,7 @@ func newRotateRootCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringArrayVar(&oldKeys, "old-key", nil, "current root private key file (repeat; default KEYS_DIR/root-*.key)")
 	cmd.Flags().StringArrayVar(&newKeys, "new-key", nil, "new root private key file (repeat; required)")
 	cmd.Flags().IntVar(&threshold, "threshold", repotool.DefaultRootThreshold, "signatures the new root requires")
+	cmd.Flags().BoolVar(&yes, "yes", false, "confirm the irreversible rotation")
 	return cmd
 }
 
@@ -84,6 +94,7 @@ func newRotateProductCmd(g *globals) *cobra.Command {
 	var newKeys []string
 	var threshold int
 	var targetsKey string
+	var yes bool
 	cmd := &cobra.Command{
 		Use:   "product NAME",
 		Short: "Move a product role to new keys",
@@ -91,6 +102,9 @@ func newRotateProductCmd(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			sess, err := so.session()
 			if err != nil {
+				return err
+			}
+			if err := so.confirm(yes); err != nil {
 				return err
 			}
 			if len(newKeys) == 0 {
@@ -115,7 +129,7 @@ func newRotateProductCmd(g *globals) *cobra.Command {
 				return err
 			}
 			return g.emit(map[string]any{"product": args[0], "versions": resp.Versions}, func(w io.Writer) {
-				fmt.Fprintf(w, "product %s rotated: %s\n", args[0], versionLine(resp.Versions))
+				fmt.Fprintf(w, "product %s %s: %s\n", args[0], dryWord(so.dryRun, "rotated"), versionLine(resp.Versions))
 			})
 		},
 	}
@@ -123,5 +137,14 @@ func newRotateProductCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringArrayVar(&newKeys, "new-key", nil, "new product private key file (repeat; required)")
 	cmd.Flags().IntVar(&threshold, "threshold", 1, "product signatures required")
 	cmd.Flags().StringVar(&targetsKey, "targets-key", "", "targets private key file (default KEYS_DIR/targets.key)")
+	cmd.Flags().BoolVar(&yes, "yes", false, "confirm the irreversible rotation")
 	return cmd
+}
+
+// confirm refuses an irreversible action without --yes (a dry run needs none).
+func (o *serverOptions) confirm(yes bool) error {
+	if yes || o.dryRun {
+		return nil
+	}
+	return usagef("key rotation cannot be undone: check it with --dry-run, then run it again with --yes")
 }

@@ -123,6 +123,39 @@ type Session struct {
 	Server      string
 	TrustedRoot string // file
 	TUFDir      string
+	// DryRun builds and signs everything but submits and uploads nothing;
+	// the response lists the versions that would be published.
+	DryRun bool
+}
+
+// submit sends req, or with DryRun reports what it would publish.
+func (s *Session) submit(ctx context.Context, req api.SubmitRequest) (*api.SubmitResponse, error) {
+	if !s.DryRun {
+		return s.API.Submit(ctx, req)
+	}
+	versions := map[string]int64{}
+	if req.Root != nil {
+		md, err := metadata.Root().FromBytes(req.Root)
+		if err != nil {
+			return nil, err
+		}
+		versions[metadata.ROOT] = md.Signed.Version
+	}
+	if req.Targets != nil {
+		md, err := metadata.Targets().FromBytes(req.Targets)
+		if err != nil {
+			return nil, err
+		}
+		versions[metadata.TARGETS] = md.Signed.Version
+	}
+	for p, b := range req.Products {
+		md, err := metadata.Targets().FromBytes(b)
+		if err != nil {
+			return nil, err
+		}
+		versions[p] = md.Signed.Version
+	}
+	return &api.SubmitResponse{Versions: versions}, nil
 }
 
 // Refresh reads the repository through TUF.
@@ -181,9 +214,9 @@ func (s *Session) Init(ctx context.Context, o InitOptions) (*api.SubmitResponse,
 	if err != nil {
 		return nil, err
 	}
-	resp, err := s.API.Submit(ctx, api.SubmitRequest{Root: rootBytes, Targets: targetsBytes})
-	if err != nil {
-		return nil, err
+	resp, err := s.submit(ctx, api.SubmitRequest{Root: rootBytes, Targets: targetsBytes})
+	if err != nil || s.DryRun {
+		return resp, err
 	}
 	if err := writeFile(o.TrustedRootOut, rootBytes); err != nil {
 		return resp, fmt.Errorf("the repository is initialised, but writing the trusted root failed: %w", err)
@@ -252,7 +285,7 @@ func (s *Session) AddProduct(ctx context.Context, product string, targetsKey *Si
 	if err != nil {
 		return nil, err
 	}
-	return s.API.Submit(ctx, api.SubmitRequest{Targets: targetsBytes, Products: map[string]json.RawMessage{product: productBytes}})
+	return s.submit(ctx, api.SubmitRequest{Targets: targetsBytes, Products: map[string]json.RawMessage{product: productBytes}})
 }
 
 // PublishOptions describe one release.
@@ -368,9 +401,11 @@ func (s *Session) publishOnce(ctx context.Context, o PublishOptions) (*PublishRe
 		return nil, err
 	}
 	defer f.Close()
-	uploaded, err := s.API.Upload(ctx, o.Product, o.Name, sum, length, f)
-	if err != nil {
-		return nil, fmt.Errorf("upload: %w", err)
+	uploaded := false
+	if !s.DryRun {
+		if uploaded, err = s.API.Upload(ctx, o.Product, o.Name, sum, length, f); err != nil {
+			return nil, fmt.Errorf("upload: %w", err)
+		}
 	}
 	p, err := copyTargets(cur)
 	if err != nil {
@@ -389,7 +424,7 @@ func (s *Session) publishOnce(ctx context.Context, o PublishOptions) (*PublishRe
 	if err != nil {
 		return nil, err
 	}
-	resp, err := s.API.Submit(ctx, api.SubmitRequest{Products: map[string]json.RawMessage{o.Product: pb}})
+	resp, err := s.submit(ctx, api.SubmitRequest{Products: map[string]json.RawMessage{o.Product: pb}})
 	if err != nil {
 		return nil, err
 	}
@@ -511,9 +546,9 @@ func (s *Session) RotateRoot(ctx context.Context, oldKeys, newKeys []*Signer, th
 	if err != nil {
 		return nil, err
 	}
-	resp, err := s.API.Submit(ctx, api.SubmitRequest{Root: rb})
-	if err != nil {
-		return nil, err
+	resp, err := s.submit(ctx, api.SubmitRequest{Root: rb})
+	if err != nil || s.DryRun {
+		return resp, err
 	}
 	return resp, writeFile(s.TrustedRoot, rb)
 }
@@ -576,5 +611,5 @@ func (s *Session) RotateProduct(ctx context.Context, product string, targetsKey 
 	if err != nil {
 		return nil, err
 	}
-	return s.API.Submit(ctx, api.SubmitRequest{Targets: tb, Products: map[string]json.RawMessage{product: pb}})
+	return s.submit(ctx, api.SubmitRequest{Targets: tb, Products: map[string]json.RawMessage{product: pb}})
 }
