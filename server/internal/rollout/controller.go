@@ -1,0 +1,390 @@
+package rollout
+
+import (
+	"fmt"
+	"sort"
+	"time"
+)
+
+// State is a rollout's lifecycle state.
+type State string
+
+// Rollout states.
+const (
+	Active  State = "active"
+	Paused  State = "paused"
+	Halted  State = "halted"
+	Aborted State = "aborted"
+)
+
+// Device progress states: "assigned" (the server handed out the release)
+// and the agent's reported install states.
+const (
+	Assigned   = "assigned"
+	Deferred   = "deferred"
+	Committed  = "committed"
+	RolledBack = "rolled_back"
+	Failed     = "failed"
+)
+
+// IsFinal reports whether an install attempt ended.
+func IsFinal(state string) bool {
+	return state == Committed || state == RolledBack || state == Failed
+}
+
+// IsFailure reports whether a state counts toward the halt rule. Deferred
+// never does: a device in clinical use is doing its job.
+func IsFailure(state string) bool { return state == RolledBack || state == Failed }
+
+// Rollout is a plan being carried out.
+type Rollout struct {
+	ID          string    `json:"id"`
+	Plan        Plan      `json:"plan"`
+	Target      string    `json:"target"`
+	State       State     `json:"state"`
+	CurrentWave int       `json:"current_wave"`
+	WaveOpened  time.Time `json:"wave_opened"`
+	HaltReason  string    `json:"halt_reason,omitempty"`
+	Created     time.Time `json:"created"`
+}
+
+// Approval is hospital IT's go-ahead for one wave at one site.
+type Approval struct {
+	Wave      int
+	Site      string
+	By        string
+	Comment   string
+	NotBefore time.Time
+	At        time.Time
+	Revoked   bool
+}
+
+// Deferral is a site's "not now" for one wave, until a time.
+type Deferral struct {
+	Wave   int
+	Site   string
+	Reason string
+	Until  time.Time
+}
+
+// Progress is one device's place in a rollout.
+type Progress struct {
+	DeviceID string
+	Wave     int
+	State    string
+	Updated  time.Time
+}
+
+// Snapshot is everything a decision needs, read at one moment.
+type Snapshot struct {
+	Rollout   *Rollout
+	Sites     map[string]*Site
+	Devices   map[string]Device // the product's devices
+	Approvals []Approval
+	Deferrals []Deferral
+	Progress  map[string]*Progress // by device id
+
+	// Derived, built on first use and kept current by SetProgress.
+	prepared       bool
+	siteInstalling map[string]int
+	areaInstalling map[[2]string]int
+	waves          map[string]int
+}
+
+func (s *Snapshot) prepare() {
+	if s.prepared {
+		return
+	}
+	s.prepared = true
+	s.siteInstalling = map[string]int{}
+	s.areaInstalling = map[[2]string]int{}
+	s.waves = map[string]int{}
+	if s.Progress == nil {
+		s.Progress = map[string]*Progress{}
+	}
+	for id, p := range s.Progress {
+		s.count(id, p.State, +1)
+	}
+}
+
+func (s *Snapshot) count(id, state string, delta int) {
+	if IsFinal(state) {
+		return
+	}
+	d, ok := s.Devices[id]
+	if !ok {
+		return
+	}
+	s.siteInstalling[d.Site] += delta
+	if d.CareArea != "" {
+		s.areaInstalling[[2]string{d.Site, d.CareArea}] += delta
+	}
+}
+
+// WaveOfDevice is the device's wave index in this rollout (memoised).
+func (s *Snapshot) WaveOfDevice(id string) int {
+	s.prepare()
+	w, ok := s.waves[id]
+	if !ok {
+		w = WaveOf(s.Rollout.Plan.Waves, Bucket(s.Rollout.ID, id))
+		s.waves[id] = w
+	}
+	return w
+}
+
+// SetProgress records a device's new state in the snapshot, keeping the
+// installing counters current.
+func (s *Snapshot) SetProgress(id, state string, now time.Time) {
+	s.prepare()
+	if p, ok := s.Progress[id]; ok {
+		s.count(id, p.State, -1)
+		p.State, p.Updated = state, now
+	} else {
+		s.Progress[id] = &Progress{DeviceID: id, Wave: s.WaveOfDevice(id), State: state, Updated: now}
+	}
+	s.count(id, state, +1)
+}
+
+// Assignment tells a device what to install and within which times.
+type Assignment struct {
+	RolloutID string    `json:"rollout_id"`
+	Target    string    `json:"target"`
+	Version   string    `json:"version"`
+	Wave      string    `json:"wave"`
+	NotBefore time.Time `json:"not_before"`
+	WindowEnd time.Time `json:"window_end,omitempty"`
+}
+
+// approved reports whether site approved wave at now, and a reason if not.
+func (s *Snapshot) approved(wave int, site *Site, now time.Time) (bool, string) {
+	for _, d := range s.Deferrals {
+		if d.Wave == wave && d.Site == site.Name && now.Before(d.Until) {
+			return false, fmt.Sprintf("site %s deferred wave %s until %s: %s", site.Name, s.Rollout.Plan.Waves[wave].Name, d.Until.Format(time.RFC3339), d.Reason)
+		}
+	}
+	if site.AutoApproves(s.Rollout.Plan.Severity) {
+		return true, ""
+	}
+	for _, a := range s.Approvals {
+		if a.Wave == wave && a.Site == site.Name && !a.Revoked {
+			if now.Before(a.NotBefore) {
+				return false, fmt.Sprintf("site %s approved wave %s from %s", site.Name, s.Rollout.Plan.Waves[wave].Name, a.NotBefore.Format(time.RFC3339))
+			}
+			return true, ""
+		}
+	}
+	return false, fmt.Sprintf("site %s has not approved wave %s", site.Name, s.Rollout.Plan.Waves[wave].Name)
+}
+
+// installing counts devices with an unfinished assignment at a site, and in
+// one of its care areas.
+func (s *Snapshot) installing(site, careArea string) (atSite, inArea int) {
+	s.prepare()
+	return s.siteInstalling[site], s.areaInstalling[[2]string{site, careArea}]
+}
+
+// Decide answers a device's check-in: the assignment it may act on now, or
+// nil and why not. A device with an unfinished assignment gets the same
+// assignment again, so a replayed check-in is harmless.
+func (s *Snapshot) Decide(now time.Time, d Device) (*Assignment, string) {
+	s.prepare()
+	r := s.Rollout
+	if r.State != Active {
+		return nil, fmt.Sprintf("rollout %s is %s", r.ID, r.State)
+	}
+	if !r.Plan.Select.Matches(d) {
+		if p := s.Progress[d.ID]; p != nil && !IsFinal(p.State) {
+			// An assigned device keeps its assignment even after it
+			// reports progress; selection applies to new hand-outs.
+		} else {
+			return nil, "not selected"
+		}
+	}
+	wave := s.WaveOfDevice(d.ID)
+	if p := s.Progress[d.ID]; p != nil {
+		if IsFinal(p.State) {
+			return nil, "already " + p.State
+		}
+		return s.assignment(wave, d, now), ""
+	}
+	if wave > r.CurrentWave {
+		return nil, fmt.Sprintf("device is in wave %s; wave %s is open", r.Plan.Waves[wave].Name, r.Plan.Waves[r.CurrentWave].Name)
+	}
+	site, ok := s.Sites[d.Site]
+	if !ok {
+		return nil, fmt.Sprintf("device's site %q is unknown", d.Site)
+	}
+	if ok, why := s.approved(wave, site, now); !ok {
+		return nil, why
+	}
+	if !site.InWindow(now) {
+		return nil, fmt.Sprintf("outside the maintenance windows of site %s", site.Name)
+	}
+	atSite, inArea := s.installing(site.Name, d.CareArea)
+	if site.SiteCap > 0 && atSite >= site.SiteCap {
+		return nil, fmt.Sprintf("site %s already has %d devices installing (cap %d)", site.Name, atSite, site.SiteCap)
+	}
+	if site.CareAreaCap > 0 && d.CareArea != "" && inArea >= site.CareAreaCap {
+		return nil, fmt.Sprintf("care area %s already has %d devices installing (cap %d)", d.CareArea, inArea, site.CareAreaCap)
+	}
+	return s.assignment(wave, d, now), ""
+}
+
+func (s *Snapshot) assignment(wave int, d Device, now time.Time) *Assignment {
+	a := &Assignment{RolloutID: s.Rollout.ID, Target: s.Rollout.Target, Version: s.Rollout.Plan.Version, Wave: s.Rollout.Plan.Waves[wave].Name, NotBefore: now}
+	if site, ok := s.Sites[d.Site]; ok {
+		a.WindowEnd = site.windowEnd(now)
+	}
+	return a
+}
+
+// windowEnd is when the window containing t closes (zero without windows).
+func (s *Site) windowEnd(t time.Time) time.Time {
+	for _, w := range s.Windows {
+		if !w.Contains(t) {
+			continue
+		}
+		local := t.In(w.Location)
+		midnight := time.Date(local.Year(), local.Month(), local.Day(), 0, 0, 0, 0, w.Location)
+		since := local.Sub(midnight)
+		if w.Start > w.End && since >= w.Start { // crosses midnight: ends tomorrow
+			return midnight.AddDate(0, 0, 1).Add(w.End)
+		}
+		return midnight.Add(w.End)
+	}
+	return time.Time{}
+}
+
+// Counts are the numbers status shows for one wave at one site.
+type Counts struct {
+	Wave       string `json:"wave"`
+	Site       string `json:"site"`
+	Eligible   int    `json:"eligible"`
+	Approved   bool   `json:"approved"`
+	Assigned   int    `json:"assigned"`
+	Installing int    `json:"installing"`
+	Deferred   int    `json:"deferred"`
+	Committed  int    `json:"committed"`
+	RolledBack int    `json:"rolled_back"`
+	Failed     int    `json:"failed"`
+}
+
+// Status counts devices per wave and site.
+func (s *Snapshot) Status(now time.Time) []Counts {
+	r := s.Rollout
+	idx := map[[2]string]*Counts{}
+	var keys [][2]string
+	get := func(wave int, site string) *Counts {
+		k := [2]string{fmt.Sprintf("%02d", wave), site}
+		c, ok := idx[k]
+		if !ok {
+			c = &Counts{Wave: r.Plan.Waves[wave].Name, Site: site}
+			if st, ok := s.Sites[site]; ok {
+				c.Approved, _ = s.approved(wave, st, now)
+			}
+			idx[k] = c
+			keys = append(keys, k)
+		}
+		return c
+	}
+	for id, d := range s.Devices {
+		p := s.Progress[id]
+		if !r.Plan.Select.Matches(d) && p == nil {
+			continue
+		}
+		c := get(s.WaveOfDevice(id), d.Site)
+		c.Eligible++
+		if p == nil {
+			continue
+		}
+		c.Assigned++
+		switch {
+		case p.State == Committed:
+			c.Committed++
+		case p.State == RolledBack:
+			c.RolledBack++
+		case p.State == Failed:
+			c.Failed++
+		case p.State == Deferred:
+			c.Deferred++
+		default:
+			c.Installing++
+		}
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if keys[i][0] != keys[j][0] {
+			return keys[i][0] < keys[j][0]
+		}
+		return keys[i][1] < keys[j][1]
+	})
+	out := make([]Counts, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, *idx[k])
+	}
+	return out
+}
+
+// Advance applies the automatic rules at now: halt on the failure rule, or
+// open the next wave when the current one succeeded and soaked. It returns
+// a description of what changed ("" when nothing did).
+func (s *Snapshot) Advance(now time.Time) string {
+	r := s.Rollout
+	if r.State != Active {
+		return ""
+	}
+	attempts, failures := 0, 0
+	for _, p := range s.Progress {
+		if IsFinal(p.State) {
+			attempts++
+			if IsFailure(p.State) {
+				failures++
+			}
+		}
+	}
+	h := r.Plan.Halt
+	if attempts >= h.MinAttempts && float64(failures) >= h.FailureRate*float64(attempts) {
+		r.State = Halted
+		r.HaltReason = fmt.Sprintf("halted automatically: %d of %d finished installs failed or rolled back (%.1f%%), reaching the rule failure>=%g%% min=%d",
+			failures, attempts, 100*float64(failures)/float64(attempts), h.FailureRate*100, h.MinAttempts)
+		return r.HaltReason
+	}
+	if r.CurrentWave >= len(r.Plan.Waves)-1 || now.Sub(r.WaveOpened) < r.Plan.Soak {
+		return ""
+	}
+	if !s.waveSucceeded(r.CurrentWave, now) {
+		return ""
+	}
+	r.CurrentWave++
+	r.WaveOpened = now
+	return fmt.Sprintf("wave %s opened", r.Plan.Waves[r.CurrentWave].Name)
+}
+
+// waveSucceeded: of the wave's devices at sites that approved it, at least
+// the success share committed. A wave without devices succeeds at once; a
+// wave no site approved does not.
+func (s *Snapshot) waveSucceeded(wave int, now time.Time) bool {
+	r := s.Rollout
+	members, approvedMembers, committed := 0, 0, 0
+	for id, d := range s.Devices {
+		p := s.Progress[id]
+		if (!r.Plan.Select.Matches(d) && p == nil) || s.WaveOfDevice(id) != wave {
+			continue
+		}
+		members++
+		site, ok := s.Sites[d.Site]
+		if !ok {
+			continue
+		}
+		if ok, _ := s.approved(wave, site, now); !ok && p == nil {
+			continue
+		}
+		approvedMembers++
+		if p != nil && p.State == Committed {
+			committed++
+		}
+	}
+	if members == 0 {
+		return true
+	}
+	return approvedMembers > 0 && float64(committed) >= r.Plan.Success*float64(approvedMembers)
+}
