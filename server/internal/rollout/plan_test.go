@@ -10,7 +10,7 @@ import (
 
 func TestParsersNameWhatIsWrong(t *testing.T) {
 	for in, want := range map[string]string{
-		"canary:1%,all:50%":            "end at 100%",
+		"canary:1%,all:50%":            "must reach 100%",
 		"canary:10%,pilot:5%,all:100%": "must grow",
 		"canary 1%":                    "NAME:PERCENT",
 		"Canary:1%,all:100%":           "lower-case",
