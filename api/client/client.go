@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/vigil-ota/vigil/api"
+	"github.com/vigil-ota/vigil/api/auditchain"
 )
 
 // Timeouts, with their units. Uploads have no overall deadline (images may
@@ -113,4 +114,18 @@ func (c *Client) Upload(ctx context.Context, product, file, sha256hex string, le
 	}
 	_, err := c.do(ctx, http.MethodPut, path, r, length, &out)
 	return out.Stored, err
+}
+
+// AuditPage fetches audit entries with seq > after (and time ≥ since, when
+// set), at most limit.
+func (c *Client) AuditPage(ctx context.Context, after int64, since string, limit int) ([]auditchain.Entry, error) {
+	q := url.Values{"after": {strconv.FormatInt(after, 10)}, "limit": {strconv.Itoa(limit)}}
+	if since != "" {
+		q.Set("since", since)
+	}
+	var out struct {
+		Entries []auditchain.Entry `json:"entries"`
+	}
+	_, err := c.do(ctx, http.MethodGet, "/api/v1/audit?"+q.Encode(), nil, -1, &out)
+	return out.Entries, err
 }

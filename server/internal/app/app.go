@@ -108,7 +108,7 @@ func Open(ctx context.Context, cfg config.Config, log *zap.Logger) (*Server, err
 	s.Repo = tufrepo.New(s.State, s.Blobs, tufrepo.Options{
 		Snapshot: snap, Timestamp: ts,
 		TimestampExpiry: cfg.TimestampExpiry, SnapshotExpiry: cfg.SnapshotExpiry,
-		Log: log.Named("repo"),
+		Log: log.Named("repo"), Audit: s.State,
 	})
 
 	router := httpapi.New(httpapi.Deps{
@@ -127,6 +127,7 @@ func Open(ctx context.Context, cfg config.Config, log *zap.Logger) (*Server, err
 	})
 	httpapi.RegisterRepository(router, s.Repo, cfg.BootstrapToken)
 	httpapi.RegisterFleet(router, fleet.New(s.State), cfg.BootstrapToken)
+	httpapi.RegisterAudit(router, s.State, cfg.BootstrapToken)
 	s.http = &http.Server{
 		Handler:           router,
 		ReadHeaderTimeout: ReadHeaderTimeout,

@@ -15,6 +15,7 @@ import (
 
 	"github.com/vigil-ota/vigil/api"
 	"github.com/vigil-ota/vigil/server/internal/apperr"
+	"github.com/vigil-ota/vigil/server/internal/audit"
 	"github.com/vigil-ota/vigil/server/internal/blob"
 )
 
@@ -100,6 +101,7 @@ func requireToken(token string) gin.HandlerFunc {
 			WriteError(c, apperr.New(apperr.Unauthorized, "a valid bearer token is required (set VIGIL_TOKEN)"))
 			return
 		}
+		c.Request = c.Request.WithContext(audit.WithActor(c.Request.Context(), "bootstrap-token"))
 		c.Next()
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/vigil-ota/vigil/server/internal/apperr"
+	"github.com/vigil-ota/vigil/server/internal/audit"
 )
 
 // ErrNotFound is returned (possibly wrapped) when a record does not exist.
@@ -79,6 +80,14 @@ type Store interface {
 	AddDeviceEvents(ctx context.Context, evs []DeviceEvent) (int, error)
 	// DeviceEvents lists a device's events, oldest first, at most limit.
 	DeviceEvents(ctx context.Context, deviceID string, limit int) ([]DeviceEvent, error)
+
+	// AppendAudit appends e to the hash chain: it assigns the next sequence
+	// number, links the previous entry's hash and computes e's, all under
+	// a database-wide lock so replicas never fork the chain.
+	AppendAudit(ctx context.Context, e audit.Entry) (audit.Entry, error)
+	// AuditEntries lists entries with seq > afterSeq and time ≥ since, in
+	// order, at most limit.
+	AuditEntries(ctx context.Context, afterSeq int64, since time.Time, limit int) ([]audit.Entry, error)
 
 	// Publish runs fn while holding the repository's publish lock, inside
 	// one transaction: publishes from any number of goroutines, processes

@@ -42,6 +42,7 @@ import (
 
 	"github.com/vigil-ota/vigil/api"
 	"github.com/vigil-ota/vigil/server/internal/apperr"
+	"github.com/vigil-ota/vigil/server/internal/audit"
 	"github.com/vigil-ota/vigil/server/internal/blob"
 	"github.com/vigil-ota/vigil/server/internal/state"
 )
@@ -72,6 +73,8 @@ type Options struct {
 	SnapshotExpiry  time.Duration
 	Now             func() time.Time
 	Log             *zap.Logger
+	// Audit records every publish and upload (nil: not recorded).
+	Audit audit.Recorder
 }
 
 // Repo is the repository. It is safe for concurrent use; all coordination
@@ -250,6 +253,11 @@ func (r *Repo) Submit(ctx context.Context, req api.SubmitRequest) (map[string]in
 		}
 	}
 	r.o.Log.Info("repository published", zap.Any("versions", out))
+	var roles []string
+	for _, f := range files {
+		roles = append(roles, f.role+"@v"+strconv.FormatInt(f.version, 10))
+	}
+	r.record(ctx, "repo.publish", strings.Join(roles, ","), map[string]any{"versions": out})
 	return out, nil
 }
 
@@ -375,6 +383,17 @@ func signAndEncode[T metadata.Roles](md *metadata.Metadata[T], k *OnlineKey) ([]
 		return nil, apperr.Wrap(err, apperr.Unavailable, "online key %s cannot sign", k.ID)
 	}
 	return md.ToBytes(true)
+}
+
+// record appends to the audit log; a failure is logged, not returned, since
+// the action itself already happened.
+func (r *Repo) record(ctx context.Context, action, subject string, details any) {
+	if r.o.Audit == nil {
+		return
+	}
+	if _, err := audit.Record(ctx, r.o.Audit, action, subject, details); err != nil {
+		r.o.Log.Error("audit entry not written", zap.String("action", action), zap.String("subject", subject), zap.Error(err))
+	}
 }
 
 // RefreshOnline re-signs the timestamp, and the snapshot, when less than a

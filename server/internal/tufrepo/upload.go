@@ -55,6 +55,7 @@ func (r *Repo) Upload(ctx context.Context, product, fileName, sha256hex string, 
 		}
 		return false, err
 	}
+	r.record(ctx, "repo.upload", product+"/"+fileName, map[string]any{"sha256": sha256hex, "length": length})
 	return true, nil
 }
 

@@ -42,6 +42,7 @@ import (
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
 	"github.com/vigil-ota/vigil/server/internal/apperr"
+	"github.com/vigil-ota/vigil/server/internal/audit"
 	"github.com/vigil-ota/vigil/server/internal/state"
 )
 
@@ -58,6 +59,8 @@ const (
 	// publishLockKey is the pg_advisory_xact_lock key of the publish lock
 	// ("VIGL" in ASCII).
 	publishLockKey = 0x5649474C
+	// auditLockKey serializes audit appends ("VIGA").
+	auditLockKey = 0x56494741
 )
 
 //go:embed migrations
@@ -423,6 +426,66 @@ func (s *Store) DeviceEvents(ctx context.Context, deviceID string, limit int) ([
 		out = append(out, e)
 	}
 	return out, s.fail("list events", rows.Err())
+}
+
+// AppendAudit implements state.Store.
+func (s *Store) AppendAudit(ctx context.Context, e audit.Entry) (audit.Entry, error) {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return e, s.fail("begin audit", err)
+	}
+	defer tx.Rollback()
+	if s.d.name == BackendPostgres {
+		if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock("+strconv.Itoa(auditLockKey)+")"); err != nil {
+			return e, s.fail("take audit lock", err)
+		}
+	}
+	e.Seq, e.PrevHash = 1, audit.GenesisHash
+	var lastSeq int64
+	var lastHash string
+	err = tx.QueryRowContext(ctx, "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").Scan(&lastSeq, &lastHash)
+	switch {
+	case err == nil:
+		e.Seq, e.PrevHash = lastSeq+1, lastHash
+	case !errors.Is(err, sql.ErrNoRows):
+		return e, s.fail("read audit head", err)
+	}
+	e.Time = e.Time.UTC().Truncate(time.Millisecond)
+	if e.Details == nil {
+		e.Details = []byte{}
+	}
+	e.Hash = e.ComputeHash()
+	_, err = tx.ExecContext(ctx, s.d.rebind(`INSERT INTO audit_log (seq, time_unix_ms, actor, action, subject, details, prev_hash, hash)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`), e.Seq, e.Time.UnixMilli(), e.Actor, e.Action, e.Subject, string(e.Details), e.PrevHash, e.Hash)
+	if err != nil {
+		return e, s.fail("append audit", err)
+	}
+	return e, s.fail("commit audit", tx.Commit())
+}
+
+// AuditEntries implements state.Store.
+func (s *Store) AuditEntries(ctx context.Context, afterSeq int64, since time.Time, limit int) ([]audit.Entry, error) {
+	rows, err := s.r.QueryContext(ctx, s.d.rebind(`SELECT seq, time_unix_ms, actor, action, subject, details, prev_hash, hash
+		FROM audit_log WHERE seq > ? AND time_unix_ms >= ? ORDER BY seq LIMIT ?`), afterSeq, since.UnixMilli(), limit)
+	if err != nil {
+		return nil, s.fail("list audit", err)
+	}
+	defer rows.Close()
+	var out []audit.Entry
+	for rows.Next() {
+		var e audit.Entry
+		var t int64
+		var details string
+		if err := rows.Scan(&e.Seq, &t, &e.Actor, &e.Action, &e.Subject, &details, &e.PrevHash, &e.Hash); err != nil {
+			return nil, s.fail("list audit", err)
+		}
+		e.Time = time.UnixMilli(t).UTC()
+		if details != "" {
+			e.Details = []byte(details)
+		}
+		out = append(out, e)
+	}
+	return out, s.fail("list audit", rows.Err())
 }
 
 // Publish implements state.Store.

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/vigil-ota/vigil/server/internal/apperr"
+	"github.com/vigil-ota/vigil/server/internal/audit"
 	"github.com/vigil-ota/vigil/server/internal/state"
 )
 
@@ -38,6 +39,42 @@ func Run(t *testing.T, newDB func(t *testing.T) Opener) {
 	t.Run("ConcurrentPublishesFromTwoReplicasNeverRepeatAVersion", func(t *testing.T) { testConcurrent(t, newDB(t)) })
 	t.Run("ReopenKeepsStateAndSchema", func(t *testing.T) { testReopen(t, newDB(t)) })
 	t.Run("DeviceEventsAreStoredOncePerID", func(t *testing.T) { testEvents(t, one(t)) })
+	t.Run("AuditChainFromTwoReplicasStaysLinearAndVerifies", func(t *testing.T) { testAudit(t, newDB(t)) })
+}
+
+func testAudit(t *testing.T, open Opener) {
+	replicas := []state.Store{open(t), open(t)}
+	var wg sync.WaitGroup
+	for i, r := range replicas {
+		for j := range 10 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, err := audit.Record(audit.WithActor(t.Context(), fmt.Sprintf("replica-%d", i)), r, "release.publish", fmt.Sprintf("demo-pump@1.%d.%d", i, j), map[string]int{"n": j})
+				if err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	all, err := replicas[0].AuditEntries(t.Context(), 0, time.Time{}, 1000)
+	if err != nil || len(all) != 20 {
+		t.Fatalf("%d entries, %v", len(all), err)
+	}
+	if err := audit.Verify(all, audit.GenesisHash, 0); err != nil {
+		t.Fatalf("a clean chain does not verify: %v", err)
+	}
+	tail, _ := replicas[1].AuditEntries(t.Context(), 15, time.Time{}, 1000)
+	if len(tail) != 5 || tail[0].Seq != 16 {
+		t.Fatalf("entries after 15: %d", len(tail))
+	}
+	// Tampering is named at the first broken entry.
+	all[7].Subject = "demo-pump@6.6.6"
+	var be *audit.BrokenError
+	if err := audit.Verify(all, audit.GenesisHash, 0); !errors.As(err, &be) || be.Seq != 8 {
+		t.Fatalf("tampered entry 8: %v", err)
+	}
 }
 
 func testEvents(t *testing.T, s state.Store) {

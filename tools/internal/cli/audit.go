@@ -1,0 +1,112 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vigil-ota/vigil/api/auditchain"
+	"github.com/vigil-ota/vigil/api/client"
+)
+
+// auditPage is how many entries one request fetches.
+const auditPage = 1000
+
+func newAuditCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "audit",
+		Short: "Verify and export the hash-chained audit log",
+		Long: `Every mutating action (publishes, uploads, and later rollout changes,
+approvals, token and device changes) is appended to a hash-chained log: each
+entry carries the hash of the one before it.
+
+  vigil audit verify --server URL          check the whole chain; names the first broken entry
+  vigil audit export --server URL --since 2026-11-01 [--out FILE]   JSON lines
+
+Export the log regularly to storage the server cannot write: the chain shows
+tampering, an exported copy proves what the log said.`,
+	}
+	var server, since, out string
+	verify := &cobra.Command{
+		Use:   "verify",
+		Short: "Verify the audit chain end to end",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if server == "" {
+				return usagef("--server is required")
+			}
+			api := client.New(server, os.Getenv(EnvToken))
+			prevHash, prevSeq, n := auditchain.GenesisHash, int64(0), 0
+			for {
+				page, err := api.AuditPage(cmd.Context(), prevSeq, "", auditPage)
+				if err != nil {
+					return err
+				}
+				if err := auditchain.Verify(page, prevHash, prevSeq); err != nil {
+					var be *auditchain.BrokenError
+					if errors.As(err, &be) {
+						g.emit(map[string]any{"ok": false, "verified": n, "broken_at": be.Seq, "reason": be.Reason}, func(io.Writer) {})
+					}
+					return err
+				}
+				n += len(page)
+				if len(page) > 0 {
+					prevHash, prevSeq = page[len(page)-1].Hash, page[len(page)-1].Seq
+				}
+				if len(page) < auditPage {
+					break
+				}
+			}
+			return g.emit(map[string]any{"ok": true, "verified": n, "head_seq": prevSeq, "head_hash": prevHash}, func(w io.Writer) {
+				fmt.Fprintf(w, "audit chain verified: %d entries, head %d %s\n", n, prevSeq, prevHash)
+			})
+		},
+	}
+	verify.Flags().StringVar(&server, "server", "", "vigil-server URL (required)")
+	export := &cobra.Command{
+		Use:   "export",
+		Short: "Write audit entries as JSON lines",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if server == "" {
+				return usagef("--server is required")
+			}
+			w := g.stdout
+			if out != "" {
+				f, err := os.OpenFile(out, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+				if err != nil {
+					return usagef("--out: %v (an existing export is never overwritten)", err)
+				}
+				defer f.Close()
+				w = f
+			}
+			api := client.New(server, os.Getenv(EnvToken))
+			enc := json.NewEncoder(w)
+			after := int64(0)
+			for {
+				page, err := api.AuditPage(cmd.Context(), after, since, auditPage)
+				if err != nil {
+					return err
+				}
+				for _, e := range page {
+					if err := enc.Encode(e); err != nil {
+						return err
+					}
+					after = e.Seq
+				}
+				if len(page) < auditPage {
+					return nil
+				}
+			}
+		},
+	}
+	export.Flags().StringVar(&server, "server", "", "vigil-server URL (required)")
+	export.Flags().StringVar(&since, "since", "", "only entries from this date (2026-11-01) or time (RFC 3339)")
+	export.Flags().StringVar(&out, "out", "", "file to write (default standard output)")
+	cmd.AddCommand(verify, export)
+	return cmd
+}
