@@ -63,6 +63,8 @@ const MaxRoleNameLength = 128
 
 // Store is the server's state.
 type Store interface {
+	FleetStore
+
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error
 	// Close releases the database.

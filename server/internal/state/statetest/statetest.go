@@ -40,6 +40,7 @@ func Run(t *testing.T, newDB func(t *testing.T) Opener) {
 	t.Run("ReopenKeepsStateAndSchema", func(t *testing.T) { testReopen(t, newDB(t)) })
 	t.Run("DeviceEventsAreStoredOncePerID", func(t *testing.T) { testEvents(t, one(t)) })
 	t.Run("AuditChainFromTwoReplicasStaysLinearAndVerifies", func(t *testing.T) { testAudit(t, newDB(t)) })
+	runFleet(t, one)
 }
 
 func testAudit(t *testing.T, open Opener) {

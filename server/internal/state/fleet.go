@@ -1,0 +1,116 @@
+package state
+
+import (
+	"context"
+	"time"
+)
+
+// Site is a hospital site as stored.
+type Site struct {
+	Name        string
+	TimeZone    string
+	Windows     []string // "Sun 02:00-05:00 America/Chicago"
+	CareAreas   []string
+	SiteCap     int
+	CareAreaCap int
+	AutoApprove []string
+	Created     time.Time
+}
+
+// Device is a registered device.
+type Device struct {
+	ID             string
+	UDIDI          string
+	Product        string
+	Hardware       string
+	Site           string
+	CareArea       string
+	Tags           []string
+	PublicKey      string // base64 of the raw ed25519 key
+	Installed      string // as last reported
+	Decommissioned bool
+	LastSeen       time.Time
+	Created        time.Time
+}
+
+// Rollout is a stored rollout; Plan is its JSON plan.
+type Rollout struct {
+	ID          string
+	Product     string
+	Version     string
+	Target      string
+	Plan        []byte
+	State       string
+	CurrentWave int
+	WaveOpened  time.Time
+	HaltReason  string
+	Created     time.Time
+	// Revision increases with every update; UpdateRollout refuses a stale one.
+	Revision int64
+}
+
+// Approval is a site's approval of one wave.
+type Approval struct {
+	RolloutID string
+	Wave      int
+	Site      string
+	By        string
+	Comment   string
+	NotBefore time.Time
+	At        time.Time
+	Revoked   bool
+}
+
+// Deferral is a site's postponement of one wave.
+type Deferral struct {
+	RolloutID string
+	Wave      int
+	Site      string
+	Reason    string
+	Until     time.Time
+}
+
+// Progress is one device's state in one rollout.
+type Progress struct {
+	RolloutID string
+	DeviceID  string
+	Wave      int
+	State     string
+	Updated   time.Time
+}
+
+// FleetStore keeps sites, devices and rollouts.
+type FleetStore interface {
+	// PutSite creates or replaces a site.
+	PutSite(ctx context.Context, s Site) error
+	Sites(ctx context.Context) ([]Site, error)
+	// AddDevices registers devices, all or none; an existing id is a Conflict.
+	AddDevices(ctx context.Context, ds []Device) error
+	Device(ctx context.Context, id string) (Device, error)
+	DevicesOf(ctx context.Context, product string) ([]Device, error)
+	// Decommission marks a device retired; its key stops working.
+	Decommission(ctx context.Context, id string) error
+	// TouchDevice records a check-in's installed version and time.
+	TouchDevice(ctx context.Context, id, installed string, seen time.Time) error
+	// UseNonce records a device request nonce; a nonce seen before (and
+	// not expired) is a Conflict: a replay.
+	UseNonce(ctx context.Context, deviceID, nonce string, now, expires time.Time) error
+
+	CreateRollout(ctx context.Context, r Rollout) error
+	Rollout(ctx context.Context, id string) (Rollout, error)
+	// Rollouts lists rollouts, newest first; product "" means all.
+	Rollouts(ctx context.Context, product string) ([]Rollout, error)
+	// UpdateRollout stores r if its Revision is still current, and bumps it.
+	UpdateRollout(ctx context.Context, r Rollout) (Rollout, error)
+	PutApproval(ctx context.Context, a Approval) error
+	Approvals(ctx context.Context, rolloutID string) ([]Approval, error)
+	PutDeferral(ctx context.Context, d Deferral) error
+	Deferrals(ctx context.Context, rolloutID string) ([]Deferral, error)
+	// SetProgress records a device's state in a rollout. With onlyIfNew it
+	// inserts only when the device has no row yet and reports whether it did.
+	SetProgress(ctx context.Context, p Progress, onlyIfNew bool) (bool, error)
+	Progress(ctx context.Context, rolloutID string) ([]Progress, error)
+	// FleetEpoch changes whenever rollouts, approvals, deferrals, sites or
+	// progress change: replicas reload cached state when it moves.
+	FleetEpoch(ctx context.Context) (int64, error)
+}

@@ -1,0 +1,379 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/vigil-ota/vigil/server/internal/apperr"
+	"github.com/vigil-ota/vigil/server/internal/state"
+)
+
+func joinList(l []string) string { return strings.Join(l, "\n") }
+
+func splitList(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, "\n")
+}
+
+func ms(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+func fromMS(v int64) time.Time {
+	if v == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(v).UTC()
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// bumpEpoch marks cached fleet state stale on every replica.
+func (s *Store) bumpEpoch(ctx context.Context, q querier) error {
+	_, err := q.ExecContext(ctx, "UPDATE fleet_epoch SET epoch = epoch + 1 WHERE id = 1")
+	return s.fail("bump fleet epoch", err)
+}
+
+// inTx runs fn in a write transaction and bumps the fleet epoch with it.
+func (s *Store) inTx(ctx context.Context, op string, fn func(tx *sql.Tx) error) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return s.fail(op, err)
+	}
+	defer tx.Rollback()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	if err := s.bumpEpoch(ctx, tx); err != nil {
+		return err
+	}
+	return s.fail(op, tx.Commit())
+}
+
+// FleetEpoch implements state.FleetStore.
+func (s *Store) FleetEpoch(ctx context.Context) (int64, error) {
+	var e int64
+	return e, s.fail("read fleet epoch", s.r.QueryRowContext(ctx, "SELECT epoch FROM fleet_epoch WHERE id = 1").Scan(&e))
+}
+
+// PutSite implements state.FleetStore.
+func (s *Store) PutSite(ctx context.Context, st state.Site) error {
+	return s.inTx(ctx, "put site", func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, s.d.rebind(`INSERT INTO sites (name, time_zone, windows, care_areas, site_cap, care_area_cap, auto_approve, created_ms)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET time_zone = excluded.time_zone, windows = excluded.windows,
+			care_areas = excluded.care_areas, site_cap = excluded.site_cap, care_area_cap = excluded.care_area_cap, auto_approve = excluded.auto_approve`),
+			st.Name, st.TimeZone, joinList(st.Windows), joinList(st.CareAreas), st.SiteCap, st.CareAreaCap, joinList(st.AutoApprove), ms(s.now()))
+		return s.fail("put site", err)
+	})
+}
+
+// Sites implements state.FleetStore.
+func (s *Store) Sites(ctx context.Context) ([]state.Site, error) {
+	rows, err := s.r.QueryContext(ctx, "SELECT name, time_zone, windows, care_areas, site_cap, care_area_cap, auto_approve, created_ms FROM sites ORDER BY name")
+	if err != nil {
+		return nil, s.fail("list sites", err)
+	}
+	defer rows.Close()
+	var out []state.Site
+	for rows.Next() {
+		var st state.Site
+		var w, ca, aa string
+		var created int64
+		if err := rows.Scan(&st.Name, &st.TimeZone, &w, &ca, &st.SiteCap, &st.CareAreaCap, &aa, &created); err != nil {
+			return nil, s.fail("list sites", err)
+		}
+		st.Windows, st.CareAreas, st.AutoApprove, st.Created = splitList(w), splitList(ca), splitList(aa), fromMS(created)
+		out = append(out, st)
+	}
+	return out, s.fail("list sites", rows.Err())
+}
+
+const deviceColumns = "id, udi_di, product, hardware, site, care_area, tags, public_key, installed, decommissioned, last_seen_ms, created_ms"
+
+func scanDevice(sc scanner) (state.Device, error) {
+	var d state.Device
+	var tags string
+	var dec int
+	var seen, created int64
+	err := sc.Scan(&d.ID, &d.UDIDI, &d.Product, &d.Hardware, &d.Site, &d.CareArea, &tags, &d.PublicKey, &d.Installed, &dec, &seen, &created)
+	d.Tags, d.Decommissioned, d.LastSeen, d.Created = splitList(tags), dec != 0, fromMS(seen), fromMS(created)
+	return d, err
+}
+
+// AddDevices implements state.FleetStore.
+func (s *Store) AddDevices(ctx context.Context, ds []state.Device) error {
+	return s.inTx(ctx, "add devices", func(tx *sql.Tx) error {
+		q := s.d.rebind(`INSERT INTO devices (` + deviceColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`)
+		for _, d := range ds {
+			var site string
+			if err := tx.QueryRowContext(ctx, s.d.rebind("SELECT name FROM sites WHERE name = ?"), d.Site).Scan(&site); errors.Is(err, sql.ErrNoRows) {
+				return apperr.New(apperr.Invalid, "device %s: site %q does not exist", d.ID, d.Site)
+			} else if err != nil {
+				return s.fail("add devices", err)
+			}
+			res, err := tx.ExecContext(ctx, q, d.ID, d.UDIDI, d.Product, d.Hardware, d.Site, d.CareArea, joinList(d.Tags), d.PublicKey, d.Installed, 0, 0, ms(s.now()))
+			if err != nil {
+				return s.fail("add devices", err)
+			}
+			if n, _ := res.RowsAffected(); n == 0 {
+				return apperr.New(apperr.Conflict, "device %s is already registered", d.ID).WithCode("device_exists")
+			}
+		}
+		return nil
+	})
+}
+
+// Device implements state.FleetStore.
+func (s *Store) Device(ctx context.Context, id string) (state.Device, error) {
+	d, err := scanDevice(s.r.QueryRowContext(ctx, s.d.rebind("SELECT "+deviceColumns+" FROM devices WHERE id = ?"), id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return d, state.NotFound("device " + id)
+	}
+	return d, s.fail("read device", err)
+}
+
+// DevicesOf implements state.FleetStore.
+func (s *Store) DevicesOf(ctx context.Context, product string) ([]state.Device, error) {
+	rows, err := s.r.QueryContext(ctx, s.d.rebind("SELECT "+deviceColumns+" FROM devices WHERE product = ? ORDER BY id"), product)
+	if err != nil {
+		return nil, s.fail("list devices", err)
+	}
+	defer rows.Close()
+	var out []state.Device
+	for rows.Next() {
+		d, err := scanDevice(rows)
+		if err != nil {
+			return nil, s.fail("list devices", err)
+		}
+		out = append(out, d)
+	}
+	return out, s.fail("list devices", rows.Err())
+}
+
+func (s *Store) execOne(ctx context.Context, op, what, q string, args ...any) error {
+	return s.inTx(ctx, op, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, s.d.rebind(q), args...)
+		if err != nil {
+			return s.fail(op, err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return state.NotFound(what)
+		}
+		return nil
+	})
+}
+
+// Decommission implements state.FleetStore.
+func (s *Store) Decommission(ctx context.Context, id string) error {
+	return s.execOne(ctx, "decommission", "device "+id, "UPDATE devices SET decommissioned = 1, public_key = '' WHERE id = ?", id)
+}
+
+// TouchDevice implements state.FleetStore. It does not bump the fleet epoch:
+// check-ins are the hot path.
+func (s *Store) TouchDevice(ctx context.Context, id, installed string, seen time.Time) error {
+	_, err := s.w.ExecContext(ctx, s.d.rebind("UPDATE devices SET installed = ?, last_seen_ms = ? WHERE id = ?"), installed, ms(seen), id)
+	return s.fail("touch device", err)
+}
+
+// UseNonce implements state.FleetStore.
+func (s *Store) UseNonce(ctx context.Context, deviceID, nonce string, now, expires time.Time) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return s.fail("use nonce", err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, s.d.rebind("DELETE FROM device_nonces WHERE device_id = ? AND expires_ms < ?"), deviceID, ms(now)); err != nil {
+		return s.fail("use nonce", err)
+	}
+	res, err := tx.ExecContext(ctx, s.d.rebind("INSERT INTO device_nonces (device_id, nonce, expires_ms) VALUES (?, ?, ?) ON CONFLICT (device_id, nonce) DO NOTHING"), deviceID, nonce, ms(expires))
+	if err != nil {
+		return s.fail("use nonce", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return apperr.New(apperr.Unauthorized, "request nonce was used before (replay)").WithCode("replayed_request")
+	}
+	return s.fail("use nonce", tx.Commit())
+}
+
+const rolloutColumns = "id, product, version, target, plan, state, current_wave, wave_opened_ms, halt_reason, created_ms, revision"
+
+func scanRollout(sc scanner) (state.Rollout, error) {
+	var r state.Rollout
+	var plan string
+	var opened, created int64
+	err := sc.Scan(&r.ID, &r.Product, &r.Version, &r.Target, &plan, &r.State, &r.CurrentWave, &opened, &r.HaltReason, &created, &r.Revision)
+	r.Plan, r.WaveOpened, r.Created = []byte(plan), fromMS(opened), fromMS(created)
+	return r, err
+}
+
+// CreateRollout implements state.FleetStore.
+func (s *Store) CreateRollout(ctx context.Context, r state.Rollout) error {
+	return s.inTx(ctx, "create rollout", func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, s.d.rebind(`INSERT INTO rollouts (`+rolloutColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)`),
+			r.ID, r.Product, r.Version, r.Target, string(r.Plan), r.State, r.CurrentWave, ms(r.WaveOpened), r.HaltReason, ms(r.Created))
+		return s.fail("create rollout", err)
+	})
+}
+
+// Rollout implements state.FleetStore.
+func (s *Store) Rollout(ctx context.Context, id string) (state.Rollout, error) {
+	r, err := scanRollout(s.r.QueryRowContext(ctx, s.d.rebind("SELECT "+rolloutColumns+" FROM rollouts WHERE id = ?"), id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return r, state.NotFound("rollout " + id)
+	}
+	return r, s.fail("read rollout", err)
+}
+
+// Rollouts implements state.FleetStore.
+func (s *Store) Rollouts(ctx context.Context, product string) ([]state.Rollout, error) {
+	rows, err := s.r.QueryContext(ctx, s.d.rebind("SELECT "+rolloutColumns+" FROM rollouts WHERE ? = '' OR product = ? ORDER BY created_ms DESC, id"), product, product)
+	if err != nil {
+		return nil, s.fail("list rollouts", err)
+	}
+	defer rows.Close()
+	var out []state.Rollout
+	for rows.Next() {
+		r, err := scanRollout(rows)
+		if err != nil {
+			return nil, s.fail("list rollouts", err)
+		}
+		out = append(out, r)
+	}
+	return out, s.fail("list rollouts", rows.Err())
+}
+
+// UpdateRollout implements state.FleetStore.
+func (s *Store) UpdateRollout(ctx context.Context, r state.Rollout) (state.Rollout, error) {
+	err := s.inTx(ctx, "update rollout", func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, s.d.rebind(`UPDATE rollouts SET state = ?, current_wave = ?, wave_opened_ms = ?, halt_reason = ?, revision = revision + 1
+			WHERE id = ? AND revision = ?`), r.State, r.CurrentWave, ms(r.WaveOpened), r.HaltReason, r.ID, r.Revision)
+		if err != nil {
+			return s.fail("update rollout", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return apperr.New(apperr.Conflict, "rollout %s changed meanwhile; re-read it", r.ID).WithCode("stale_rollout")
+		}
+		return nil
+	})
+	if err == nil {
+		r.Revision++
+	}
+	return r, err
+}
+
+// PutApproval implements state.FleetStore.
+func (s *Store) PutApproval(ctx context.Context, a state.Approval) error {
+	return s.inTx(ctx, "put approval", func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, s.d.rebind(`INSERT INTO approvals (rollout_id, wave, site, approved_by, comment, not_before_ms, at_ms, revoked)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (rollout_id, wave, site) DO UPDATE SET approved_by = excluded.approved_by,
+			comment = excluded.comment, not_before_ms = excluded.not_before_ms, at_ms = excluded.at_ms, revoked = excluded.revoked`),
+			a.RolloutID, a.Wave, a.Site, a.By, a.Comment, ms(a.NotBefore), ms(a.At), b2i(a.Revoked))
+		return s.fail("put approval", err)
+	})
+}
+
+// Approvals implements state.FleetStore.
+func (s *Store) Approvals(ctx context.Context, rolloutID string) ([]state.Approval, error) {
+	rows, err := s.r.QueryContext(ctx, s.d.rebind(`SELECT rollout_id, wave, site, approved_by, comment, not_before_ms, at_ms, revoked
+		FROM approvals WHERE rollout_id = ? ORDER BY wave, site`), rolloutID)
+	if err != nil {
+		return nil, s.fail("list approvals", err)
+	}
+	defer rows.Close()
+	var out []state.Approval
+	for rows.Next() {
+		var a state.Approval
+		var nb, at int64
+		var rev int
+		if err := rows.Scan(&a.RolloutID, &a.Wave, &a.Site, &a.By, &a.Comment, &nb, &at, &rev); err != nil {
+			return nil, s.fail("list approvals", err)
+		}
+		a.NotBefore, a.At, a.Revoked = fromMS(nb), fromMS(at), rev != 0
+		out = append(out, a)
+	}
+	return out, s.fail("list approvals", rows.Err())
+}
+
+// PutDeferral implements state.FleetStore.
+func (s *Store) PutDeferral(ctx context.Context, d state.Deferral) error {
+	return s.inTx(ctx, "put deferral", func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, s.d.rebind(`INSERT INTO deferrals (rollout_id, wave, site, reason, until_ms) VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT (rollout_id, wave, site) DO UPDATE SET reason = excluded.reason, until_ms = excluded.until_ms`),
+			d.RolloutID, d.Wave, d.Site, d.Reason, ms(d.Until))
+		return s.fail("put deferral", err)
+	})
+}
+
+// Deferrals implements state.FleetStore.
+func (s *Store) Deferrals(ctx context.Context, rolloutID string) ([]state.Deferral, error) {
+	rows, err := s.r.QueryContext(ctx, s.d.rebind("SELECT rollout_id, wave, site, reason, until_ms FROM deferrals WHERE rollout_id = ? ORDER BY wave, site"), rolloutID)
+	if err != nil {
+		return nil, s.fail("list deferrals", err)
+	}
+	defer rows.Close()
+	var out []state.Deferral
+	for rows.Next() {
+		var d state.Deferral
+		var until int64
+		if err := rows.Scan(&d.RolloutID, &d.Wave, &d.Site, &d.Reason, &until); err != nil {
+			return nil, s.fail("list deferrals", err)
+		}
+		d.Until = fromMS(until)
+		out = append(out, d)
+	}
+	return out, s.fail("list deferrals", rows.Err())
+}
+
+// SetProgress implements state.FleetStore.
+func (s *Store) SetProgress(ctx context.Context, p state.Progress, onlyIfNew bool) (bool, error) {
+	q := `INSERT INTO rollout_devices (rollout_id, device_id, wave, state, updated_ms) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (rollout_id, device_id) DO UPDATE SET state = excluded.state, updated_ms = excluded.updated_ms`
+	if onlyIfNew {
+		q = `INSERT INTO rollout_devices (rollout_id, device_id, wave, state, updated_ms) VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT (rollout_id, device_id) DO NOTHING`
+	}
+	changed := false
+	err := s.inTx(ctx, "set progress", func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, s.d.rebind(q), p.RolloutID, p.DeviceID, p.Wave, p.State, ms(p.Updated))
+		if err != nil {
+			return s.fail("set progress", err)
+		}
+		n, _ := res.RowsAffected()
+		changed = n > 0
+		return nil
+	})
+	return changed, err
+}
+
+// Progress implements state.FleetStore.
+func (s *Store) Progress(ctx context.Context, rolloutID string) ([]state.Progress, error) {
+	rows, err := s.r.QueryContext(ctx, s.d.rebind("SELECT rollout_id, device_id, wave, state, updated_ms FROM rollout_devices WHERE rollout_id = ? ORDER BY device_id"), rolloutID)
+	if err != nil {
+		return nil, s.fail("list progress", err)
+	}
+	defer rows.Close()
+	var out []state.Progress
+	for rows.Next() {
+		var p state.Progress
+		var upd int64
+		if err := rows.Scan(&p.RolloutID, &p.DeviceID, &p.Wave, &p.State, &upd); err != nil {
+			return nil, s.fail("list progress", err)
+		}
+		p.Updated = fromMS(upd)
+		out = append(out, p)
+	}
+	return out, s.fail("list progress", rows.Err())
+}

@@ -1,0 +1,139 @@
+package statetest
+
+import (
+	"testing"
+	"time"
+
+	"github.com/vigil-ota/vigil/server/internal/apperr"
+	"github.com/vigil-ota/vigil/server/internal/state"
+)
+
+func runFleet(t *testing.T, one func(t *testing.T) state.Store) {
+	t.Run("SitesAndDevicesRegisterAllOrNothing", func(t *testing.T) { testRegistry(t, one(t)) })
+	t.Run("ReplayedNoncesAreRefused", func(t *testing.T) { testNonces(t, one(t)) })
+	t.Run("RolloutsApprovalsDeferralsProgress", func(t *testing.T) { testRollouts(t, one(t)) })
+}
+
+func testRegistry(t *testing.T, s state.Store) {
+	ctx := t.Context()
+	e0, _ := s.FleetEpoch(ctx)
+	site := state.Site{Name: "st-mary", TimeZone: "America/Chicago", Windows: []string{"Sun 02:00-05:00 America/Chicago"}, CareAreas: []string{"icu", "ward-3"}, SiteCap: 10, CareAreaCap: 2, AutoApprove: []string{"critical"}}
+	if err := s.PutSite(ctx, site); err != nil {
+		t.Fatal(err)
+	}
+	site.SiteCap = 12
+	if err := s.PutSite(ctx, site); err != nil {
+		t.Fatal(err)
+	}
+	sites, err := s.Sites(ctx)
+	if err != nil || len(sites) != 1 || sites[0].SiteCap != 12 || len(sites[0].Windows) != 1 || sites[0].AutoApprove[0] != "critical" {
+		t.Fatalf("sites %+v %v", sites, err)
+	}
+	if e1, _ := s.FleetEpoch(ctx); e1 <= e0 {
+		t.Fatal("a site change did not move the fleet epoch")
+	}
+	dev := func(id string) state.Device {
+		return state.Device{ID: id, Product: "demo-pump", Hardware: "rev-b", Site: "st-mary", CareArea: "icu", Tags: []string{"ward-3", "pilot"}, PublicKey: "AAAA", Installed: "1.0.0"}
+	}
+	if err := s.AddDevices(ctx, []state.Device{dev("PUMP-1"), dev("PUMP-2")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddDevices(ctx, []state.Device{dev("PUMP-3"), dev("PUMP-1")}); !apperr.Is(err, apperr.Conflict) {
+		t.Fatalf("duplicate device: %v", err)
+	}
+	if _, err := s.Device(ctx, "PUMP-3"); !apperr.Is(err, apperr.NotFound) {
+		t.Fatal("a batch with a duplicate added some devices")
+	}
+	bad := dev("PUMP-4")
+	bad.Site = "nowhere"
+	if err := s.AddDevices(ctx, []state.Device{bad}); !apperr.Is(err, apperr.Invalid) {
+		t.Fatalf("unknown site: %v", err)
+	}
+	got, err := s.Device(ctx, "PUMP-2")
+	if err != nil || got.Tags[1] != "pilot" || got.PublicKey != "AAAA" || got.Decommissioned {
+		t.Fatalf("device %+v %v", got, err)
+	}
+	if err := s.TouchDevice(ctx, "PUMP-2", "1.1.0", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Decommission(ctx, "PUMP-2"); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = s.Device(ctx, "PUMP-2")
+	if !got.Decommissioned || got.PublicKey != "" || got.Installed != "1.1.0" {
+		t.Fatalf("after decommission: %+v", got)
+	}
+	if err := s.Decommission(ctx, "PUMP-9"); !apperr.Is(err, apperr.NotFound) {
+		t.Fatalf("decommission unknown: %v", err)
+	}
+	all, _ := s.DevicesOf(ctx, "demo-pump")
+	if len(all) != 2 {
+		t.Fatalf("devices of demo-pump: %d", len(all))
+	}
+}
+
+func testNonces(t *testing.T, s state.Store) {
+	ctx := t.Context()
+	now := time.Now()
+	if err := s.UseNonce(ctx, "PUMP-1", "n1", now, now.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.UseNonce(ctx, "PUMP-1", "n1", now, now.Add(time.Minute)); !apperr.Is(err, apperr.Unauthorized) {
+		t.Fatalf("replay: %v", err)
+	}
+	if err := s.UseNonce(ctx, "PUMP-2", "n1", now, now.Add(time.Minute)); err != nil {
+		t.Fatalf("same nonce, other device: %v", err)
+	}
+	// After expiry the nonce is forgotten (the timestamp check refuses such
+	// old requests anyway).
+	if err := s.UseNonce(ctx, "PUMP-1", "n1", now.Add(2*time.Minute), now.Add(3*time.Minute)); err != nil {
+		t.Fatalf("expired nonce: %v", err)
+	}
+}
+
+func testRollouts(t *testing.T, s state.Store) {
+	ctx := t.Context()
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	r := state.Rollout{ID: "ro-1", Product: "demo-pump", Version: "1.1.0", Target: "demo-pump/x.img", Plan: []byte(`{"a":1}`), State: "active", WaveOpened: now, Created: now}
+	if err := s.CreateRollout(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Rollout(ctx, "ro-1")
+	if err != nil || got.Revision != 1 || string(got.Plan) != `{"a":1}` || !got.WaveOpened.Equal(now) {
+		t.Fatalf("rollout %+v %v", got, err)
+	}
+	got.CurrentWave = 1
+	upd, err := s.UpdateRollout(ctx, got)
+	if err != nil || upd.Revision != 2 {
+		t.Fatalf("update %+v %v", upd, err)
+	}
+	if _, err := s.UpdateRollout(ctx, got); !apperr.Is(err, apperr.Conflict) {
+		t.Fatalf("stale update: %v", err)
+	}
+	if list, _ := s.Rollouts(ctx, "demo-pump"); len(list) != 1 || list[0].CurrentWave != 1 {
+		t.Fatalf("rollouts %+v", list)
+	}
+	a := state.Approval{RolloutID: "ro-1", Wave: 0, Site: "st-mary", By: "it-1", Comment: "ok", At: now}
+	s.PutApproval(ctx, a)
+	a.Revoked = true
+	s.PutApproval(ctx, a)
+	if as, _ := s.Approvals(ctx, "ro-1"); len(as) != 1 || !as[0].Revoked {
+		t.Fatalf("approvals %+v", as)
+	}
+	s.PutDeferral(ctx, state.Deferral{RolloutID: "ro-1", Wave: 1, Site: "st-mary", Reason: "survey", Until: now.Add(time.Hour)})
+	if ds, _ := s.Deferrals(ctx, "ro-1"); len(ds) != 1 || ds[0].Reason != "survey" {
+		t.Fatalf("deferrals %+v", ds)
+	}
+	p := state.Progress{RolloutID: "ro-1", DeviceID: "PUMP-1", Wave: 0, State: "assigned", Updated: now}
+	if ok, err := s.SetProgress(ctx, p, true); !ok || err != nil {
+		t.Fatalf("first assignment: %v %v", ok, err)
+	}
+	if ok, _ := s.SetProgress(ctx, p, true); ok {
+		t.Fatal("a device was assigned twice")
+	}
+	p.State = "committed"
+	s.SetProgress(ctx, p, false)
+	if ps, _ := s.Progress(ctx, "ro-1"); len(ps) != 1 || ps[0].State != "committed" {
+		t.Fatalf("progress %+v", ps)
+	}
+}
