@@ -22,8 +22,38 @@ const (
 	HeaderAuthorization = "Authorization"
 )
 
-// PathDeviceEvents receives device events (POST, EventBatch).
-const PathDeviceEvents = "/api/v1/device/events"
+// Device routes and the headers of a signed device request (see
+// server/internal/fleet/auth.go for what is signed).
+const (
+	PathDeviceEvents  = "/api/v1/device/events"
+	PathDeviceCheckIn = "/api/v1/device/checkin"
+	HeaderDevice      = "X-Vigil-Device"
+	HeaderTimestamp   = "X-Vigil-Timestamp"
+	HeaderNonce       = "X-Vigil-Nonce"
+	HeaderSignature   = "X-Vigil-Signature"
+)
+
+// CheckIn is what a device reports at each poll.
+type CheckIn struct {
+	Installed string `json:"installed_version"`
+	State     string `json:"state"`
+	Slot      string `json:"slot,omitempty"`
+}
+
+// Assignment is the at most one release a check-in answer hands out.
+type Assignment struct {
+	RolloutID string    `json:"rollout_id"`
+	Target    string    `json:"target"`
+	Version   string    `json:"version"`
+	Wave      string    `json:"wave"`
+	NotBefore time.Time `json:"not_before"`
+	WindowEnd time.Time `json:"window_end,omitempty"`
+}
+
+// CheckInResponse answers a check-in.
+type CheckInResponse struct {
+	Assignment *Assignment `json:"assignment"`
+}
 
 // DeviceEvent is one state change of a device's install, reported by the
 // agent. ID is stable for the same change, so a resent event is harmless.

@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"archive/tar"
+	"bytes"
 	"compress/gzip"
+	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
@@ -18,6 +20,8 @@ import (
 	"time"
 
 	"github.com/vigil-ota/vigil/api"
+	"github.com/vigil-ota/vigil/api/devicesig"
+	"github.com/vigil-ota/vigil/internal/keyfile"
 )
 
 // appImage writes a tar.gz application image: VERSION, and `healthy`
@@ -67,9 +71,47 @@ func healthCommand(slots string) string {
 	return `grep -qx yes "` + slots + `/current/healthy"`
 }
 
+// manage sends a management request with the bootstrap token.
+func (f *repoFixture) manage(t testing.TB, method, path string, body any) string {
+	t.Helper()
+	b, _ := json.Marshal(body)
+	req, _ := http.NewRequest(method, f.srv.URL+path, bytes.NewReader(b))
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	out, _ := io.ReadAll(res.Body)
+	if res.StatusCode/100 != 2 {
+		t.Fatalf("%s %s: %d %s", method, path, res.StatusCode, out)
+	}
+	return string(out)
+}
+
+// registerDevice makes a device key and registers the device at site.
+func (f *repoFixture) registerDevice(t testing.TB, id, site, careArea, dir string) string {
+	t.Helper()
+	f.manage(t, "PUT", "/api/v1/sites/"+site, map[string]any{"time_zone": "America/Chicago"})
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	keyPath, _, err := keyfile.Write(dir, "device", priv, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.manage(t, "POST", "/api/v1/devices", []map[string]any{{"id": id, "product": "demo-pump", "hardware": "rev-b", "site": site,
+		"care_area": careArea, "public_key": devicesig.EncodePublicKey(priv.Public().(ed25519.PublicKey)), "installed_version": "1.0.0"}})
+	return keyPath
+}
+
 func newAgentDevice(t testing.TB, f *repoFixture, server, health string, extra map[string]string) *agentDevice {
 	t.Helper()
 	d := &agentDevice{id: fmt.Sprintf("pump-%d", time.Now().UnixNano()%1e9), dir: t.TempDir()}
+	site := "test-site"
+	if s, ok := extra["site"]; ok {
+		site = s
+		delete(extra, "site")
+	}
+	keyPath := f.registerDevice(t, d.id, site, "ward-1", filepath.Join(d.dir, "key"))
 	d.slots, d.data, d.mark = filepath.Join(d.dir, "slots"), filepath.Join(d.dir, "data"), filepath.Join(d.dir, "mark")
 	os.MkdirAll(d.mark, 0o700)
 	if health == "" {
@@ -81,6 +123,7 @@ func newAgentDevice(t testing.TB, f *repoFixture, server, health string, extra m
 		"slots":         map[string]any{"backend": "dir", "dir": d.slots},
 		"health_check":  map[string]any{"command": health, "timeout": "20s"},
 		"poll_interval": "1s", "poll_jitter": "0s", "defer_retry": "1s", "event_interval": "1s", "max_boot_attempts": 3,
+		"device_key": keyPath, "install_policy": "newest",
 	}
 	for k, v := range extra {
 		if strings.HasPrefix(k, "interlock.") {

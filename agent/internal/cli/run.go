@@ -49,6 +49,7 @@ func (a *agentFlags) register(fs *pflag.FlagSet) {
 	fs.DurationVar(&a.deferRetry, "defer-retry", 0, "time between retries while deferred (default 5m)")
 	fs.DurationVar(&a.eventInterval, "event-interval", 0, "time between event deliveries (default 10s)")
 	fs.IntVar(&a.c.MaxBootAttempts, "max-boot-attempts", 0, "starts in a switched, unhealthy state before rolling back (default 3)")
+	fs.StringVar(&a.c.InstallPolicy, "install-policy", "", "assigned (what the server's rollouts assign; default with --device-key) or newest")
 }
 
 // resolve merges file and flags and validates.
@@ -85,6 +86,7 @@ func (a *agentFlags) resolve(fs *pflag.FlagSet) (daemon.Config, error) {
 	set("defer-retry", func() { c.DeferRetry = daemon.Duration(a.deferRetry) })
 	set("event-interval", func() { c.EventInterval = daemon.Duration(a.eventInterval) })
 	set("max-boot-attempts", func() { c.MaxBootAttempts = f.MaxBootAttempts })
+	set("install-policy", func() { c.InstallPolicy = f.InstallPolicy })
 	c.Defaults()
 	if err := c.Validate(); err != nil {
 		return c, usageError{err}

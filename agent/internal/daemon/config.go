@@ -71,7 +71,11 @@ type Config struct {
 		Command string `yaml:"command"`
 		File    string `yaml:"file"`
 	} `yaml:"interlock"`
-	RestartCommand  string    `yaml:"restart_command"`
+	RestartCommand string `yaml:"restart_command"`
+	// InstallPolicy is "assigned" (install what the server's rollout
+	// assigns; needs device_key) or "newest" (install the newest
+	// installable release without rollouts).
+	InstallPolicy   string    `yaml:"install_policy"`
 	PollInterval    Duration  `yaml:"poll_interval"`
 	PollJitter      *Duration `yaml:"poll_jitter"` // nil: the default; 0 is allowed
 	DeferRetry      Duration  `yaml:"defer_retry"`
@@ -106,7 +110,19 @@ func (c *Config) Defaults() {
 	if c.MaxBootAttempts == 0 {
 		c.MaxBootAttempts = engine.DefaultMaxBootAttempts
 	}
+	if c.InstallPolicy == "" {
+		c.InstallPolicy = PolicyAssigned
+		if c.DeviceKey == "" {
+			c.InstallPolicy = PolicyNewest
+		}
+	}
 }
+
+// Install policies.
+const (
+	PolicyAssigned = "assigned"
+	PolicyNewest   = "newest"
+)
 
 // Load reads a YAML file; unknown keys are errors.
 func Load(path string) (Config, error) {
@@ -160,6 +176,15 @@ func (c *Config) Validate() error {
 		}
 	default:
 		return fmt.Errorf("setting slots.backend: %q is not dir or command", c.Slots.Backend)
+	}
+	switch c.InstallPolicy {
+	case PolicyNewest:
+	case PolicyAssigned:
+		if c.DeviceKey == "" {
+			return errors.New("setting install_policy: assigned needs device_key (the server authenticates check-ins)")
+		}
+	default:
+		return fmt.Errorf("setting install_policy: %q is not assigned or newest", c.InstallPolicy)
 	}
 	if c.MaxBootAttempts < 1 {
 		return fmt.Errorf("setting max_boot_attempts: %d is below 1", c.MaxBootAttempts)

@@ -1,14 +1,12 @@
 package daemon
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
+	"crypto/ed25519"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -17,10 +15,28 @@ import (
 	"github.com/vigil-ota/vigil/agent/internal/events"
 	"github.com/vigil-ota/vigil/agent/internal/journal"
 	"github.com/vigil-ota/vigil/api"
+	"github.com/vigil-ota/vigil/internal/keyfile"
 )
 
-// EventSendTimeout bounds one event delivery request.
-const EventSendTimeout = 30 * time.Second
+// client builds the device's signed-request client. Without device_key the
+// agent neither checks in nor can deliver events to a server that
+// authenticates devices; it then installs the newest installable release
+// on its own.
+func client(c Config) (*deviceClient, error) {
+	dc := &deviceClient{server: c.Server, id: c.DeviceID, hc: &http.Client{}}
+	if c.DeviceKey != "" {
+		k, err := keyfile.ReadPrivate(c.DeviceKey)
+		if err != nil {
+			return nil, fmt.Errorf("device_key: %w", err)
+		}
+		ed, ok := k.(ed25519.PrivateKey)
+		if !ok {
+			return nil, fmt.Errorf("device_key: %s is not an ed25519 key", c.DeviceKey)
+		}
+		dc.key = ed
+	}
+	return dc, nil
+}
 
 // NewEngine builds the install engine for c.
 func NewEngine(c Config, log *zap.Logger) (*engine.Engine, error) {
@@ -28,47 +44,22 @@ func NewEngine(c Config, log *zap.Logger) (*engine.Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("trusted_root: %w", err)
 	}
+	dc, err := client(c)
+	if err != nil {
+		return nil, err
+	}
+	var checkIn func(ctx context.Context, installed, state string) (*api.Assignment, error)
+	if c.InstallPolicy == PolicyAssigned {
+		checkIn = dc.CheckIn
+	}
 	return engine.New(engine.Config{
+		CheckIn:  checkIn,
 		DeviceID: c.DeviceID, Product: c.Product, Hardware: c.Hardware, DataDir: c.DataDir,
 		Server: c.Server, TrustedRoot: root, Slots: c.Backend(),
 		HealthCommand: c.HealthCheck.Command, HealthTimeout: time.Duration(c.HealthCheck.Timeout),
 		RestartCommand: c.RestartCommand, Interlock: c.InterlockCheck(), MaxBootAttempts: c.MaxBootAttempts,
 		Log: log,
 	})
-}
-
-// httpSender posts event batches to the server.
-type httpSender struct {
-	url string
-	hc  *http.Client
-}
-
-func (s httpSender) Send(ctx context.Context, batch api.EventBatch) error {
-	b, err := json.Marshal(batch)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, EventSendTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url, bytes.NewReader(b))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := s.hc.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("event delivery: HTTP %s", resp.Status)
-	}
-	return nil
-}
-
-// Sender returns the event sender for c.
-func Sender(c Config) events.Sender {
-	return httpSender{url: strings.TrimRight(c.Server, "/") + api.PathDeviceEvents, hc: &http.Client{}}
 }
 
 // Run is the daemon: recover, then poll until ctx ends. With once, it runs
@@ -86,7 +77,10 @@ func Run(ctx context.Context, c Config, log *zap.Logger, once bool) error {
 	if err != nil {
 		return err
 	}
-	sender := Sender(c)
+	sender, err := client(c)
+	if err != nil {
+		return err
+	}
 	if err := eng.Recover(ctx); err != nil {
 		log.Warn("recovering the interrupted install", zap.Error(err))
 	}

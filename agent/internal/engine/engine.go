@@ -76,6 +76,10 @@ type Config struct {
 	MaxBootAttempts int
 	HTTP            *http.Client
 	Log             *zap.Logger
+	// CheckIn, when set, asks the server which release to install (the
+	// rollout's assignment); the agent still verifies it through TUF. Nil:
+	// the agent takes the newest installable release itself.
+	CheckIn func(ctx context.Context, installed, state string) (*api.Assignment, error)
 }
 
 // Engine drives installs.
@@ -216,12 +220,35 @@ func (e *Engine) choose(ctx context.Context) error {
 		return err
 	}
 	dev := release.Device{Product: e.cfg.Product, Hardware: e.cfg.Hardware, InstalledVersion: installed}
+	var assigned string
+	if e.cfg.CheckIn != nil {
+		a, err := e.cfg.CheckIn(ctx, installed, string(e.st.Phase))
+		if err != nil {
+			return fmt.Errorf("check-in: %w", err)
+		}
+		if a == nil {
+			return nil // no assignment: nothing to do now
+		}
+		assigned = a.Target
+	}
 	_, considered, err := tc.Newest(dev)
 	if err != nil {
 		return err
 	}
+	if assigned != "" && !slices.ContainsFunc(considered, func(c tufclient.Candidate) bool { return c.Path == assigned }) {
+		return e.refuse(assigned, "delegation", "the assigned target is not a signed release of "+e.cfg.Product)
+	}
 	for _, c := range considered {
-		if c.Refusal != nil || slices.Contains(e.badList(), c.Path) {
+		if assigned != "" && c.Path != assigned {
+			continue
+		}
+		if slices.Contains(e.badList(), c.Path) {
+			continue
+		}
+		if c.Refusal != nil {
+			if assigned != "" {
+				return e.refuse(c.Path, c.Refusal.Check, c.Refusal.Reason)
+			}
 			continue
 		}
 		rel := journal.Release{Target: c.Path, Version: c.Custom.Version, SHA256: hex.EncodeToString(c.Target.Hashes["sha256"]), Length: c.Target.Length}
@@ -236,6 +263,20 @@ func (e *Engine) choose(ctx context.Context) error {
 }
 
 func (e *Engine) badList() []string { return e.st.Bad }
+
+// refuse reports an assigned release the device will not install (its
+// signed fields do not allow it here) as failed, naming the check.
+func (e *Engine) refuse(target, check, reason string) error {
+	if slices.Contains(e.badList(), target) {
+		return nil
+	}
+	rel := journal.Release{Target: target, Version: "0.0.0"}
+	return e.to(journal.Failed, "refused: "+check+": "+reason, func(s *journal.State) {
+		s.Release = &rel
+		s.Attempt++
+		s.Bad = appendBad(s.Bad, target)
+	})
+}
 
 func (e *Engine) downloadPath() string {
 	r := e.st.Release

@@ -35,6 +35,9 @@ const (
 	ReadHeaderTimeout = 10 * time.Second
 	IdleTimeout       = 120 * time.Second
 	MaxHeaderBytes    = 64 << 10
+	// RolloutControllerInterval is how often each replica applies the
+	// rollout rules (soak times end without any event).
+	RolloutControllerInterval = 10 * time.Second
 	// readinessProbeKey is the key /readyz stats: present or not, an answer
 	// proves the blob store is reachable.
 	readinessProbeKey = "readyz-probe"
@@ -47,6 +50,7 @@ type Server struct {
 	State state.Store
 	Blobs blob.Store
 	Repo  *tufrepo.Repo
+	Fleet *fleet.Service
 	http  *http.Server
 	ln    net.Listener
 }
@@ -126,7 +130,8 @@ func Open(ctx context.Context, cfg config.Config, log *zap.Logger) (*Server, err
 		},
 	})
 	httpapi.RegisterRepository(router, s.Repo, cfg.BootstrapToken)
-	httpapi.RegisterFleet(router, fleet.New(s.State), cfg.BootstrapToken)
+	s.Fleet = fleet.New(s.State).WithTargets(s.Repo, log.Named("fleet"))
+	httpapi.RegisterFleet(router, s.Fleet, cfg.BootstrapToken)
 	httpapi.RegisterAudit(router, s.State, cfg.BootstrapToken)
 	s.http = &http.Server{
 		Handler:           router,
@@ -204,6 +209,7 @@ func (s *Server) Run(ctx context.Context) error {
 	rctx, stopRefresher := context.WithCancel(ctx)
 	defer stopRefresher()
 	go s.Repo.RunRefresher(rctx, s.cfg.OnlineRefreshInterval)
+	go s.Fleet.RunController(rctx, RolloutControllerInterval)
 	select {
 	case err := <-errc:
 		return err

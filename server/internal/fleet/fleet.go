@@ -41,20 +41,13 @@ var (
 	deviceID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
 )
 
-// Service is the fleet domain.
-type Service struct {
-	st  state.Store
-	now func() time.Time
-}
-
-// New returns the service.
-func New(st state.Store) *Service { return &Service{st: st, now: time.Now} }
-
 // ValidDeviceID reports whether id is a well-formed device id.
 func ValidDeviceID(id string) bool { return deviceID.MatchString(id) }
 
-// Ingest validates and stores a batch; it returns how many events were new.
-func (s *Service) Ingest(ctx context.Context, b api.EventBatch) (api.EventBatchResponse, error) {
+// Ingest validates and stores a batch from an authenticated device, and
+// moves the device's progress in the rollouts its events are about; it
+// returns how many events were new.
+func (s *Service) Ingest(ctx context.Context, dev state.Device, b api.EventBatch) (api.EventBatchResponse, error) {
 	if len(b.Events) == 0 {
 		return api.EventBatchResponse{}, apperr.New(apperr.Invalid, "the batch holds no events")
 	}
@@ -66,8 +59,8 @@ func (s *Service) Ingest(ctx context.Context, b api.EventBatch) (api.EventBatchR
 		switch {
 		case !eventID.MatchString(e.ID):
 			return api.EventBatchResponse{}, apperr.New(apperr.Invalid, "event %d: id %q is not 16-64 lower-case hex digits", i, e.ID)
-		case !deviceID.MatchString(e.DeviceID):
-			return api.EventBatchResponse{}, apperr.New(apperr.Invalid, "event %d: device_id %q is not a device id", i, e.DeviceID)
+		case e.DeviceID != dev.ID:
+			return api.EventBatchResponse{}, apperr.New(apperr.Forbidden, "event %d is about device %q; a device reports only for itself", i, e.DeviceID)
 		case !states[e.State]:
 			return api.EventBatchResponse{}, apperr.New(apperr.Invalid, "event %d: state %q is unknown", i, e.State)
 		case len(e.Reason) > MaxReasonBytes || len(e.Target) > MaxFieldBytes || len(e.Version) > MaxFieldBytes:
@@ -79,6 +72,9 @@ func (s *Service) Ingest(ctx context.Context, b api.EventBatch) (api.EventBatchR
 	}
 	n, err := s.st.AddDeviceEvents(ctx, evs)
 	if err != nil {
+		return api.EventBatchResponse{}, err
+	}
+	if err := s.applyProgress(ctx, dev, evs); err != nil {
 		return api.EventBatchResponse{}, err
 	}
 	return api.EventBatchResponse{Accepted: n, Duplicate: len(evs) - n}, nil

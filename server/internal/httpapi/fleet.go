@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"strconv"
 
@@ -10,42 +11,176 @@ import (
 
 	"github.com/vigil-ota/vigil/api"
 	"github.com/vigil-ota/vigil/server/internal/apperr"
+	"github.com/vigil-ota/vigil/server/internal/fleet"
+	"github.com/vigil-ota/vigil/server/internal/state"
 )
 
-// MaxEventBatchBytes bounds an event batch's body.
-const MaxEventBatchBytes = 1 << 20
+// Body limits, in bytes.
+const (
+	MaxDeviceBodyBytes = 1 << 20
+	MaxImportBytes     = 64 << 20
+)
 
-// Fleet is what the device routes need (fleet.Service).
+// Fleet is what the fleet routes need (fleet.Service).
 type Fleet interface {
-	Ingest(ctx context.Context, b api.EventBatch) (api.EventBatchResponse, error)
+	Authenticate(ctx context.Context, r fleet.DeviceRequest) (state.Device, error)
+	CheckIn(ctx context.Context, dev state.Device, in api.CheckIn) (*api.Assignment, error)
+	Ingest(ctx context.Context, dev state.Device, b api.EventBatch) (api.EventBatchResponse, error)
 	Events(ctx context.Context, device string, limit int) ([]api.DeviceEvent, error)
+	PutSite(ctx context.Context, in fleet.SiteInput) error
+	RegisterDevices(ctx context.Context, ins []fleet.DeviceInput) error
+	Decommission(ctx context.Context, id string) error
+	CreateRollout(ctx context.Context, in fleet.PlanInput) (state.Rollout, error)
+	Status(ctx context.Context, id string) (fleet.RolloutStatus, error)
+	Control(ctx context.Context, id, action string) (state.Rollout, error)
+	Approve(ctx context.Context, id string, in fleet.ApprovalInput, by string) error
+	Defer(ctx context.Context, id string, in fleet.DeferralInput) error
+	HaltRelease(ctx context.Context, rel, reason string) ([]string, error)
 }
 
-// RegisterFleet adds the device event routes: agents POST their events;
-// operators (bootstrap token) read a device's events.
-func RegisterFleet(r *gin.Engine, f Fleet, bootstrapToken string) {
-	r.POST(api.PathDeviceEvents, func(c *gin.Context) {
-		var b api.EventBatch
-		dec := json.NewDecoder(http.MaxBytesReader(c.Writer, c.Request.Body, MaxEventBatchBytes))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&b); err != nil {
-			WriteError(c, apperr.Wrap(err, apperr.Invalid, "the body is not an event batch: %v", err))
+const ginKeyDevice = "vigil.device"
+
+// deviceAuth verifies a signed device request; changesState adds replay
+// protection.
+func deviceAuth(f Fleet, changesState bool) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, MaxDeviceBodyBytes))
+		if err != nil {
+			WriteError(c, apperr.Wrap(err, apperr.TooLarge, "request body over %d bytes", MaxDeviceBodyBytes))
 			return
 		}
-		res, err := f.Ingest(c.Request.Context(), b)
+		dev, err := f.Authenticate(c.Request.Context(), fleet.DeviceRequest{
+			Method: c.Request.Method, Path: c.Request.URL.Path, DeviceID: c.GetHeader(api.HeaderDevice),
+			Timestamp: c.GetHeader(api.HeaderTimestamp), Nonce: c.GetHeader(api.HeaderNonce), Signature: c.GetHeader(api.HeaderSignature),
+			Body: body, ChangesState: changesState,
+		})
 		if err != nil {
 			WriteError(c, err)
 			return
 		}
-		c.JSON(http.StatusOK, res)
+		c.Set(ginKeyDevice, dev)
+		c.Set("vigil.body", body)
+		c.Next()
+	}
+}
+
+func decodeBody(c *gin.Context, v any) bool {
+	b, _ := c.Get("vigil.body")
+	body, _ := b.([]byte)
+	if body == nil {
+		var err error
+		if body, err = io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, MaxDeviceBodyBytes)); err != nil {
+			WriteError(c, apperr.Wrap(err, apperr.TooLarge, "request body too large"))
+			return false
+		}
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		WriteError(c, apperr.Wrap(err, apperr.Invalid, "the body is not valid JSON for this request: %v", err))
+		return false
+	}
+	return true
+}
+
+func respond(c *gin.Context, status int, v any, err error) {
+	if err != nil {
+		WriteError(c, err)
+		return
+	}
+	c.JSON(status, v)
+}
+
+// RegisterFleet adds the device routes (signed by devices) and the fleet
+// and rollout management routes (bootstrap token).
+func RegisterFleet(r *gin.Engine, f Fleet, bootstrapToken string) {
+	device := func(c *gin.Context) state.Device { v, _ := c.Get(ginKeyDevice); return v.(state.Device) }
+	r.POST(api.PathDeviceCheckIn, deviceAuth(f, false), func(c *gin.Context) {
+		var in api.CheckIn
+		if !decodeBody(c, &in) {
+			return
+		}
+		a, err := f.CheckIn(c.Request.Context(), device(c), in)
+		respond(c, http.StatusOK, api.CheckInResponse{Assignment: a}, err)
 	})
-	r.GET("/api/v1/devices/:id/events", requireToken(bootstrapToken), func(c *gin.Context) {
+	r.POST(api.PathDeviceEvents, deviceAuth(f, true), func(c *gin.Context) {
+		var b api.EventBatch
+		if !decodeBody(c, &b) {
+			return
+		}
+		res, err := f.Ingest(c.Request.Context(), device(c), b)
+		respond(c, http.StatusOK, res, err)
+	})
+
+	m := r.Group("/api/v1", requireToken(bootstrapToken))
+	m.GET("/devices/:id/events", func(c *gin.Context) {
 		limit, _ := strconv.Atoi(c.Query("limit"))
 		evs, err := f.Events(c.Request.Context(), c.Param("id"), limit)
-		if err != nil {
-			WriteError(c, err)
+		respond(c, http.StatusOK, gin.H{"events": evs}, err)
+	})
+	m.PUT("/sites/:name", func(c *gin.Context) {
+		var in fleet.SiteInput
+		if !decodeBody(c, &in) {
 			return
 		}
-		c.JSON(http.StatusOK, gin.H{"events": evs})
+		in.Name = c.Param("name")
+		respond(c, http.StatusOK, gin.H{"site": in.Name}, f.PutSite(c.Request.Context(), in))
+	})
+	m.POST("/devices", func(c *gin.Context) {
+		var ins []fleet.DeviceInput
+		if !decodeBody(c, &ins) {
+			return
+		}
+		respond(c, http.StatusCreated, gin.H{"registered": len(ins)}, f.RegisterDevices(c.Request.Context(), ins))
+	})
+	m.POST("/devices/import", func(c *gin.Context) {
+		ins, err := fleet.ParseCSV(http.MaxBytesReader(c.Writer, c.Request.Body, MaxImportBytes))
+		if err == nil {
+			err = f.RegisterDevices(c.Request.Context(), ins)
+		}
+		respond(c, http.StatusCreated, gin.H{"registered": len(ins)}, err)
+	})
+	m.POST("/devices/:id/decommission", func(c *gin.Context) {
+		respond(c, http.StatusOK, gin.H{"decommissioned": c.Param("id")}, f.Decommission(c.Request.Context(), c.Param("id")))
+	})
+	m.POST("/rollouts", func(c *gin.Context) {
+		var in fleet.PlanInput
+		if !decodeBody(c, &in) {
+			return
+		}
+		ro, err := f.CreateRollout(c.Request.Context(), in)
+		respond(c, http.StatusCreated, gin.H{"id": ro.ID, "target": ro.Target, "state": ro.State}, err)
+	})
+	m.GET("/rollouts/:id", func(c *gin.Context) {
+		st, err := f.Status(c.Request.Context(), c.Param("id"))
+		respond(c, http.StatusOK, st, err)
+	})
+	for _, action := range []string{"pause", "resume", "abort"} {
+		m.POST("/rollouts/:id/"+action, func(c *gin.Context) {
+			ro, err := f.Control(c.Request.Context(), c.Param("id"), action)
+			respond(c, http.StatusOK, gin.H{"id": ro.ID, "state": ro.State}, err)
+		})
+	}
+	m.POST("/rollouts/:id/approvals", func(c *gin.Context) {
+		var in fleet.ApprovalInput
+		if !decodeBody(c, &in) {
+			return
+		}
+		respond(c, http.StatusOK, gin.H{"ok": true}, f.Approve(c.Request.Context(), c.Param("id"), in, "bootstrap-token"))
+	})
+	m.POST("/rollouts/:id/deferrals", func(c *gin.Context) {
+		var in fleet.DeferralInput
+		if !decodeBody(c, &in) {
+			return
+		}
+		respond(c, http.StatusOK, gin.H{"ok": true}, f.Defer(c.Request.Context(), c.Param("id"), in))
+	})
+	m.POST("/releases/:release/halt", func(c *gin.Context) {
+		var in struct {
+			Reason string `json:"reason"`
+		}
+		if !decodeBody(c, &in) {
+			return
+		}
+		ids, err := f.HaltRelease(c.Request.Context(), c.Param("release"), in.Reason)
+		respond(c, http.StatusOK, gin.H{"halted": ids}, err)
 	})
 }

@@ -41,6 +41,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/vigil-ota/vigil/api"
+	"github.com/vigil-ota/vigil/internal/release"
 	"github.com/vigil-ota/vigil/server/internal/apperr"
 	"github.com/vigil-ota/vigil/server/internal/audit"
 	"github.com/vigil-ota/vigil/server/internal/blob"
@@ -471,3 +472,26 @@ func (r *Repo) Open(ctx context.Context, area, path string, rng *blob.Range) (io
 // ErrHashMismatch is returned when an upload's bytes do not hash to the
 // declared sha256.
 var ErrHashMismatch = errors.New("uploaded bytes do not match the declared sha256")
+
+// ReleaseTarget finds the published target of a product's version, and its
+// signed severity, in the current product role.
+func (r *Repo) ReleaseTarget(ctx context.Context, product, version string) (string, string, error) {
+	v, err := r.st.RoleVersion(ctx, product)
+	if err != nil {
+		if apperr.Is(err, apperr.NotFound) {
+			return "", "", apperr.New(apperr.NotFound, "product %q is not in the repository", product)
+		}
+		return "", "", err
+	}
+	md, err := r.loadTargets(ctx, product, v.Version)
+	if err != nil {
+		return "", "", err
+	}
+	for path, tf := range md.Signed.Targets {
+		c, err := release.Parse(tf.Custom, product)
+		if err == nil && c.Version == version {
+			return path, c.Severity, nil
+		}
+	}
+	return "", "", apperr.New(apperr.NotFound, "%s@%s is not published", product, version)
+}

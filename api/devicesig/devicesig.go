@@ -1,0 +1,55 @@
+// Package devicesig is the wire format of a device's signed request, shared
+// by vigil-agent (which signs) and vigil-server (which verifies). A device
+// signs
+//
+//	vigil-device-v1 \n METHOD \n PATH \n TIMESTAMP \n NONCE \n SHA256(BODY) hex
+//
+// with its ed25519 key and sends the result, base64, with its id, the Unix
+// timestamp and the nonce in the api.Header* headers.
+package devicesig
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/vigil-ota/vigil/api"
+)
+
+// Version names the signing scheme.
+const Version = "vigil-device-v1"
+
+// SigningString is what a device signs.
+func SigningString(method, path string, ts int64, nonce string, body []byte) []byte {
+	h := sha256.Sum256(body)
+	return []byte(Version + "\n" + method + "\n" + path + "\n" + strconv.FormatInt(ts, 10) + "\n" + nonce + "\n" + hex.EncodeToString(h[:]))
+}
+
+// SignRequest adds the signature headers to req, whose body is body.
+func SignRequest(req *http.Request, deviceID string, key ed25519.PrivateKey, body []byte, now time.Time) {
+	nb := make([]byte, 16)
+	rand.Read(nb)
+	nonce := hex.EncodeToString(nb)
+	ts := now.Unix()
+	req.Header.Set(api.HeaderDevice, deviceID)
+	req.Header.Set(api.HeaderTimestamp, strconv.FormatInt(ts, 10))
+	req.Header.Set(api.HeaderNonce, nonce)
+	req.Header.Set(api.HeaderSignature, base64.StdEncoding.EncodeToString(ed25519.Sign(key, SigningString(req.Method, req.URL.Path, ts, nonce, body))))
+}
+
+// EncodePublicKey is how device public keys are registered.
+func EncodePublicKey(k ed25519.PublicKey) string { return base64.StdEncoding.EncodeToString(k) }
+
+// DecodePublicKey parses a registered key.
+func DecodePublicKey(s string) (ed25519.PublicKey, bool) {
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil || len(b) != ed25519.PublicKeySize {
+		return nil, false
+	}
+	return ed25519.PublicKey(b), true
+}

@@ -1,0 +1,382 @@
+package fleet
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/vigil-ota/vigil/internal/release"
+	"github.com/vigil-ota/vigil/server/internal/apperr"
+	"github.com/vigil-ota/vigil/server/internal/rollout"
+	"github.com/vigil-ota/vigil/server/internal/state"
+)
+
+// PlanInput is a rollout plan as release engineers write it (flags or a
+// YAML plan file).
+type PlanInput struct {
+	Release string `json:"release" yaml:"release"` // PRODUCT@VERSION
+	Select  string `json:"select" yaml:"select"`
+	Waves   string `json:"waves" yaml:"waves"`
+	Soak    string `json:"soak" yaml:"soak"`
+	Success string `json:"success" yaml:"success"`
+	HaltOn  string `json:"halt_on" yaml:"halt_on"`
+}
+
+// ParseRelease splits PRODUCT@VERSION.
+func ParseRelease(s string) (product, version string, err error) {
+	p, v, ok := strings.Cut(s, "@")
+	if !ok || release.ValidateProduct(p) != nil || release.ValidateVersion(v) != nil {
+		return "", "", apperr.New(apperr.Invalid, "release %q is not PRODUCT@VERSION such as demo-pump@1.1.0", s)
+	}
+	return p, v, nil
+}
+
+// Plan turns the input into a validated plan.
+func (in PlanInput) Plan() (rollout.Plan, error) {
+	var p rollout.Plan
+	var err error
+	bad := func(err error) (rollout.Plan, error) { return p, apperr.New(apperr.Invalid, "%v", err) }
+	if p.Product, p.Version, err = ParseRelease(in.Release); err != nil {
+		return p, err
+	}
+	sel := in.Select
+	if sel == "" {
+		sel = "product=" + p.Product
+	}
+	if p.Select, err = rollout.ParseSelection(sel); err != nil {
+		return bad(err)
+	}
+	if p.Waves, err = rollout.ParseWaves(orDefault(in.Waves, "all:100%")); err != nil {
+		return bad(err)
+	}
+	if p.Soak, err = time.ParseDuration(orDefault(in.Soak, rollout.DefaultSoak.String())); err != nil {
+		return bad(fmt.Errorf("soak %q is not a duration such as 24h", in.Soak))
+	}
+	if p.Success, err = rollout.ParsePercent(orDefault(in.Success, "95%")); err != nil {
+		return bad(fmt.Errorf("success: %w", err))
+	}
+	if p.Halt, err = rollout.ParseHaltRule(orDefault(in.HaltOn, "failure>=5% min=20")); err != nil {
+		return bad(err)
+	}
+	if err := p.Validate(); err != nil {
+		return bad(err)
+	}
+	return p, nil
+}
+
+func orDefault(v, d string) string {
+	if v == "" {
+		return d
+	}
+	return v
+}
+
+// CreateRollout starts a rollout of a published release.
+func (s *Service) CreateRollout(ctx context.Context, in PlanInput) (state.Rollout, error) {
+	p, err := in.Plan()
+	if err != nil {
+		return state.Rollout{}, err
+	}
+	if s.targets == nil {
+		return state.Rollout{}, apperr.New(apperr.Unavailable, "the repository is not available to resolve releases")
+	}
+	target, severity, err := s.targets.ReleaseTarget(ctx, p.Product, p.Version)
+	if err != nil {
+		return state.Rollout{}, err
+	}
+	p.Severity = severity
+	plan, _ := json.Marshal(p)
+	now := s.now().UTC()
+	r := state.Rollout{ID: newID(), Product: p.Product, Version: p.Version, Target: target, Plan: plan, State: string(rollout.Active), WaveOpened: now, Created: now}
+	if err := s.st.CreateRollout(ctx, r); err != nil {
+		return r, err
+	}
+	s.record(ctx, "rollout.create", r.ID, map[string]any{"release": in.Release, "plan": in})
+	return s.st.Rollout(ctx, r.ID)
+}
+
+// RolloutStatus is a rollout with its counts per wave and site.
+type RolloutStatus struct {
+	ID          string           `json:"id"`
+	Release     string           `json:"release"`
+	Target      string           `json:"target"`
+	State       string           `json:"state"`
+	CurrentWave string           `json:"current_wave"`
+	WaveOpened  time.Time        `json:"wave_opened"`
+	HaltReason  string           `json:"halt_reason,omitempty"`
+	Waves       []rollout.Wave   `json:"waves"`
+	Counts      []rollout.Counts `json:"counts"`
+}
+
+// Status reports a rollout.
+func (s *Service) Status(ctx context.Context, id string) (RolloutStatus, error) {
+	r, err := s.st.Rollout(ctx, id)
+	if err != nil {
+		return RolloutStatus{}, err
+	}
+	snap, err := s.loadSnapshot(ctx, r)
+	if err != nil {
+		return RolloutStatus{}, err
+	}
+	waves := snap.Rollout.Plan.Waves
+	return RolloutStatus{ID: r.ID, Release: r.Product + "@" + r.Version, Target: r.Target, State: r.State, CurrentWave: waves[min(r.CurrentWave, len(waves)-1)].Name,
+		WaveOpened: r.WaveOpened, HaltReason: r.HaltReason, Waves: waves, Counts: snap.Status(s.now())}, nil
+}
+
+// Control applies pause, resume or abort.
+func (s *Service) Control(ctx context.Context, id, action string) (state.Rollout, error) {
+	r, err := s.st.Rollout(ctx, id)
+	if err != nil {
+		return r, err
+	}
+	switch {
+	case action == "pause" && r.State == string(rollout.Active):
+		r.State = string(rollout.Paused)
+	case action == "resume" && (r.State == string(rollout.Paused) || r.State == string(rollout.Halted)):
+		r.State, r.HaltReason = string(rollout.Active), ""
+	case action == "abort" && r.State != string(rollout.Aborted):
+		r.State = string(rollout.Aborted)
+	default:
+		return r, apperr.New(apperr.Conflict, "cannot %s a rollout that is %s", action, r.State).WithCode("bad_transition")
+	}
+	if r, err = s.st.UpdateRollout(ctx, r); err != nil {
+		return r, err
+	}
+	s.record(ctx, "rollout."+action, id, nil)
+	return r, nil
+}
+
+// HaltRelease halts every active or paused rollout of a release at once.
+func (s *Service) HaltRelease(ctx context.Context, rel, reason string) ([]string, error) {
+	product, version, err := ParseRelease(rel)
+	if err != nil {
+		return nil, err
+	}
+	rs, err := s.st.Rollouts(ctx, product)
+	if err != nil {
+		return nil, err
+	}
+	var halted []string
+	for _, r := range rs {
+		if r.Version != version || (r.State != string(rollout.Active) && r.State != string(rollout.Paused)) {
+			continue
+		}
+		r.State, r.HaltReason = string(rollout.Halted), "emergency halt of "+rel+": "+reason
+		if _, err := s.st.UpdateRollout(ctx, r); err != nil {
+			return halted, err
+		}
+		halted = append(halted, r.ID)
+	}
+	s.record(ctx, "release.halt", rel, map[string]any{"rollouts": halted, "reason": reason})
+	return halted, nil
+}
+
+func waveIndex(p rollout.Plan, name string) (int, error) {
+	for i, w := range p.Waves {
+		if w.Name == name {
+			return i, nil
+		}
+	}
+	return 0, apperr.New(apperr.Invalid, "the rollout has no wave %q", name)
+}
+
+func (s *Service) planOf(ctx context.Context, id string) (state.Rollout, rollout.Plan, error) {
+	r, err := s.st.Rollout(ctx, id)
+	if err != nil {
+		return r, rollout.Plan{}, err
+	}
+	var p rollout.Plan
+	return r, p, json.Unmarshal(r.Plan, &p)
+}
+
+// ApprovalInput is hospital IT's decision for one wave at one site.
+type ApprovalInput struct {
+	Wave      string    `json:"wave"`
+	Site      string    `json:"site"`
+	Comment   string    `json:"comment"`
+	NotBefore time.Time `json:"not_before"`
+	Revoke    bool      `json:"revoke"`
+}
+
+// Approve records (or revokes) an approval.
+func (s *Service) Approve(ctx context.Context, id string, in ApprovalInput, by string) error {
+	_, p, err := s.planOf(ctx, id)
+	if err != nil {
+		return err
+	}
+	w, err := waveIndex(p, in.Wave)
+	if err != nil {
+		return err
+	}
+	if err := s.siteExists(ctx, in.Site); err != nil {
+		return err
+	}
+	if in.Revoke {
+		prog, err := s.st.Progress(ctx, id)
+		if err != nil {
+			return err
+		}
+		devs, err := s.st.DevicesOf(ctx, p.Product)
+		if err != nil {
+			return err
+		}
+		siteOf := map[string]string{}
+		for _, d := range devs {
+			siteOf[d.ID] = d.Site
+		}
+		for _, pr := range prog {
+			if pr.Wave == w && siteOf[pr.DeviceID] == in.Site {
+				return apperr.New(apperr.Conflict, "devices at %s already started wave %s; pause or halt the rollout instead", in.Site, in.Wave).WithCode("wave_started")
+			}
+		}
+	}
+	if err := s.st.PutApproval(ctx, state.Approval{RolloutID: id, Wave: w, Site: in.Site, By: by, Comment: in.Comment, NotBefore: in.NotBefore, At: s.now(), Revoked: in.Revoke}); err != nil {
+		return err
+	}
+	action := "rollout.approve"
+	if in.Revoke {
+		action = "rollout.approval_revoke"
+	}
+	s.record(ctx, action, id, in)
+	return nil
+}
+
+// DeferralInput is a site's "not now" for a wave.
+type DeferralInput struct {
+	Wave   string    `json:"wave"`
+	Site   string    `json:"site"`
+	Reason string    `json:"reason"`
+	Until  time.Time `json:"until"`
+}
+
+// Defer records a site's deferral.
+func (s *Service) Defer(ctx context.Context, id string, in DeferralInput) error {
+	_, p, err := s.planOf(ctx, id)
+	if err != nil {
+		return err
+	}
+	w, err := waveIndex(p, in.Wave)
+	if err != nil {
+		return err
+	}
+	if err := s.siteExists(ctx, in.Site); err != nil {
+		return err
+	}
+	if in.Reason == "" || !in.Until.After(s.now()) {
+		return apperr.New(apperr.Invalid, "a deferral needs a reason and an expiry in the future")
+	}
+	if err := s.st.PutDeferral(ctx, state.Deferral{RolloutID: id, Wave: w, Site: in.Site, Reason: in.Reason, Until: in.Until}); err != nil {
+		return err
+	}
+	s.record(ctx, "rollout.defer", id, in)
+	return nil
+}
+
+func (s *Service) siteExists(ctx context.Context, name string) error {
+	sites, err := s.st.Sites(ctx)
+	if err != nil {
+		return err
+	}
+	for _, st := range sites {
+		if st.Name == name {
+			return nil
+		}
+	}
+	return apperr.New(apperr.NotFound, "site %q does not exist", name)
+}
+
+// applyProgress moves a device's rollout progress from its events.
+func (s *Service) applyProgress(ctx context.Context, dev state.Device, evs []state.DeviceEvent) error {
+	rs, err := s.st.Rollouts(ctx, dev.Product)
+	if err != nil {
+		return err
+	}
+	touched := map[string]bool{}
+	for _, e := range evs {
+		for _, r := range rs {
+			if r.Target != e.Target || e.State == "idle" {
+				continue
+			}
+			// Only a device the rollout assigned moves its counters.
+			ps, err := s.st.Progress(ctx, r.ID)
+			if err != nil {
+				return err
+			}
+			for _, p := range ps {
+				if p.DeviceID == dev.ID && !rollout.IsFinal(p.State) {
+					p.State, p.Updated = e.State, e.Time
+					if _, err := s.st.SetProgress(ctx, p, false); err != nil {
+						return err
+					}
+					touched[r.ID] = true
+				}
+			}
+		}
+	}
+	for id := range touched {
+		if err := s.advance(ctx, id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// advance applies a rollout's automatic rules (halt, next wave) now.
+func (s *Service) advance(ctx context.Context, id string) error {
+	r, err := s.st.Rollout(ctx, id)
+	if err != nil || r.State != string(rollout.Active) {
+		return err
+	}
+	snap, err := s.loadSnapshot(ctx, r)
+	if err != nil {
+		return err
+	}
+	change := snap.Advance(s.now())
+	if change == "" {
+		return nil
+	}
+	r.State, r.CurrentWave, r.WaveOpened, r.HaltReason = string(snap.Rollout.State), snap.Rollout.CurrentWave, snap.Rollout.WaveOpened, snap.Rollout.HaltReason
+	if _, err := s.st.UpdateRollout(ctx, r); err != nil {
+		if apperr.Is(err, apperr.Conflict) {
+			return nil // another replica advanced it first
+		}
+		return err
+	}
+	s.log.Info("rollout advanced", zap.String("rollout", id), zap.String("change", change))
+	action := "rollout.wave_open"
+	if snap.Rollout.State == rollout.Halted {
+		action = "rollout.halt"
+	}
+	s.record(ctx, action, id, map[string]string{"change": change})
+	return nil
+}
+
+// RunController advances every active rollout each interval (soak times
+// pass without events).
+func (s *Service) RunController(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		rs, err := s.st.Rollouts(ctx, "")
+		if err != nil {
+			s.log.Warn("rollout controller", zap.Error(err))
+			continue
+		}
+		for _, r := range rs {
+			if r.State == string(rollout.Active) {
+				if err := s.advance(ctx, r.ID); err != nil {
+					s.log.Warn("rollout controller", zap.String("rollout", r.ID), zap.Error(err))
+				}
+			}
+		}
+	}
+}
