@@ -129,3 +129,25 @@ func (c *Client) AuditPage(ctx context.Context, after int64, since string, limit
 	_, err := c.do(ctx, http.MethodGet, "/api/v1/audit?"+q.Encode(), nil, -1, &out)
 	return out.Entries, err
 }
+
+// Do sends a management request with a JSON body (nil for none) and decodes
+// the JSON answer into out (nil to discard).
+func (c *Client) Do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	length := int64(-1)
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body, length = bytes.NewReader(b), int64(len(b))
+	}
+	_, err := c.do(ctx, method, path, body, length, out)
+	return err
+}
+
+// DoRaw sends a raw body (e.g. CSV) with a POST.
+func (c *Client) DoRaw(ctx context.Context, path string, body []byte, out any) error {
+	_, err := c.do(ctx, http.MethodPost, path, bytes.NewReader(body), int64(len(body)), out)
+	return err
+}

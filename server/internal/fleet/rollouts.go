@@ -96,6 +96,9 @@ func (s *Service) CreateRollout(ctx context.Context, in PlanInput) (state.Rollou
 		return r, err
 	}
 	s.record(ctx, "rollout.create", r.ID, map[string]any{"release": in.Release, "plan": in})
+	if err := s.advance(ctx, r.ID); err != nil {
+		return r, err
+	}
 	return s.st.Rollout(ctx, r.ID)
 }
 
@@ -242,7 +245,7 @@ func (s *Service) Approve(ctx context.Context, id string, in ApprovalInput, by s
 		action = "rollout.approval_revoke"
 	}
 	s.record(ctx, action, id, in)
-	return nil
+	return s.advance(ctx, id) // an approval can complete a wave with nothing left to do
 }
 
 // DeferralInput is a site's "not now" for a wave.

@@ -360,10 +360,18 @@ func (s *Snapshot) Advance(now time.Time) string {
 }
 
 // waveSucceeded: of the wave's devices at sites that approved it, at least
-// the success share committed. A wave without devices succeeds at once; a
-// wave no site approved does not.
+// the success share committed. A wave without devices succeeds at once, and
+// so does one whose approving sites hold none of its devices; a wave no site
+// approved does not, so a rollout never spreads past an unapproved step.
 func (s *Snapshot) waveSucceeded(wave int, now time.Time) bool {
 	r := s.Rollout
+	anyApproved := false
+	for _, site := range s.Sites {
+		if ok, _ := s.approved(wave, site, now); ok {
+			anyApproved = true
+			break
+		}
+	}
 	members, approvedMembers, committed := 0, 0, 0
 	for id, d := range s.Devices {
 		p := s.Progress[id]
@@ -386,5 +394,8 @@ func (s *Snapshot) waveSucceeded(wave int, now time.Time) bool {
 	if members == 0 {
 		return true
 	}
-	return approvedMembers > 0 && float64(committed) >= r.Plan.Success*float64(approvedMembers)
+	if approvedMembers == 0 {
+		return anyApproved
+	}
+	return float64(committed) >= r.Plan.Success*float64(approvedMembers)
 }

@@ -17,7 +17,7 @@ func newReleaseCmd(g *globals) *cobra.Command {
 		Use:   "release",
 		Short: "Publish and inspect signed releases",
 	}
-	cmd.AddCommand(newReleasePublishCmd(g), newReleaseListCmd(g), newReleaseShowCmd(g))
+	cmd.AddCommand(newReleasePublishCmd(g), newReleaseListCmd(g), newReleaseShowCmd(g), newReleaseHaltCmd(g))
 	return cmd
 }
 

@@ -49,7 +49,7 @@ func (g *globals) validate() error {
 
 // emit writes v as JSON with --output json, or text otherwise.
 func (g *globals) emit(v any, text func(w io.Writer)) error {
-	if g.output == "json" {
+	if g.output == "json" || text == nil {
 		enc := json.NewEncoder(g.stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(v)
@@ -84,12 +84,13 @@ Exit codes: 0 success, 1 the operation failed, 2 bad usage or input
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return UsageError{err} })
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "text", "output format: text or json")
-	root.AddCommand(newKeysCmd(g), newRepoCmd(g), newReleaseCmd(g), newAuditCmd(g), &cobra.Command{
-		Use:   "version",
-		Short: "Print the version",
-		Args:  cobra.NoArgs,
-		Run:   func(*cobra.Command, []string) { fmt.Fprintln(stdout, buildinfo.Version) },
-	})
+	root.AddCommand(newKeysCmd(g), newRepoCmd(g), newReleaseCmd(g), newAuditCmd(g), newSiteCmd(g), newDeviceCmd(g),
+		newRolloutCmd(g), newApproveCmd(g), newDeferCmd(g), &cobra.Command{
+			Use:   "version",
+			Short: "Print the version",
+			Args:  cobra.NoArgs,
+			Run:   func(*cobra.Command, []string) { fmt.Fprintln(stdout, buildinfo.Version) },
+		})
 	err := root.Execute()
 	if err == nil {
 		return ExitOK
