@@ -25,6 +25,7 @@ import (
 	"github.com/vigil-ota/vigil/server/internal/config"
 	"github.com/vigil-ota/vigil/server/internal/fleet"
 	"github.com/vigil-ota/vigil/server/internal/httpapi"
+	"github.com/vigil-ota/vigil/server/internal/operator"
 	"github.com/vigil-ota/vigil/server/internal/state"
 	"github.com/vigil-ota/vigil/server/internal/state/sqlstore"
 	"github.com/vigil-ota/vigil/server/internal/tufrepo"
@@ -51,6 +52,7 @@ type Server struct {
 	Blobs blob.Store
 	Repo  *tufrepo.Repo
 	Fleet *fleet.Service
+	ops   *operator.Service
 	http  *http.Server
 	ln    net.Listener
 }
@@ -129,10 +131,13 @@ func Open(ctx context.Context, cfg config.Config, log *zap.Logger) (*Server, err
 			}},
 		},
 	})
-	httpapi.RegisterRepository(router, s.Repo, cfg.BootstrapToken)
+	ops := operator.New(s.State, cfg.BootstrapToken)
+	s.ops = ops
+	httpapi.RegisterRepository(router, s.Repo, ops)
 	s.Fleet = fleet.New(s.State).WithTargets(s.Repo, log.Named("fleet"))
-	httpapi.RegisterFleet(router, s.Fleet, cfg.BootstrapToken)
-	httpapi.RegisterAudit(router, s.State, cfg.BootstrapToken)
+	httpapi.RegisterFleet(router, s.Fleet, ops)
+	httpapi.RegisterAudit(router, s.State, ops)
+	httpapi.RegisterTokens(router, ops, ops)
 	s.http = &http.Server{
 		Handler:           router,
 		ReadHeaderTimeout: ReadHeaderTimeout,
@@ -186,6 +191,12 @@ func OpenBlobStore(ctx context.Context, cfg config.Config) (blob.Store, error) {
 	}
 	return localblob.Open(filepath.Clean(dir))
 }
+
+// Handler is the server's HTTP handler (in-process tests).
+func (s *Server) Handler() http.Handler { return s.http.Handler }
+
+// Operators is the token service (in-process tests).
+func (s *Server) Operators() *operator.Service { return s.ops }
 
 // Addr is the address the server listens on (useful with port 0).
 func (s *Server) Addr() string { return s.ln.Addr().String() }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/vigil-ota/vigil/api"
 	"github.com/vigil-ota/vigil/server/internal/apperr"
+	"github.com/vigil-ota/vigil/server/internal/operator"
 	"github.com/vigil-ota/vigil/server/internal/state"
 )
 
@@ -84,6 +85,15 @@ func (s *Service) Ingest(ctx context.Context, dev state.Device, b api.EventBatch
 func (s *Service) Events(ctx context.Context, device string, limit int) ([]api.DeviceEvent, error) {
 	if !deviceID.MatchString(device) {
 		return nil, apperr.New(apperr.Invalid, "device id %q is not a device id", device)
+	}
+	if p, ok := operator.From(ctx); ok && p.SiteScoped() {
+		d, err := s.st.Device(ctx, device)
+		if err != nil {
+			return nil, err
+		}
+		if err := scoped(ctx, d.Site); err != nil {
+			return nil, err
+		}
 	}
 	if limit <= 0 || limit > MaxListedEvents {
 		limit = MaxListedEvents

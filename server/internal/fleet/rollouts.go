@@ -11,6 +11,8 @@ import (
 
 	"github.com/vigil-ota/vigil/internal/release"
 	"github.com/vigil-ota/vigil/server/internal/apperr"
+	"github.com/vigil-ota/vigil/server/internal/audit"
+	"github.com/vigil-ota/vigil/server/internal/operator"
 	"github.com/vigil-ota/vigil/server/internal/rollout"
 	"github.com/vigil-ota/vigil/server/internal/state"
 )
@@ -126,8 +128,18 @@ func (s *Service) Status(ctx context.Context, id string) (RolloutStatus, error) 
 		return RolloutStatus{}, err
 	}
 	waves := snap.Rollout.Plan.Waves
+	counts := snap.Status(s.now())
+	if p, ok := operator.From(ctx); ok && p.SiteScoped() {
+		var mine []rollout.Counts // site IT sees only its own sites
+		for _, c := range counts {
+			if p.CanSite(c.Site) {
+				mine = append(mine, c)
+			}
+		}
+		counts = mine
+	}
 	return RolloutStatus{ID: r.ID, Release: r.Product + "@" + r.Version, Target: r.Target, State: r.State, CurrentWave: waves[min(r.CurrentWave, len(waves)-1)].Name,
-		WaveOpened: r.WaveOpened, HaltReason: r.HaltReason, Waves: waves, Counts: snap.Status(s.now())}, nil
+		WaveOpened: r.WaveOpened, HaltReason: r.HaltReason, Waves: waves, Counts: counts}, nil
 }
 
 // Control applies pause, resume or abort.
@@ -205,8 +217,20 @@ type ApprovalInput struct {
 	Revoke    bool      `json:"revoke"`
 }
 
+// scoped refuses a site-scoped operator acting on another site.
+func scoped(ctx context.Context, site string) error {
+	if p, ok := operator.From(ctx); ok && !p.CanSite(site) {
+		return apperr.New(apperr.Forbidden, "your token is limited to sites %v; %q is not one of them", p.Sites, site)
+	}
+	return nil
+}
+
 // Approve records (or revokes) an approval.
-func (s *Service) Approve(ctx context.Context, id string, in ApprovalInput, by string) error {
+func (s *Service) Approve(ctx context.Context, id string, in ApprovalInput) error {
+	if err := scoped(ctx, in.Site); err != nil {
+		return err
+	}
+	by := audit.ActorFrom(ctx)
 	_, p, err := s.planOf(ctx, id)
 	if err != nil {
 		return err
@@ -258,6 +282,9 @@ type DeferralInput struct {
 
 // Defer records a site's deferral.
 func (s *Service) Defer(ctx context.Context, id string, in DeferralInput) error {
+	if err := scoped(ctx, in.Site); err != nil {
+		return err
+	}
 	_, p, err := s.planOf(ctx, id)
 	if err != nil {
 		return err

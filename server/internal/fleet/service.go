@@ -118,6 +118,9 @@ var nameRE = deviceID // site names: same safe alphabet
 
 // PutSite creates or updates a site.
 func (s *Service) PutSite(ctx context.Context, in SiteInput) error {
+	if err := scoped(ctx, in.Name); err != nil {
+		return err
+	}
 	site, err := toSite(in)
 	if err != nil {
 		return err

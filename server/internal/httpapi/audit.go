@@ -10,6 +10,7 @@ import (
 
 	"github.com/vigil-ota/vigil/server/internal/apperr"
 	"github.com/vigil-ota/vigil/server/internal/audit"
+	"github.com/vigil-ota/vigil/server/internal/operator"
 )
 
 // MaxAuditPage bounds one page of audit entries.
@@ -21,8 +22,8 @@ type AuditLog interface {
 }
 
 // RegisterAudit adds GET /api/v1/audit?after=SEQ&since=RFC3339&limit=N.
-func RegisterAudit(r *gin.Engine, log AuditLog, bootstrapToken string) {
-	r.GET("/api/v1/audit", requireToken(bootstrapToken), func(c *gin.Context) {
+func RegisterAudit(r *gin.Engine, log AuditLog, auth Authenticator) {
+	r.GET("/api/v1/audit", authorize(auth, "GET", "/api/v1/audit", operator.PermAuditRead), func(c *gin.Context) {
 		after, _ := strconv.ParseInt(c.DefaultQuery("after", "0"), 10, 64)
 		limit, _ := strconv.Atoi(c.DefaultQuery("limit", strconv.Itoa(MaxAuditPage)))
 		if limit <= 0 || limit > MaxAuditPage {

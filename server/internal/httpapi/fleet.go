@@ -12,6 +12,7 @@ import (
 	"github.com/vigil-ota/vigil/api"
 	"github.com/vigil-ota/vigil/server/internal/apperr"
 	"github.com/vigil-ota/vigil/server/internal/fleet"
+	"github.com/vigil-ota/vigil/server/internal/operator"
 	"github.com/vigil-ota/vigil/server/internal/state"
 )
 
@@ -33,7 +34,7 @@ type Fleet interface {
 	CreateRollout(ctx context.Context, in fleet.PlanInput) (state.Rollout, error)
 	Status(ctx context.Context, id string) (fleet.RolloutStatus, error)
 	Control(ctx context.Context, id, action string) (state.Rollout, error)
-	Approve(ctx context.Context, id string, in fleet.ApprovalInput, by string) error
+	Approve(ctx context.Context, id string, in fleet.ApprovalInput) error
 	Defer(ctx context.Context, id string, in fleet.DeferralInput) error
 	HaltRelease(ctx context.Context, rel, reason string) ([]string, error)
 }
@@ -91,7 +92,7 @@ func respond(c *gin.Context, status int, v any, err error) {
 
 // RegisterFleet adds the device routes (signed by devices) and the fleet
 // and rollout management routes (bootstrap token).
-func RegisterFleet(r *gin.Engine, f Fleet, bootstrapToken string) {
+func RegisterFleet(r *gin.Engine, f Fleet, auth Authenticator) {
 	device := func(c *gin.Context) state.Device { v, _ := c.Get(ginKeyDevice); return v.(state.Device) }
 	r.POST(api.PathDeviceCheckIn, deviceAuth(f, false), func(c *gin.Context) {
 		var in api.CheckIn
@@ -110,13 +111,16 @@ func RegisterFleet(r *gin.Engine, f Fleet, bootstrapToken string) {
 		respond(c, http.StatusOK, res, err)
 	})
 
-	m := r.Group("/api/v1", requireToken(bootstrapToken))
-	m.GET("/devices/:id/events", func(c *gin.Context) {
+	m := r.Group("/api/v1")
+	need := func(method, path string, perm operator.Permission) gin.HandlerFunc {
+		return authorize(auth, method, "/api/v1"+path, perm)
+	}
+	m.GET("/devices/:id/events", need("GET", "/devices/:id/events", operator.PermRead), func(c *gin.Context) {
 		limit, _ := strconv.Atoi(c.Query("limit"))
 		evs, err := f.Events(c.Request.Context(), c.Param("id"), limit)
 		respond(c, http.StatusOK, gin.H{"events": evs}, err)
 	})
-	m.PUT("/sites/:name", func(c *gin.Context) {
+	m.PUT("/sites/:name", need("PUT", "/sites/:name", operator.PermSiteWrite), func(c *gin.Context) {
 		var in fleet.SiteInput
 		if !decodeBody(c, &in) {
 			return
@@ -124,24 +128,24 @@ func RegisterFleet(r *gin.Engine, f Fleet, bootstrapToken string) {
 		in.Name = c.Param("name")
 		respond(c, http.StatusOK, gin.H{"site": in.Name}, f.PutSite(c.Request.Context(), in))
 	})
-	m.POST("/devices", func(c *gin.Context) {
+	m.POST("/devices", need("POST", "/devices", operator.PermFleetWrite), func(c *gin.Context) {
 		var ins []fleet.DeviceInput
 		if !decodeBody(c, &ins) {
 			return
 		}
 		respond(c, http.StatusCreated, gin.H{"registered": len(ins)}, f.RegisterDevices(c.Request.Context(), ins))
 	})
-	m.POST("/devices/import", func(c *gin.Context) {
+	m.POST("/devices/import", need("POST", "/devices/import", operator.PermFleetWrite), func(c *gin.Context) {
 		ins, err := fleet.ParseCSV(http.MaxBytesReader(c.Writer, c.Request.Body, MaxImportBytes))
 		if err == nil {
 			err = f.RegisterDevices(c.Request.Context(), ins)
 		}
 		respond(c, http.StatusCreated, gin.H{"registered": len(ins)}, err)
 	})
-	m.POST("/devices/:id/decommission", func(c *gin.Context) {
+	m.POST("/devices/:id/decommission", need("POST", "/devices/:id/decommission", operator.PermFleetWrite), func(c *gin.Context) {
 		respond(c, http.StatusOK, gin.H{"decommissioned": c.Param("id")}, f.Decommission(c.Request.Context(), c.Param("id")))
 	})
-	m.POST("/rollouts", func(c *gin.Context) {
+	m.POST("/rollouts", need("POST", "/rollouts", operator.PermRolloutWrite), func(c *gin.Context) {
 		var in fleet.PlanInput
 		if !decodeBody(c, &in) {
 			return
@@ -149,31 +153,31 @@ func RegisterFleet(r *gin.Engine, f Fleet, bootstrapToken string) {
 		ro, err := f.CreateRollout(c.Request.Context(), in)
 		respond(c, http.StatusCreated, gin.H{"id": ro.ID, "target": ro.Target, "state": ro.State}, err)
 	})
-	m.GET("/rollouts/:id", func(c *gin.Context) {
+	m.GET("/rollouts/:id", need("GET", "/rollouts/:id", operator.PermRead), func(c *gin.Context) {
 		st, err := f.Status(c.Request.Context(), c.Param("id"))
 		respond(c, http.StatusOK, st, err)
 	})
 	for _, action := range []string{"pause", "resume", "abort"} {
-		m.POST("/rollouts/:id/"+action, func(c *gin.Context) {
+		m.POST("/rollouts/:id/"+action, need("POST", "/rollouts/:id/"+action, operator.PermRolloutWrite), func(c *gin.Context) {
 			ro, err := f.Control(c.Request.Context(), c.Param("id"), action)
 			respond(c, http.StatusOK, gin.H{"id": ro.ID, "state": ro.State}, err)
 		})
 	}
-	m.POST("/rollouts/:id/approvals", func(c *gin.Context) {
+	m.POST("/rollouts/:id/approvals", need("POST", "/rollouts/:id/approvals", operator.PermRolloutReview), func(c *gin.Context) {
 		var in fleet.ApprovalInput
 		if !decodeBody(c, &in) {
 			return
 		}
-		respond(c, http.StatusOK, gin.H{"ok": true}, f.Approve(c.Request.Context(), c.Param("id"), in, "bootstrap-token"))
+		respond(c, http.StatusOK, gin.H{"ok": true}, f.Approve(c.Request.Context(), c.Param("id"), in))
 	})
-	m.POST("/rollouts/:id/deferrals", func(c *gin.Context) {
+	m.POST("/rollouts/:id/deferrals", need("POST", "/rollouts/:id/deferrals", operator.PermRolloutReview), func(c *gin.Context) {
 		var in fleet.DeferralInput
 		if !decodeBody(c, &in) {
 			return
 		}
 		respond(c, http.StatusOK, gin.H{"ok": true}, f.Defer(c.Request.Context(), c.Param("id"), in))
 	})
-	m.POST("/releases/:release/halt", func(c *gin.Context) {
+	m.POST("/releases/:release/halt", need("POST", "/releases/:release/halt", operator.PermRolloutWrite), func(c *gin.Context) {
 		var in struct {
 			Reason string `json:"reason"`
 		}
@@ -182,5 +186,31 @@ func RegisterFleet(r *gin.Engine, f Fleet, bootstrapToken string) {
 		}
 		ids, err := f.HaltRelease(c.Request.Context(), c.Param("release"), in.Reason)
 		respond(c, http.StatusOK, gin.H{"halted": ids}, err)
+	})
+}
+
+// TokenAdmin is what the token routes need (operator.Service).
+type TokenAdmin interface {
+	Create(ctx context.Context, in operator.TokenInput) (operator.Created, error)
+	Revoke(ctx context.Context, id string) error
+	List(ctx context.Context) ([]state.Token, error)
+}
+
+// RegisterTokens adds token management (admin).
+func RegisterTokens(r *gin.Engine, t TokenAdmin, auth Authenticator) {
+	r.POST("/api/v1/tokens", authorize(auth, "POST", "/api/v1/tokens", operator.PermTokens), func(c *gin.Context) {
+		var in operator.TokenInput
+		if !decodeBody(c, &in) {
+			return
+		}
+		tok, err := t.Create(c.Request.Context(), in)
+		respond(c, http.StatusCreated, tok, err)
+	})
+	r.GET("/api/v1/tokens", authorize(auth, "GET", "/api/v1/tokens", operator.PermTokens), func(c *gin.Context) {
+		ts, err := t.List(c.Request.Context())
+		respond(c, http.StatusOK, gin.H{"tokens": ts}, err)
+	})
+	r.DELETE("/api/v1/tokens/:id", authorize(auth, "DELETE", "/api/v1/tokens/:id", operator.PermTokens), func(c *gin.Context) {
+		respond(c, http.StatusOK, gin.H{"revoked": c.Param("id")}, t.Revoke(c.Request.Context(), c.Param("id")))
 	})
 }

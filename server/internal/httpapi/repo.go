@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 	"github.com/vigil-ota/vigil/server/internal/apperr"
 	"github.com/vigil-ota/vigil/server/internal/audit"
 	"github.com/vigil-ota/vigil/server/internal/blob"
+	"github.com/vigil-ota/vigil/server/internal/operator"
 )
 
 // MaxSubmitBytes bounds a metadata submission's body.
@@ -33,7 +33,7 @@ type Repository interface {
 // RegisterRepository adds the public repository routes (GET/HEAD
 // /repo/metadata/FILE and /repo/targets/PATH) and the management routes,
 // which need the bootstrap token.
-func RegisterRepository(r *gin.Engine, repo Repository, bootstrapToken string) {
+func RegisterRepository(r *gin.Engine, repo Repository, auth Authenticator) {
 	serve := func(area string) gin.HandlerFunc {
 		return func(c *gin.Context) { serveBlob(c, repo, area, c.Param("path")) }
 	}
@@ -41,8 +41,8 @@ func RegisterRepository(r *gin.Engine, repo Repository, bootstrapToken string) {
 		r.GET(api.RepoPrefix+"/"+area+"/*path", serve(area))
 		r.HEAD(api.RepoPrefix+"/"+area+"/*path", serve(area))
 	}
-	m := r.Group("/api/v1/repo", requireToken(bootstrapToken))
-	m.GET("/online-keys", func(c *gin.Context) {
+	m := r.Group("/api/v1/repo")
+	m.GET("/online-keys", authorize(auth, "GET", "/api/v1/repo/online-keys", operator.PermRepoWrite), func(c *gin.Context) {
 		keys, err := repo.OnlineKeys()
 		if err != nil {
 			WriteError(c, err)
@@ -50,7 +50,7 @@ func RegisterRepository(r *gin.Engine, repo Repository, bootstrapToken string) {
 		}
 		c.JSON(http.StatusOK, keys)
 	})
-	m.POST("/metadata", func(c *gin.Context) {
+	m.POST("/metadata", authorize(auth, "POST", "/api/v1/repo/metadata", operator.PermRepoWrite), func(c *gin.Context) {
 		var req api.SubmitRequest
 		dec := json.NewDecoder(http.MaxBytesReader(c.Writer, c.Request.Body, MaxSubmitBytes))
 		dec.DisallowUnknownFields()
@@ -65,7 +65,7 @@ func RegisterRepository(r *gin.Engine, repo Repository, bootstrapToken string) {
 		}
 		c.JSON(http.StatusOK, api.SubmitResponse{Versions: versions})
 	})
-	m.PUT("/targets/:product/:file", func(c *gin.Context) {
+	m.PUT("/targets/:product/:file", authorize(auth, "PUT", "/api/v1/repo/targets/:product/:file", operator.PermRepoWrite), func(c *gin.Context) {
 		length, err := strconv.ParseInt(c.Query("length"), 10, 64)
 		if err != nil {
 			WriteError(c, apperr.New(apperr.Invalid, "query parameter length=%q is not a number", c.Query("length")))
@@ -88,20 +88,35 @@ func RegisterRepository(r *gin.Engine, repo Repository, bootstrapToken string) {
 	})
 }
 
-// requireToken admits requests carrying "Authorization: Bearer TOKEN". With
-// no token configured the management API refuses everything.
-func requireToken(token string) gin.HandlerFunc {
+// Authenticator resolves bearer tokens (operator.Service).
+type Authenticator interface {
+	Authenticate(ctx context.Context, bearer string) (operator.Principal, error)
+}
+
+// policy records each management route's permission, for the
+// authorization matrix test: every route must declare one.
+var policy = map[string]operator.Permission{}
+
+// Policy returns "METHOD /path" → permission for every management route.
+func Policy() map[string]operator.Permission { return policy }
+
+// authorize admits a request whose bearer token holds perm, and records
+// who acts (for the audit log and site scoping). Deny by default.
+func authorize(auth Authenticator, method, path string, perm operator.Permission) gin.HandlerFunc {
+	policy[method+" "+path] = perm
 	return func(c *gin.Context) {
-		if token == "" {
-			WriteError(c, apperr.New(apperr.Forbidden, "the management API is disabled: this server has no bootstrap_token").WithCode("management_disabled"))
+		bearer, _ := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer ")
+		p, err := auth.Authenticate(c.Request.Context(), bearer)
+		if err != nil {
+			WriteError(c, err)
 			return
 		}
-		got, ok := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer ")
-		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
-			WriteError(c, apperr.New(apperr.Unauthorized, "a valid bearer token is required (set VIGIL_TOKEN)"))
+		if !p.Can(perm) {
+			WriteError(c, apperr.New(apperr.Forbidden, "role %s may not do this (needs %s)", p.Role, perm))
 			return
 		}
-		c.Request = c.Request.WithContext(audit.WithActor(c.Request.Context(), "bootstrap-token"))
+		ctx := operator.WithPrincipal(audit.WithActor(c.Request.Context(), p.Name), p)
+		c.Request = c.Request.WithContext(ctx)
 		c.Next()
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/vigil-ota/vigil/server/internal/blob"
 	"github.com/vigil-ota/vigil/server/internal/blob/localblob"
 	"github.com/vigil-ota/vigil/server/internal/httpapi"
+	"github.com/vigil-ota/vigil/server/internal/operator"
 )
 
 // blobRepo serves a local blob store; management calls record what they got.
@@ -43,7 +44,7 @@ func repoServer(t *testing.T, token string) (*httptest.Server, *blobRepo) {
 	bs.Put(context.Background(), "targets/demo-pump/abc.img", strings.NewReader("0123456789"), 10)
 	r := httpapi.New(httpapi.Deps{Log: zap.NewNop(), Version: "t"})
 	br := &blobRepo{blobs: bs}
-	httpapi.RegisterRepository(r, br, token)
+	httpapi.RegisterRepository(r, br, operator.New(nil, token))
 	s := httptest.NewServer(r)
 	t.Cleanup(s.Close)
 	return s, br
@@ -120,7 +121,7 @@ func TestManagementNeedsTheBootstrapToken(t *testing.T) {
 
 	off, _ := repoServer(t, "")
 	res, body = req(t, "GET", off.URL+api.PathOnlineKeys, map[string]string{"Authorization": "Bearer anything"}, nil)
-	if res.StatusCode != 403 || !strings.Contains(body, "management_disabled") {
+	if res.StatusCode != 401 || !strings.Contains(body, "unauthenticated") {
 		t.Fatalf("no token configured: %d %s", res.StatusCode, body)
 	}
 }

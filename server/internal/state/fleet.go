@@ -114,3 +114,23 @@ type FleetStore interface {
 	// progress change: replicas reload cached state when it moves.
 	FleetEpoch(ctx context.Context) (int64, error)
 }
+
+// Token is an operator API token (the secret itself is never stored).
+type Token struct {
+	ID         string
+	SecretHash string
+	Name       string
+	Role       string
+	Sites      []string
+	Expires    time.Time
+	Revoked    bool
+	Created    time.Time
+}
+
+// TokenStore keeps operator tokens.
+type TokenStore interface {
+	CreateToken(ctx context.Context, t Token) error
+	Token(ctx context.Context, id string) (Token, error)
+	Tokens(ctx context.Context) ([]Token, error)
+	RevokeToken(ctx context.Context, id string) error
+}

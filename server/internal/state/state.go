@@ -64,6 +64,7 @@ const MaxRoleNameLength = 128
 // Store is the server's state.
 type Store interface {
 	FleetStore
+	TokenStore
 
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error

@@ -85,7 +85,7 @@ Exit codes: 0 success, 1 the operation failed, 2 bad usage or input
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return UsageError{err} })
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "text", "output format: text or json")
 	root.AddCommand(newKeysCmd(g), newRepoCmd(g), newReleaseCmd(g), newAuditCmd(g), newSiteCmd(g), newDeviceCmd(g),
-		newRolloutCmd(g), newApproveCmd(g), newDeferCmd(g), &cobra.Command{
+		newRolloutCmd(g), newApproveCmd(g), newDeferCmd(g), newTokenCmd(g), &cobra.Command{
 			Use:   "version",
 			Short: "Print the version",
 			Args:  cobra.NoArgs,

@@ -164,9 +164,29 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) er
 	return nil
 }
 
-// Get implements blob.Store. It stats first so that a missing key or a bad
-// range fails here, not on the first Read.
+// Get implements blob.Store. A whole-object Get makes one request and takes
+// Info from its response, so an object replaced meanwhile (timestamp.json
+// during a publish) is read whole, old or new. A ranged Get stats first and
+// pins the ETag, so a missing key or a bad range fails here, not on the
+// first Read.
 func (s *Store) Get(ctx context.Context, key string, rng *blob.Range) (io.ReadCloser, blob.Info, error) {
+	if rng == nil {
+		if err := blob.ValidateKey(key); err != nil {
+			return nil, blob.Info{}, err
+		}
+		obj, err := s.c.GetObject(ctx, s.bucket, key, minio.GetObjectOptions{})
+		if err != nil {
+			return nil, blob.Info{}, s.classify(key, err)
+		}
+		st, err := obj.Stat() // performs the GET; the body is the same response
+		if err != nil {
+			obj.Close()
+			return nil, blob.Info{}, s.classify(key, err)
+		}
+		info := infoOf(st)
+		info.Key = key
+		return &object{obj: obj, s: s, key: key}, info, nil
+	}
 	info, err := s.Stat(ctx, key)
 	if err != nil {
 		return nil, blob.Info{}, err

@@ -377,3 +377,61 @@ func (s *Store) Progress(ctx context.Context, rolloutID string) ([]state.Progres
 	}
 	return out, s.fail("list progress", rows.Err())
 }
+
+const tokenColumns = "id, secret_hash, name, role, sites, expires_ms, revoked, created_ms"
+
+func scanToken(sc scanner) (state.Token, error) {
+	var t state.Token
+	var sites string
+	var exp, created int64
+	var rev int
+	err := sc.Scan(&t.ID, &t.SecretHash, &t.Name, &t.Role, &sites, &exp, &rev, &created)
+	t.Sites, t.Expires, t.Revoked, t.Created = splitList(sites), fromMS(exp), rev != 0, fromMS(created)
+	return t, err
+}
+
+// CreateToken implements state.TokenStore.
+func (s *Store) CreateToken(ctx context.Context, t state.Token) error {
+	_, err := s.w.ExecContext(ctx, s.d.rebind(`INSERT INTO tokens (`+tokenColumns+`) VALUES (?, ?, ?, ?, ?, ?, 0, ?)`),
+		t.ID, t.SecretHash, t.Name, t.Role, joinList(t.Sites), ms(t.Expires), ms(s.now()))
+	return s.fail("create token", err)
+}
+
+// Token implements state.TokenStore.
+func (s *Store) Token(ctx context.Context, id string) (state.Token, error) {
+	t, err := scanToken(s.r.QueryRowContext(ctx, s.d.rebind("SELECT "+tokenColumns+" FROM tokens WHERE id = ?"), id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return t, state.NotFound("token " + id)
+	}
+	return t, s.fail("read token", err)
+}
+
+// Tokens implements state.TokenStore.
+func (s *Store) Tokens(ctx context.Context) ([]state.Token, error) {
+	rows, err := s.r.QueryContext(ctx, "SELECT "+tokenColumns+" FROM tokens ORDER BY created_ms, id")
+	if err != nil {
+		return nil, s.fail("list tokens", err)
+	}
+	defer rows.Close()
+	var out []state.Token
+	for rows.Next() {
+		t, err := scanToken(rows)
+		if err != nil {
+			return nil, s.fail("list tokens", err)
+		}
+		out = append(out, t)
+	}
+	return out, s.fail("list tokens", rows.Err())
+}
+
+// RevokeToken implements state.TokenStore.
+func (s *Store) RevokeToken(ctx context.Context, id string) error {
+	res, err := s.w.ExecContext(ctx, s.d.rebind("UPDATE tokens SET revoked = 1 WHERE id = ?"), id)
+	if err != nil {
+		return s.fail("revoke token", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return state.NotFound("token " + id)
+	}
+	return nil
+}

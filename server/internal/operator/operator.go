@@ -1,0 +1,203 @@
+// Package operator authenticates people and pipelines with API tokens and
+// decides what each role may do. Deny by default: a route without a
+// permission, a token without the permission, or a site-scoped token acting
+// on another site is refused.
+//
+// Tokens look like "vgl_<id>_<secret>". Only SHA-256(secret) is stored; the
+// secret is shown once, at creation. Tokens expire and can be revoked. The
+// bootstrap token from the server's configuration acts as an admin, for
+// setting up the first real tokens; every use is audited as
+// "bootstrap-token".
+package operator
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/vigil-ota/vigil/server/internal/apperr"
+	"github.com/vigil-ota/vigil/server/internal/state"
+)
+
+// Roles.
+const (
+	RoleAdmin   = "admin"
+	RoleRelease = "release"
+	RoleSiteIT  = "site-it"
+	RoleAuditor = "auditor"
+)
+
+// Permission is one kind of action.
+type Permission string
+
+// Permissions.
+const (
+	PermRepoWrite     Permission = "repo.write"     // publish, upload, repository keys
+	PermFleetWrite    Permission = "fleet.write"    // register, import, decommission devices
+	PermSiteWrite     Permission = "site.write"     // sites, windows, caps, policy (site-scoped)
+	PermRolloutWrite  Permission = "rollout.write"  // create, pause, resume, abort, halt releases
+	PermRolloutReview Permission = "rollout.review" // approve, revoke, defer (site-scoped)
+	PermRead          Permission = "read"           // rollout status, device events, sites (site-scoped)
+	PermAuditRead     Permission = "audit.read"     // the audit log
+	PermTokens        Permission = "tokens.admin"   // create, list, revoke tokens
+)
+
+var rolePerms = map[string][]Permission{
+	RoleAdmin:   {PermRepoWrite, PermFleetWrite, PermSiteWrite, PermRolloutWrite, PermRolloutReview, PermRead, PermAuditRead, PermTokens},
+	RoleRelease: {PermRepoWrite, PermFleetWrite, PermRolloutWrite, PermRead},
+	RoleSiteIT:  {PermSiteWrite, PermRolloutReview, PermRead},
+	RoleAuditor: {PermRead, PermAuditRead},
+}
+
+// Roles lists the roles.
+func Roles() []string { return []string{RoleAdmin, RoleRelease, RoleSiteIT, RoleAuditor} }
+
+// Limits, with their units.
+const (
+	MaxTokenLifetime     = 366 * 24 * time.Hour
+	DefaultTokenLifetime = 90 * 24 * time.Hour
+	tokenPrefix          = "vgl_"
+)
+
+// Principal is an authenticated operator.
+type Principal struct {
+	Name  string // audit actor
+	Role  string
+	Sites []string // site-it only
+}
+
+// Can reports whether p holds perm.
+func (p Principal) Can(perm Permission) bool { return slices.Contains(rolePerms[p.Role], perm) }
+
+// SiteScoped reports whether p is limited to its listed sites.
+func (p Principal) SiteScoped() bool { return p.Role == RoleSiteIT }
+
+// CanSite reports whether p may act on site.
+func (p Principal) CanSite(site string) bool {
+	return !p.SiteScoped() || slices.Contains(p.Sites, site)
+}
+
+// Service authenticates tokens.
+type Service struct {
+	st        state.Store
+	bootstrap string
+	now       func() time.Time
+}
+
+// New returns the service; bootstrap may be empty.
+func New(st state.Store, bootstrap string) *Service {
+	return &Service{st: st, bootstrap: bootstrap, now: time.Now}
+}
+
+func hashSecret(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:])
+}
+
+// Authenticate resolves a bearer token.
+func (s *Service) Authenticate(ctx context.Context, bearer string) (Principal, error) {
+	unauth := apperr.New(apperr.Unauthorized, "a valid bearer token is required (set VIGIL_TOKEN)")
+	if bearer == "" {
+		return Principal{}, unauth
+	}
+	if s.bootstrap != "" && subtle.ConstantTimeCompare([]byte(bearer), []byte(s.bootstrap)) == 1 {
+		return Principal{Name: "bootstrap-token", Role: RoleAdmin}, nil
+	}
+	rest, ok := strings.CutPrefix(bearer, tokenPrefix)
+	id, secret, ok2 := strings.Cut(rest, "_")
+	if !ok || !ok2 || id == "" || secret == "" {
+		return Principal{}, unauth
+	}
+	t, err := s.st.Token(ctx, id)
+	if apperr.Is(err, apperr.NotFound) {
+		return Principal{}, unauth
+	}
+	if err != nil {
+		return Principal{}, err
+	}
+	if subtle.ConstantTimeCompare([]byte(hashSecret(secret)), []byte(t.SecretHash)) != 1 {
+		return Principal{}, unauth
+	}
+	if t.Revoked {
+		return Principal{}, apperr.New(apperr.Unauthorized, "token %s is revoked", t.ID)
+	}
+	if !s.now().Before(t.Expires) {
+		return Principal{}, apperr.New(apperr.Unauthorized, "token %s expired at %s", t.ID, t.Expires.Format(time.RFC3339))
+	}
+	return Principal{Name: "token:" + t.ID + ":" + t.Name, Role: t.Role, Sites: t.Sites}, nil
+}
+
+// TokenInput asks for a new token.
+type TokenInput struct {
+	Name      string        `json:"name"`
+	Role      string        `json:"role"`
+	Sites     []string      `json:"sites"`
+	ExpiresIn time.Duration `json:"expires_in"`
+}
+
+// Created is a new token; Secret is shown this once.
+type Created struct {
+	ID      string    `json:"id"`
+	Secret  string    `json:"token"`
+	Role    string    `json:"role"`
+	Sites   []string  `json:"sites,omitempty"`
+	Expires time.Time `json:"expires"`
+}
+
+// Create makes a token.
+func (s *Service) Create(ctx context.Context, in TokenInput) (Created, error) {
+	if _, ok := rolePerms[in.Role]; !ok {
+		return Created{}, apperr.New(apperr.Invalid, "role %q is not one of %s", in.Role, strings.Join(Roles(), ", "))
+	}
+	if in.Name == "" || len(in.Name) > 128 {
+		return Created{}, apperr.New(apperr.Invalid, "a token needs a name (who or what uses it), at most 128 bytes")
+	}
+	if (in.Role == RoleSiteIT) != (len(in.Sites) > 0) {
+		return Created{}, apperr.New(apperr.Invalid, "site-it tokens, and only they, list the sites they may act on")
+	}
+	if in.ExpiresIn == 0 {
+		in.ExpiresIn = DefaultTokenLifetime
+	}
+	if in.ExpiresIn < 0 || in.ExpiresIn > MaxTokenLifetime {
+		return Created{}, apperr.New(apperr.Invalid, "expiry must be between now and %s", MaxTokenLifetime)
+	}
+	idb, secb := make([]byte, 6), make([]byte, 24)
+	rand.Read(idb)
+	rand.Read(secb)
+	id, secret := hex.EncodeToString(idb), hex.EncodeToString(secb)
+	exp := s.now().Add(in.ExpiresIn).UTC().Truncate(time.Second)
+	if err := s.st.CreateToken(ctx, state.Token{ID: id, SecretHash: hashSecret(secret), Name: in.Name, Role: in.Role, Sites: in.Sites, Expires: exp}); err != nil {
+		return Created{}, err
+	}
+	return Created{ID: id, Secret: tokenPrefix + id + "_" + secret, Role: in.Role, Sites: in.Sites, Expires: exp}, nil
+}
+
+// Revoke revokes a token.
+func (s *Service) Revoke(ctx context.Context, id string) error { return s.st.RevokeToken(ctx, id) }
+
+// List lists tokens (never their secrets).
+func (s *Service) List(ctx context.Context) ([]state.Token, error) {
+	ts, err := s.st.Tokens(ctx)
+	for i := range ts {
+		ts[i].SecretHash = ""
+	}
+	return ts, err
+}
+
+type principalKey struct{}
+
+// WithPrincipal stores p in ctx.
+func WithPrincipal(ctx context.Context, p Principal) context.Context {
+	return context.WithValue(ctx, principalKey{}, p)
+}
+
+// From returns the principal in ctx (zero if none).
+func From(ctx context.Context) (Principal, bool) {
+	p, ok := ctx.Value(principalKey{}).(Principal)
+	return p, ok
+}
