@@ -1,0 +1,172 @@
+package app_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/vigil-ota/vigil/api"
+	"github.com/vigil-ota/vigil/api/devicesig"
+	"github.com/vigil-ota/vigil/server/internal/app"
+	"github.com/vigil-ota/vigil/server/internal/config"
+)
+
+type deviceWorld struct {
+	t   *testing.T
+	h   http.Handler
+	key ed25519.PrivateKey
+}
+
+func newDeviceWorld(t *testing.T) *deviceWorld {
+	dir := t.TempDir()
+	cfg := config.Defaults()
+	cfg.DataDir, cfg.Listen = dir, "127.0.0.1:0"
+	cfg.DatabaseURL, cfg.BlobURL = filepath.Join(dir, "vigil.db"), filepath.Join(dir, "blobs")
+	cfg.BootstrapToken = "boot"
+	srv, err := app.Open(context.Background(), cfg, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &deviceWorld{t: t, h: srv.Handler()}
+	_, w.key, _ = ed25519.GenerateKey(rand.Reader)
+	w.admin("PUT", "/api/v1/sites/st-mary", `{"time_zone":"America/Chicago"}`, 200)
+	for _, id := range []string{"PUMP-1", "PUMP-2"} {
+		key := w.key
+		if id == "PUMP-2" {
+			_, key, _ = ed25519.GenerateKey(rand.Reader)
+		}
+		body, _ := json.Marshal([]map[string]any{{"id": id, "product": "demo-pump", "hardware": "rev-b", "site": "st-mary",
+			"public_key": devicesig.EncodePublicKey(key.Public().(ed25519.PublicKey)), "installed_version": "1.0.0"}})
+		w.admin("POST", "/api/v1/devices", string(body), 201)
+	}
+	return w
+}
+
+func (w *deviceWorld) admin(method, path, body string, want int) string {
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer boot")
+	rec := httptest.NewRecorder()
+	w.h.ServeHTTP(rec, req)
+	if rec.Code != want {
+		w.t.Fatalf("%s %s: %d %s", method, path, rec.Code, rec.Body.String())
+	}
+	return rec.Body.String()
+}
+
+// signed builds a device request; tweak may break it.
+func (w *deviceWorld) signed(path string, body []byte, at time.Time, device string, key ed25519.PrivateKey) *http.Request {
+	req := httptest.NewRequest("POST", path, bytes.NewReader(body))
+	devicesig.SignRequest(req, device, key, body, at)
+	return req
+}
+
+func (w *deviceWorld) do(req *http.Request) (int, string) {
+	rec := httptest.NewRecorder()
+	w.h.ServeHTTP(rec, req)
+	return rec.Code, rec.Body.String()
+}
+
+func TestDeviceRequestsAreAuthenticatedAndReplayProtected(t *testing.T) {
+	w := newDeviceWorld(t)
+	checkin := []byte(`{"installed_version":"1.0.0","state":"idle"}`)
+	now := time.Now()
+	if code, body := w.do(w.signed(api.PathDeviceCheckIn, checkin, now, "PUMP-1", w.key)); code != 200 || !strings.Contains(body, `"assignment":null`) {
+		t.Fatalf("good check-in: %d %s", code, body)
+	}
+	_, stranger, _ := ed25519.GenerateKey(rand.Reader)
+	cases := map[string]struct {
+		req  *http.Request
+		want string
+	}{
+		"unknown device":   {w.signed(api.PathDeviceCheckIn, checkin, now, "PUMP-404", w.key), "not registered"},
+		"wrong key":        {w.signed(api.PathDeviceCheckIn, checkin, now, "PUMP-1", stranger), "does not verify"},
+		"stale timestamp":  {w.signed(api.PathDeviceCheckIn, checkin, now.Add(-6*time.Minute), "PUMP-1", w.key), "away from the server's clock"},
+		"future timestamp": {w.signed(api.PathDeviceCheckIn, checkin, now.Add(6*time.Minute), "PUMP-1", w.key), "away from the server's clock"},
+		"unsigned":         {httptest.NewRequest("POST", api.PathDeviceCheckIn, bytes.NewReader(checkin)), "not signed"},
+	}
+	tampered := w.signed(api.PathDeviceCheckIn, checkin, now, "PUMP-1", w.key)
+	tampered.Body = httpBody(`{"installed_version":"9.9.9","state":"idle"}`)
+	cases["tampered body"] = struct {
+		req  *http.Request
+		want string
+	}{tampered, "does not verify"}
+	for name, c := range cases {
+		if code, body := w.do(c.req); code != 401 || !strings.Contains(body, c.want) {
+			t.Errorf("%s: %d %s", name, code, body)
+		}
+	}
+
+	// A replayed check-in inside the window is harmless: same answer.
+	req := w.signed(api.PathDeviceCheckIn, checkin, now, "PUMP-1", w.key)
+	replay := req.Clone(context.Background())
+	replay.Body = httpBody(string(checkin))
+	if code, _ := w.do(req); code != 200 {
+		t.Fatal("check-in refused")
+	}
+	if code, _ := w.do(replay); code != 200 {
+		t.Fatal("a replayed check-in was refused (it is harmless and answered)")
+	}
+
+	// A replayed event batch is refused: events change state.
+	ev, _ := json.Marshal(api.EventBatch{Events: []api.DeviceEvent{{ID: "00112233445566778899aabbccddeeff", DeviceID: "PUMP-1", State: "downloading", Time: now}}})
+	req = w.signed(api.PathDeviceEvents, ev, now, "PUMP-1", w.key)
+	replay = req.Clone(context.Background())
+	replay.Body = httpBody(string(ev))
+	if code, body := w.do(req); code != 200 {
+		t.Fatalf("events: %d %s", code, body)
+	}
+	if code, body := w.do(replay); code != 401 || !strings.Contains(body, "replay") {
+		t.Fatalf("replayed events: %d %s", code, body)
+	}
+
+	// A device reports only for itself.
+	other, _ := json.Marshal(api.EventBatch{Events: []api.DeviceEvent{{ID: "ffeeddccbbaa99887766554433221100", DeviceID: "PUMP-2", State: "failed", Time: now}}})
+	if code, body := w.do(w.signed(api.PathDeviceEvents, other, now, "PUMP-1", w.key)); code != 403 {
+		t.Fatalf("reporting for another device: %d %s", code, body)
+	}
+
+	// Decommissioning revokes the key.
+	w.admin("POST", "/api/v1/devices/PUMP-1/decommission", "", 200)
+	if code, body := w.do(w.signed(api.PathDeviceCheckIn, checkin, time.Now(), "PUMP-1", w.key)); code != 401 || !strings.Contains(body, "decommissioned") {
+		t.Fatalf("decommissioned device: %d %s", code, body)
+	}
+}
+
+func TestDeviceImportIsAllOrNothingWithLineNumbers(t *testing.T) {
+	w := newDeviceWorld(t)
+	pub := devicesig.EncodePublicKey(w.key.Public().(ed25519.PublicKey))
+	head := "id,udi_di,product,hardware,site,care_area,tags,public_key,installed_version\n"
+	good := "PUMP-10,0081,demo-pump,rev-b,st-mary,icu,a|b," + pub + ",1.0.0\n"
+	for body, want := range map[string]string{
+		head + good + "PUMP-11,0081,demo-pump,rev-b,st-mary,icu,," + pub + ",one\n":        "line 3",
+		head + good + "PUMP-12,0081,demo-pump,rev-b,st-mary,icu,,not-a-key,1.0.0\n":        "line 3",
+		"id,product\nPUMP-1,demo-pump\n":                                                   "line 1",
+		head + good + "PUMP-13,0081,demo-pump,rev-b,st-mary,icu\n":                         "line 3",
+		head + good + "PUMP-10,0081,demo-pump,rev-b,st-mary,icu,," + pub + ",1.0.0\n":      "listed twice",
+		head + good + "PUMP-14,0081,demo-pump,rev-b,no-such-site,icu,," + pub + ",1.0.0\n": "no-such-site",
+	} {
+		out := w.admin("POST", "/api/v1/devices/import", body, 400)
+		if !strings.Contains(out, want) {
+			t.Errorf("import error %s lacks %q", out, want)
+		}
+	}
+	// Nothing of the refused files was registered; the good row alone is.
+	w.admin("POST", "/api/v1/devices/import", head+good, 201)
+	w.admin("POST", "/api/v1/devices/import", head+good, 409)
+}
+
+type body struct{ *strings.Reader }
+
+func (body) Close() error { return nil }
+
+func httpBody(s string) body { return body{strings.NewReader(s)} }
