@@ -386,15 +386,19 @@ func (s *Service) advance(ctx context.Context, id string) error {
 }
 
 // RunController advances every active rollout each interval (soak times
-// pass without events).
+// pass without events) and writes buffered check-ins.
 func (s *Service) RunController(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
+	t := time.NewTicker(min(interval, LastSeenFlushInterval))
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
+			s.FlushLastSeen(context.WithoutCancel(ctx))
 			return
 		case <-t.C:
+		}
+		if err := s.FlushLastSeen(ctx); err != nil {
+			s.log.Warn("writing check-ins", zap.Error(err))
 		}
 		rs, err := s.st.Rollouts(ctx, "")
 		if err != nil {

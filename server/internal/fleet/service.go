@@ -31,8 +31,8 @@ const (
 	// EpochCheckInterval bounds how stale a replica's cached rollout state
 	// may be: at most this long after a change elsewhere.
 	EpochCheckInterval = time.Second
-	// LastSeenThrottle: a check-in writes last-seen at most this often.
-	LastSeenThrottle = time.Minute
+	// LastSeenFlushInterval: buffered check-ins are written this often.
+	LastSeenFlushInterval = 10 * time.Second
 	// NonceLifetime keeps nonces as long as a timestamp can be accepted.
 	NonceLifetime = 2 * MaxRequestSkew
 	// MaxImportRows bounds one CSV import.
@@ -51,15 +51,22 @@ type Service struct {
 	now     func() time.Time
 	log     *zap.Logger
 
+	// Per-replica caches of configuration, dropped when the fleet epoch
+	// moves (checked at most every EpochCheckInterval); rollout progress is
+	// re-read on the same schedule.
 	mu        sync.Mutex
 	epoch     int64
 	epochAt   time.Time
-	snapshots map[string]*rollout.Snapshot // by product; rebuilt when the epoch moves
+	snapshots map[string]*rollout.Snapshot // by rollout id
+	rollouts  map[string][]state.Rollout   // by product
+	devices   map[string]state.Device      // by id
+	seen      map[string]state.Touch       // check-ins not yet written
 }
 
 // New returns the service.
 func New(st state.Store) *Service {
-	return &Service{st: st, now: time.Now, log: zap.NewNop(), snapshots: map[string]*rollout.Snapshot{}}
+	return &Service{st: st, now: time.Now, log: zap.NewNop(), snapshots: map[string]*rollout.Snapshot{},
+		rollouts: map[string][]state.Rollout{}, devices: map[string]state.Device{}, seen: map[string]state.Touch{}}
 }
 
 // WithTargets sets the release resolver and logger.
@@ -237,11 +244,16 @@ func ParseCSV(r io.Reader) ([]DeviceInput, error) {
 	return out, nil
 }
 
-// Decommission retires a device and revokes its key.
+// Decommission retires a device and revokes its key: at once on this
+// replica, within EpochCheckInterval on the others.
 func (s *Service) Decommission(ctx context.Context, id string) error {
 	if err := s.st.Decommission(ctx, id); err != nil {
 		return err
 	}
+	s.mu.Lock()
+	delete(s.devices, id)
+	s.epochAt = time.Time{} // re-check the epoch on the next request
+	s.mu.Unlock()
 	s.record(ctx, "device.decommission", id, nil)
 	return nil
 }
@@ -270,7 +282,7 @@ func (s *Service) Authenticate(ctx context.Context, r DeviceRequest) (state.Devi
 	if d := now.Sub(time.Unix(ts, 0)); d > MaxRequestSkew || d < -MaxRequestSkew {
 		return unauth("the request's timestamp is %s away from the server's clock (limit %s)", d.Round(time.Second), MaxRequestSkew)
 	}
-	dev, err := s.st.Device(ctx, r.DeviceID)
+	dev, err := s.device(ctx, r.DeviceID)
 	if apperr.Is(err, apperr.NotFound) {
 		return unauth("device is not registered")
 	}
@@ -297,34 +309,79 @@ func toRolloutDevice(d state.Device) rollout.Device {
 	return rollout.Device{ID: d.ID, Product: d.Product, Hardware: d.Hardware, Site: d.Site, CareArea: d.CareArea, Tags: d.Tags, Installed: d.Installed}
 }
 
-// snapshots returns the cached decision state of a product's active
-// rollouts, reloading when the fleet epoch moved.
-func (s *Service) snapshotsFor(ctx context.Context, product string) ([]*rollout.Snapshot, error) {
+// syncLocked drops cached configuration when the fleet epoch moved, and
+// re-reads rollout progress; at most every EpochCheckInterval. s.mu held.
+func (s *Service) syncLocked(ctx context.Context) error {
+	now := s.now()
+	if now.Sub(s.epochAt) < EpochCheckInterval {
+		return nil
+	}
+	e, err := s.st.FleetEpoch(ctx)
+	if err != nil {
+		return err
+	}
+	s.epochAt = now
+	if e != s.epoch {
+		s.epoch = e
+		s.snapshots = map[string]*rollout.Snapshot{}
+		s.rollouts = map[string][]state.Rollout{}
+		s.devices = map[string]state.Device{}
+		return nil
+	}
+	for id, snap := range s.snapshots {
+		ps, err := s.st.Progress(ctx, id)
+		if err != nil {
+			return err
+		}
+		m := make(map[string]*rollout.Progress, len(ps))
+		for _, p := range ps {
+			m[p.DeviceID] = &rollout.Progress{DeviceID: p.DeviceID, Wave: p.Wave, State: p.State, Updated: p.Updated}
+		}
+		snap.ReplaceProgress(m)
+	}
+	return nil
+}
+
+// device returns a registered device, from the cache when current.
+func (s *Service) device(ctx context.Context, id string) (state.Device, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := s.now()
-	if now.Sub(s.epochAt) >= EpochCheckInterval {
-		e, err := s.st.FleetEpoch(ctx)
-		if err != nil {
-			return nil, err
-		}
-		if e != s.epoch {
-			s.snapshots = map[string]*rollout.Snapshot{}
-			s.epoch = e
-		}
-		s.epochAt = now
+	if err := s.syncLocked(ctx); err != nil {
+		return state.Device{}, err
 	}
-	var out []*rollout.Snapshot
-	rs, err := s.st.Rollouts(ctx, product)
+	if d, ok := s.devices[id]; ok {
+		return d, nil
+	}
+	d, err := s.st.Device(ctx, id)
 	if err != nil {
+		return d, err
+	}
+	s.devices[id] = d
+	return d, nil
+}
+
+// snapshotsFor returns the cached decision state of a product's active
+// rollouts. s.mu held.
+func (s *Service) snapshotsForLocked(ctx context.Context, product string) ([]*rollout.Snapshot, error) {
+	if err := s.syncLocked(ctx); err != nil {
 		return nil, err
 	}
+	rs, ok := s.rollouts[product]
+	if !ok {
+		var err error
+		if rs, err = s.st.Rollouts(ctx, product); err != nil {
+			return nil, err
+		}
+		s.rollouts[product] = rs
+	}
+	var out []*rollout.Snapshot
 	for _, r := range rs {
 		if r.State != string(rollout.Active) {
 			continue
 		}
 		snap, ok := s.snapshots[r.ID]
-		if !ok || snap.Rollout.CurrentWave != r.CurrentWave {
+		if !ok {
+			var err error
 			if snap, err = s.loadSnapshot(ctx, r); err != nil {
 				return nil, err
 			}
@@ -333,6 +390,19 @@ func (s *Service) snapshotsFor(ctx context.Context, product string) ([]*rollout.
 		out = append(out, snap)
 	}
 	return out, nil
+}
+
+// FlushLastSeen writes buffered check-ins (installed version, last seen)
+// in one transaction.
+func (s *Service) FlushLastSeen(ctx context.Context) error {
+	s.mu.Lock()
+	batch := make([]state.Touch, 0, len(s.seen))
+	for _, t := range s.seen {
+		batch = append(batch, t)
+	}
+	s.seen = map[string]state.Touch{}
+	s.mu.Unlock()
+	return s.st.TouchDevices(ctx, batch)
 }
 
 // loadSnapshot reads everything one rollout's decisions need.
@@ -398,26 +468,29 @@ func policyString(aa []string) string {
 }
 
 // CheckIn answers a device: at most one assignment. It writes only when it
-// hands out a new assignment (recorded, so caps hold across replicas) and
-// a throttled last-seen.
+// hands out a new assignment (recorded, so caps hold across replicas); the
+// installed version and last-seen time are buffered and written in batches
+// (FlushLastSeen).
 func (s *Service) CheckIn(ctx context.Context, dev state.Device, in api.CheckIn) (*api.Assignment, error) {
 	now := s.now()
 	if in.Installed != "" && release.ValidateVersion(in.Installed) != nil {
 		return nil, apperr.New(apperr.Invalid, "installed_version %q is not semver", in.Installed)
 	}
-	if in.Installed != "" && (in.Installed != dev.Installed || now.Sub(dev.LastSeen) > LastSeenThrottle) {
-		if err := s.st.TouchDevice(ctx, dev.ID, in.Installed, now); err != nil {
-			return nil, err
-		}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if in.Installed != "" {
 		dev.Installed = in.Installed
+		s.seen[dev.ID] = state.Touch{DeviceID: dev.ID, Installed: in.Installed, Seen: now}
+		if d, ok := s.devices[dev.ID]; ok {
+			d.Installed = in.Installed
+			s.devices[dev.ID] = d
+		}
 	}
-	snaps, err := s.snapshotsFor(ctx, dev.Product)
+	snaps, err := s.snapshotsForLocked(ctx, dev.Product)
 	if err != nil {
 		return nil, err
 	}
 	rd := toRolloutDevice(dev)
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	for _, snap := range snaps {
 		a, _ := snap.Decide(now, rd)
 		if a == nil {

@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
+	"github.com/vigil-ota/vigil/api"
 	"github.com/vigil-ota/vigil/server/internal/apperr"
 )
 
@@ -154,7 +155,12 @@ func accessLog() gin.HandlerFunc {
 		start := time.Now()
 		c.Next()
 		if log := loggerOf(c); log != nil {
-			log.Info("request",
+			logf := log.Info
+			if c.FullPath() == api.PathDeviceCheckIn && c.Writer.Status() < 400 {
+				// The hot path: thousands a second; successful ones only at debug.
+				logf = log.Debug
+			}
+			logf("request",
 				zap.String("method", c.Request.Method),
 				zap.String("path", c.Request.URL.Path),
 				zap.String("route", routeOf(c)),

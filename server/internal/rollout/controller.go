@@ -98,7 +98,9 @@ func (s *Snapshot) prepare() {
 	s.prepared = true
 	s.siteInstalling = map[string]int{}
 	s.areaInstalling = map[[2]string]int{}
-	s.waves = map[string]int{}
+	if s.waves == nil {
+		s.waves = map[string]int{}
+	}
 	if s.Progress == nil {
 		s.Progress = map[string]*Progress{}
 	}
@@ -130,6 +132,14 @@ func (s *Snapshot) WaveOfDevice(id string) int {
 		s.waves[id] = w
 	}
 	return w
+}
+
+// ReplaceProgress swaps in freshly read progress (another replica may have
+// assigned devices) and rebuilds the counters.
+func (s *Snapshot) ReplaceProgress(p map[string]*Progress) {
+	s.Progress = p
+	s.prepared = false
+	s.prepare()
 }
 
 // SetProgress records a device's new state in the snapshot, keeping the

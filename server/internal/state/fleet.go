@@ -33,6 +33,13 @@ type Device struct {
 	Created        time.Time
 }
 
+// Touch is one check-in's effect on the registry.
+type Touch struct {
+	DeviceID  string
+	Installed string
+	Seen      time.Time
+}
+
 // Rollout is a stored rollout; Plan is its JSON plan.
 type Rollout struct {
 	ID          string
@@ -90,8 +97,8 @@ type FleetStore interface {
 	DevicesOf(ctx context.Context, product string) ([]Device, error)
 	// Decommission marks a device retired; its key stops working.
 	Decommission(ctx context.Context, id string) error
-	// TouchDevice records a check-in's installed version and time.
-	TouchDevice(ctx context.Context, id, installed string, seen time.Time) error
+	// TouchDevices records check-ins' installed versions and times.
+	TouchDevices(ctx context.Context, ts []Touch) error
 	// UseNonce records a device request nonce; a nonce seen before (and
 	// not expired) is a Conflict: a replay.
 	UseNonce(ctx context.Context, deviceID, nonce string, now, expires time.Time) error
@@ -110,8 +117,8 @@ type FleetStore interface {
 	// inserts only when the device has no row yet and reports whether it did.
 	SetProgress(ctx context.Context, p Progress, onlyIfNew bool) (bool, error)
 	Progress(ctx context.Context, rolloutID string) ([]Progress, error)
-	// FleetEpoch changes whenever rollouts, approvals, deferrals, sites or
-	// progress change: replicas reload cached state when it moves.
+	// FleetEpoch changes whenever sites, devices, rollouts, approvals or
+	// deferrals change: replicas reload cached state when it moves.
 	FleetEpoch(ctx context.Context) (int64, error)
 }
 

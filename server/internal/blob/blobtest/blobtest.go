@@ -48,6 +48,7 @@ func Run(t *testing.T, newStore func(t *testing.T) blob.Store, opts Options) {
 	t.Run("BadKeysAreInvalid", func(t *testing.T) { testBadKeys(t, newStore(t)) })
 	t.Run("ConcurrentWritersOfOneKeyLeaveOneWholeObject", func(t *testing.T) { testConcurrentWriters(t, newStore(t)) })
 	t.Run("EmptyObject", func(t *testing.T) { testEmpty(t, newStore(t)) })
+	t.Run("ReadersDuringOverwritesSeeWholeObjects", func(t *testing.T) { testReadDuringOverwrite(t, newStore(t)) })
 	t.Run("LargeObjectStreamsWithoutBuffering", func(t *testing.T) {
 		if opts.SkipLarge || testing.Short() {
 			t.Skip("large object test skipped in -short mode")
@@ -383,5 +384,47 @@ func testLarge(t *testing.T, s blob.Store) {
 	io.ReadFull(ref, wantPart)
 	if !bytes.Equal(part, wantPart) {
 		t.Fatal("ranged read of the large object returned wrong bytes")
+	}
+}
+
+// testReadDuringOverwrite reads a key while it is being replaced, as
+// devices read timestamp.json during a publish: every read must return one
+// whole version with the length its Info announced.
+func testReadDuringOverwrite(t *testing.T, s blob.Store) {
+	const rounds = 200
+	versions := [][]byte{bytes.Repeat([]byte("a"), 600), bytes.Repeat([]byte("b"), 700)}
+	put(t, s, "metadata/timestamp.json", versions[0])
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range rounds {
+			v := versions[i%2]
+			if err := s.Put(ctx(t), "metadata/timestamp.json", bytes.NewReader(v), int64(len(v))); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	for reads := 0; ; reads++ {
+		select {
+		case <-done:
+			if reads == 0 {
+				t.Fatal("no read overlapped the writes")
+			}
+			return
+		default:
+		}
+		rc, info, err := s.Get(ctx(t), "metadata/timestamp.json", nil)
+		if err != nil {
+			t.Fatalf("read %d: %v", reads, err)
+		}
+		b, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			t.Fatalf("read %d broke off: %v", reads, err)
+		}
+		if int64(len(b)) != info.Size || !(bytes.Equal(b, versions[0]) || bytes.Equal(b, versions[1])) {
+			t.Fatalf("read %d: %d bytes (info says %d), not one whole version", reads, len(b), info.Size)
+		}
 	}
 }

@@ -174,18 +174,14 @@ func (s *Store) Get(ctx context.Context, key string, rng *blob.Range) (io.ReadCl
 		if err := blob.ValidateKey(key); err != nil {
 			return nil, blob.Info{}, err
 		}
-		obj, err := s.c.GetObject(ctx, s.bucket, key, minio.GetObjectOptions{})
+		// One plain GET: body and Info from the same response.
+		body, st, _, err := minio.Core{Client: s.c}.GetObject(ctx, s.bucket, key, minio.GetObjectOptions{})
 		if err != nil {
-			return nil, blob.Info{}, s.classify(key, err)
-		}
-		st, err := obj.Stat() // performs the GET; the body is the same response
-		if err != nil {
-			obj.Close()
 			return nil, blob.Info{}, s.classify(key, err)
 		}
 		info := infoOf(st)
 		info.Key = key
-		return &object{obj: obj, s: s, key: key}, info, nil
+		return &coreBody{ReadCloser: body, s: s, key: key}, info, nil
 	}
 	info, err := s.Stat(ctx, key)
 	if err != nil {
@@ -219,6 +215,21 @@ func (s *Store) Get(ctx context.Context, key string, rng *blob.Range) (io.ReadCl
 		return nil, blob.Info{}, s.classify(key, err)
 	}
 	return &object{obj: obj, s: s, key: key}, info, nil
+}
+
+// coreBody maps read errors of a plain GET's body.
+type coreBody struct {
+	io.ReadCloser
+	s   *Store
+	key string
+}
+
+func (b *coreBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		err = b.s.classify(b.key, err)
+	}
+	return n, err
 }
 
 // object maps errors that minio reports lazily, on the first Read.

@@ -181,11 +181,24 @@ func (s *Store) Decommission(ctx context.Context, id string) error {
 	return s.execOne(ctx, "decommission", "device "+id, "UPDATE devices SET decommissioned = 1, public_key = '' WHERE id = ?", id)
 }
 
-// TouchDevice implements state.FleetStore. It does not bump the fleet epoch:
-// check-ins are the hot path.
-func (s *Store) TouchDevice(ctx context.Context, id, installed string, seen time.Time) error {
-	_, err := s.w.ExecContext(ctx, s.d.rebind("UPDATE devices SET installed = ?, last_seen_ms = ? WHERE id = ?"), installed, ms(seen), id)
-	return s.fail("touch device", err)
+// TouchDevices implements state.FleetStore: one transaction for a batch of
+// check-ins. It does not bump the fleet epoch: check-ins are the hot path.
+func (s *Store) TouchDevices(ctx context.Context, ts []state.Touch) error {
+	if len(ts) == 0 {
+		return nil
+	}
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return s.fail("touch devices", err)
+	}
+	defer tx.Rollback()
+	q := s.d.rebind("UPDATE devices SET installed = ?, last_seen_ms = ? WHERE id = ?")
+	for _, t := range ts {
+		if _, err := tx.ExecContext(ctx, q, t.Installed, ms(t.Seen), t.DeviceID); err != nil {
+			return s.fail("touch devices", err)
+		}
+	}
+	return s.fail("touch devices", tx.Commit())
 }
 
 // UseNonce implements state.FleetStore.
@@ -345,17 +358,14 @@ func (s *Store) SetProgress(ctx context.Context, p state.Progress, onlyIfNew boo
 		q = `INSERT INTO rollout_devices (rollout_id, device_id, wave, state, updated_ms) VALUES (?, ?, ?, ?, ?)
 			ON CONFLICT (rollout_id, device_id) DO NOTHING`
 	}
-	changed := false
-	err := s.inTx(ctx, "set progress", func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, s.d.rebind(q), p.RolloutID, p.DeviceID, p.Wave, p.State, ms(p.Updated))
-		if err != nil {
-			return s.fail("set progress", err)
-		}
-		n, _ := res.RowsAffected()
-		changed = n > 0
-		return nil
-	})
-	return changed, err
+	// Progress does not move the fleet epoch: replicas re-read progress on
+	// their own schedule (fleet.EpochCheckInterval).
+	res, err := s.w.ExecContext(ctx, s.d.rebind(q), p.RolloutID, p.DeviceID, p.Wave, p.State, ms(p.Updated))
+	if err != nil {
+		return false, s.fail("set progress", err)
+	}
+	n, _ := res.RowsAffected()
+	return n > 0, nil
 }
 
 // Progress implements state.FleetStore.

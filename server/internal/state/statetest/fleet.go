@@ -53,7 +53,7 @@ func testRegistry(t *testing.T, s state.Store) {
 	if err != nil || got.Tags[1] != "pilot" || got.PublicKey != "AAAA" || got.Decommissioned {
 		t.Fatalf("device %+v %v", got, err)
 	}
-	if err := s.TouchDevice(ctx, "PUMP-2", "1.1.0", time.Now()); err != nil {
+	if err := s.TouchDevices(ctx, []state.Touch{{DeviceID: "PUMP-2", Installed: "1.1.0", Seen: time.Now()}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Decommission(ctx, "PUMP-2"); err != nil {
