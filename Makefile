@@ -23,7 +23,7 @@ export VIGIL_BIN_DIR := $(BIN)
 # Whole-suite limit: keep `make test` under 15 minutes on 2 cores.
 TEST_TIMEOUT := 14m
 
-.PHONY: help build run test bench lint tools keys-example clean
+.PHONY: help build run demo test bench lint tools keys-example clean
 
 help: ## Show this list
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -38,6 +38,9 @@ DEMO_TOKEN ?= demo-token
 run: build ## Run vigil-server on the embedded default (SQLite + ./var/blobs) at 127.0.0.1:8080 with the demo keys
 	VIGIL_BOOTSTRAP_TOKEN=$${VIGIL_BOOTSTRAP_TOKEN:-$(DEMO_TOKEN)} $(BIN)/vigil-server --data-dir $(CURDIR)/var --log-format console \
 		--snapshot-key keys-example/snapshot.key --timestamp-key keys-example/timestamp.key
+
+demo: build ## The whole story on the embedded default: publish, rollout, approval, three agents (one rolls back)
+	BIN=$(BIN) bash test/demo/demo.sh
 
 test: build tools ## Run every test (-race), then report real-service tests (PostgreSQL, S3)
 	@mkdir -p $(dir $(REPORT))

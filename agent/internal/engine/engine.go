@@ -211,7 +211,7 @@ func (e *Engine) tufConfig() tufclient.Config {
 // choose refreshes TUF metadata and picks the newest installable release
 // that has not failed here before.
 func (e *Engine) choose(ctx context.Context) error {
-	_, installed, err := e.InstalledVersion(ctx)
+	active, installed, err := e.InstalledVersion(ctx)
 	if err != nil {
 		return err
 	}
@@ -229,6 +229,9 @@ func (e *Engine) choose(ctx context.Context) error {
 		if a == nil {
 			return nil // no assignment: nothing to do now
 		}
+		if cur, err := e.cfg.Slots.Installed(ctx, active); err == nil && cur.Target == a.Target {
+			return nil // already running it; the server learns so from our events
+		}
 		assigned = a.Target
 	}
 	_, considered, err := tc.Newest(dev)
@@ -236,7 +239,7 @@ func (e *Engine) choose(ctx context.Context) error {
 		return err
 	}
 	if assigned != "" && !slices.ContainsFunc(considered, func(c tufclient.Candidate) bool { return c.Path == assigned }) {
-		return e.refuse(assigned, "delegation", "the assigned target is not a signed release of "+e.cfg.Product)
+		return e.refuse(assigned, "", "delegation", "the assigned target is not a signed release of "+e.cfg.Product)
 	}
 	for _, c := range considered {
 		if assigned != "" && c.Path != assigned {
@@ -247,7 +250,7 @@ func (e *Engine) choose(ctx context.Context) error {
 		}
 		if c.Refusal != nil {
 			if assigned != "" {
-				return e.refuse(c.Path, c.Refusal.Check, c.Refusal.Reason)
+				return e.refuse(c.Path, c.Custom.Version, c.Refusal.Check, c.Refusal.Reason)
 			}
 			continue
 		}
@@ -266,11 +269,14 @@ func (e *Engine) badList() []string { return e.st.Bad }
 
 // refuse reports an assigned release the device will not install (its
 // signed fields do not allow it here) as failed, naming the check.
-func (e *Engine) refuse(target, check, reason string) error {
+func (e *Engine) refuse(target, version, check, reason string) error {
 	if slices.Contains(e.badList(), target) {
 		return nil
 	}
-	rel := journal.Release{Target: target, Version: "0.0.0"}
+	if version == "" {
+		version = "unknown"
+	}
+	rel := journal.Release{Target: target, Version: version}
 	return e.to(journal.Failed, "refused: "+check+": "+reason, func(s *journal.State) {
 		s.Release = &rel
 		s.Attempt++

@@ -342,6 +342,11 @@ func (s *Service) applyProgress(ctx context.Context, dev state.Device, evs []sta
 					if _, err := s.st.SetProgress(ctx, p, false); err != nil {
 						return err
 					}
+					s.mu.Lock() // this replica's cached decisions see it at once
+					if snap, ok := s.snapshots[r.ID]; ok {
+						snap.SetProgress(dev.ID, e.State, e.Time)
+					}
+					s.mu.Unlock()
 					touched[r.ID] = true
 				}
 			}

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# The whole Vigil story on the embedded default, in a temporary directory:
+# a repository is initialised with the demo keys, a release is published,
+# a rollout is planned and approved by hospital IT, and three device agents
+# install it — two commit, one fails its health check and rolls back by
+# itself. Ends with the rollout's status. Run with `make demo`.
+set -euo pipefail
+BIN=${BIN:-$(cd "$(dirname "$0")/../.." && pwd)/bin}
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+DEMO=$(mktemp -d /tmp/vigil-demo.XXXXXX)
+export VIGIL_TOKEN=demo-token
+say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+
+cleanup() { [ -n "${SERVER_PID:-}" ] && kill "$SERVER_PID" 2>/dev/null || true; }
+trap cleanup EXIT
+
+say "Starting vigil-server (SQLite + local blobs in $DEMO/server) with the DEMO keys"
+VIGIL_BOOTSTRAP_TOKEN=$VIGIL_TOKEN "$BIN/vigil-server" --listen 127.0.0.1:0 --data-dir "$DEMO/server" \
+  --snapshot-key "$ROOT/keys-example/snapshot.key" --timestamp-key "$ROOT/keys-example/timestamp.key" \
+  2> "$DEMO/server.log" &
+SERVER_PID=$!
+for _ in $(seq 100); do
+  S=$(grep -o '"url":"[^"]*"' "$DEMO/server.log" 2>/dev/null | head -n1 | cut -d'"' -f4) || true
+  [ -n "${S:-}" ] && curl -fs "$S/healthz" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+[ -n "${S:-}" ] || { echo "vigil-server did not start:"; cat "$DEMO/server.log"; exit 1; }
+echo "server at $S"
+export VIGIL_SERVER=$S
+
+say "Release engineering: initialise the repository and the product demo-pump"
+cp -r "$ROOT/keys-example" "$DEMO/keys"
+V="--server $S --keys-dir $DEMO/keys --tuf-dir $DEMO/cli-tuf"
+"$BIN/vigil" repo init $V
+"$BIN/vigil" repo add-product demo-pump $V
+
+say "Release engineering: publish demo-pump 1.1.0 (a security patch)"
+mkdir -p "$DEMO/image"
+echo "1.1.0" > "$DEMO/image/VERSION"
+tar -C "$DEMO/image" -czf "$DEMO/pump-1.1.0.tar.gz" VERSION
+"$BIN/vigil" release publish --product demo-pump --version 1.1.0 --file "$DEMO/pump-1.1.0.tar.gz" \
+  --hardware rev-b --severity security $V
+
+say "Hospital IT / manufacturing: a site and three infusion pumps"
+"$BIN/vigil" site put st-mary --time-zone America/Chicago --care-area icu --site-cap 2
+for i in 1 2 3; do
+  "$BIN/vigil" keys generate "pump-$i" --dir "$DEMO/pump-$i/key" >/dev/null
+  "$BIN/vigil" device register --id "PUMP-000$i" --product demo-pump --hardware rev-b --site st-mary \
+    --care-area icu --public-key "$DEMO/pump-$i/key/pump-$i.pub" --installed-version 1.0.0
+done
+
+say "Release engineering: plan the rollout"
+RO=$("$BIN/vigil" rollout create --release demo-pump@1.1.0 --select "product=demo-pump,hardware=rev-b,version<1.1.0" \
+  --waves "all:100%" --soak 0s --success 60% --halt-on "failure>=50% min=3" -o json | sed -n 's/.*"id": "\([^"]*\)".*/\1/p')
+echo "rollout $RO"
+
+say "Hospital IT at st-mary approves the wave"
+"$BIN/vigil" approve "$RO" --wave all --site st-mary --comment "CHG-2026-1142 approved by biomed"
+
+say "Three pumps check in, install, check their health (pump 3's sensor self-test fails)"
+for i in 1 2 3; do
+  D="$DEMO/pump-$i"
+  mkdir -p "$D/slots/a"
+  echo "1.0.0" > "$D/slots/a/VERSION"
+  [ "$i" = 3 ] || touch "$D/sensor-ok"          # pump 3's sensor is faulty
+  cat > "$D/agent.yaml" <<YAML
+server: $S
+device_id: PUMP-000$i
+device_key: $D/key/pump-$i.key
+trusted_root: $DEMO/keys/trusted-root.json
+data_dir: $D/data
+product: demo-pump
+hardware: rev-b
+slots: {backend: dir, dir: $D/slots}
+health_check: {command: "test -f $D/sensor-ok && grep -q 1.1.0 $D/slots/current/VERSION", timeout: 10s}
+YAML
+  "$BIN/vigil-agent" provision --config "$D/agent.yaml" --version 1.0.0
+done
+for round in 1 2; do
+  for i in 1 2 3; do "$BIN/vigil-agent" run --config "$DEMO/pump-$i/agent.yaml" --once 2>/dev/null || true; done
+done
+for i in 1 2 3; do
+  echo "--- pump $i"
+  "$BIN/vigil-agent" status --config "$DEMO/pump-$i/agent.yaml" | head -n 4
+done
+
+say "Rollout status"
+"$BIN/vigil" rollout status "$RO"
+
+say "The audit log"
+"$BIN/vigil" audit verify --server "$S"
+echo
+echo "Everything is in $DEMO (server log: $DEMO/server.log)."
