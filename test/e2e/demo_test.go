@@ -1,0 +1,29 @@
+package e2e
+
+import (
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"testing"
+
+	"github.com/vigil-ota/vigil/test/testsvc"
+)
+
+// TestDemoRunsTheWholeStory runs `make demo`'s script as a new user would
+// and checks its ending: two pumps committed, one rolled back, the audit
+// chain verified.
+func TestDemoRunsTheWholeStory(t *testing.T) {
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("curl is not installed")
+	}
+	root, _ := testsvc.ModuleRoot()
+	cmd := exec.Command("bash", filepath.Join(root, "test", "demo", "demo.sh"))
+	cmd.Env = append(cleanEnv(), "BIN="+binDir)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("demo failed: %v\n%s", err, out)
+	}
+	if !regexp.MustCompile(`all\s+st-mary\s+3\s+true\s+3\s+0\s+0\s+2\s+1\s+0`).Match(out) || !regexp.MustCompile(`audit chain verified`).Match(out) {
+		t.Fatalf("the demo did not end as told (2 committed, 1 rolled back):\n%s", out)
+	}
+}
