@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/vigil-ota/vigil/server/internal/apperr"
+	"github.com/vigil-ota/vigil/server/internal/audit"
 	"github.com/vigil-ota/vigil/server/internal/state"
 )
 
@@ -174,11 +175,20 @@ func (s *Service) Create(ctx context.Context, in TokenInput) (Created, error) {
 	if err := s.st.CreateToken(ctx, state.Token{ID: id, SecretHash: hashSecret(secret), Name: in.Name, Role: in.Role, Sites: in.Sites, Expires: exp}); err != nil {
 		return Created{}, err
 	}
+	if _, err := audit.Record(ctx, s.st, "token.create", id, map[string]any{"name": in.Name, "role": in.Role, "sites": in.Sites, "expires": exp}); err != nil {
+		return Created{}, err
+	}
 	return Created{ID: id, Secret: tokenPrefix + id + "_" + secret, Role: in.Role, Sites: in.Sites, Expires: exp}, nil
 }
 
 // Revoke revokes a token.
-func (s *Service) Revoke(ctx context.Context, id string) error { return s.st.RevokeToken(ctx, id) }
+func (s *Service) Revoke(ctx context.Context, id string) error {
+	if err := s.st.RevokeToken(ctx, id); err != nil {
+		return err
+	}
+	_, err := audit.Record(ctx, s.st, "token.revoke", id, nil)
+	return err
+}
 
 // List lists tokens (never their secrets).
 func (s *Service) List(ctx context.Context) ([]state.Token, error) {
