@@ -47,6 +47,10 @@ test: build tools ## Run every test (-race), then report real-service tests (Pos
 	@status=0; \
 	$(TOOLS_BIN)/gotestsum --format pkgname-and-test-fails --jsonfile $(REPORT) -- \
 		-race -count=1 -timeout $(TEST_TIMEOUT) ./... || status=$$?; \
+	echo "==> the 10,000-device store-backed rollout simulation, without the race detector"; \
+	$(TOOLS_BIN)/gotestsum --format pkgname-and-test-fails --jsonfile $(REPORT).sim -- \
+		-count=1 -timeout $(TEST_TIMEOUT) -run StoreBackedSimulation ./server/internal/fleet/ || status=$$?; \
+	cat $(REPORT).sim >> $(REPORT); \
 	$(GO) run ./test/cmd/servicereport $(if $(filter 1,$(VIGIL_REQUIRE_SERVICES)),--require) $(REPORT) || status=1; \
 	exit $$status
 

@@ -321,38 +321,54 @@ func (s *Service) siteExists(ctx context.Context, name string) error {
 
 // applyProgress moves a device's rollout progress from its events.
 func (s *Service) applyProgress(ctx context.Context, dev state.Device, evs []state.DeviceEvent) error {
-	rs, err := s.st.Rollouts(ctx, dev.Product)
-	if err != nil {
-		return err
-	}
-	touched := map[string]bool{}
-	for _, e := range evs {
-		for _, r := range rs {
-			if r.Target != e.Target || e.State == "idle" {
-				continue
-			}
-			// Only a device the rollout assigned moves its counters.
-			ps, err := s.st.Progress(ctx, r.ID)
-			if err != nil {
-				return err
-			}
-			for _, p := range ps {
-				if p.DeviceID == dev.ID && !rollout.IsFinal(p.State) {
-					p.State, p.Updated = e.State, e.Time
-					if _, err := s.st.SetProgress(ctx, p, false); err != nil {
-						return err
-					}
-					s.mu.Lock() // this replica's cached decisions see it at once
-					if snap, ok := s.snapshots[r.ID]; ok {
-						snap.SetProgress(dev.ID, e.State, e.Time)
-					}
-					s.mu.Unlock()
-					touched[r.ID] = true
-				}
-			}
+	s.mu.Lock()
+	rs, ok := s.rollouts[dev.Product]
+	s.mu.Unlock()
+	if !ok {
+		var err error
+		if rs, err = s.st.Rollouts(ctx, dev.Product); err != nil {
+			return err
 		}
 	}
+	touched := map[string]bool{}
+	for _, r := range rs {
+		var mine []state.DeviceEvent
+		for _, e := range evs {
+			if e.Target == r.Target && e.State != "idle" {
+				mine = append(mine, e)
+			}
+		}
+		if len(mine) == 0 {
+			continue
+		}
+		// Only a device the rollout assigned moves its counters.
+		p, err := s.st.DeviceProgress(ctx, r.ID, dev.ID)
+		if apperr.Is(err, apperr.NotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		for _, e := range mine {
+			if rollout.IsFinal(p.State) {
+				break
+			}
+			p.State, p.Updated = e.State, e.Time
+		}
+		if _, err := s.st.SetProgress(ctx, p, false); err != nil {
+			return err
+		}
+		s.mu.Lock() // this replica's cached decisions see it at once
+		if snap, ok := s.snapshots[r.ID]; ok {
+			snap.SetProgress(dev.ID, p.State, p.Updated)
+		}
+		s.mu.Unlock()
+		touched[r.ID] = true
+	}
 	for id := range touched {
+		if !s.advanceDue(id) {
+			continue // the controller's next tick catches up
+		}
 		if err := s.advance(ctx, id); err != nil {
 			return err
 		}
@@ -360,27 +376,50 @@ func (s *Service) applyProgress(ctx context.Context, dev state.Device, evs []sta
 	return nil
 }
 
-// advance applies a rollout's automatic rules (halt, next wave) now.
+// advanceDue rate-limits event-driven advancing to once per
+// EpochCheckInterval per rollout: a burst of events costs one evaluation.
+func (s *Service) advanceDue(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	if last, ok := s.lastAdvance[id]; ok && now.Sub(last) < EpochCheckInterval {
+		return false
+	}
+	s.lastAdvance[id] = now
+	return true
+}
+
+// advance applies a rollout's automatic rules (halt, next wave) now. It
+// decides on this replica's cached state when it is current, and stores
+// the change with the rollout's revision, so replicas never both apply it.
 func (s *Service) advance(ctx context.Context, id string) error {
 	r, err := s.st.Rollout(ctx, id)
 	if err != nil || r.State != string(rollout.Active) {
 		return err
 	}
-	snap, err := s.loadSnapshot(ctx, r)
-	if err != nil {
-		return err
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	snap, ok := s.snapshots[id]
+	if !ok || snap.Rollout.CurrentWave != r.CurrentWave || string(snap.Rollout.State) != r.State {
+		if snap, err = s.loadSnapshot(ctx, r); err != nil {
+			return err
+		}
 	}
 	change := snap.Advance(s.now())
 	if change == "" {
+		s.snapshots[id] = snap
 		return nil
 	}
 	r.State, r.CurrentWave, r.WaveOpened, r.HaltReason = string(snap.Rollout.State), snap.Rollout.CurrentWave, snap.Rollout.WaveOpened, snap.Rollout.HaltReason
 	if _, err := s.st.UpdateRollout(ctx, r); err != nil {
+		delete(s.snapshots, id)
 		if apperr.Is(err, apperr.Conflict) {
 			return nil // another replica advanced it first
 		}
 		return err
 	}
+	s.snapshots[id] = snap
+	delete(s.rollouts, r.Product) // the cached list holds the old wave
 	s.log.Info("rollout advanced", zap.String("rollout", id), zap.String("change", change))
 	action := "rollout.wave_open"
 	if snap.Rollout.State == rollout.Halted {
@@ -390,8 +429,27 @@ func (s *Service) advance(ctx context.Context, id string) error {
 	return nil
 }
 
-// RunController advances every active rollout each interval (soak times
-// pass without events) and writes buffered check-ins.
+// Tick is one controller pass: write buffered check-ins, then apply the
+// automatic rules to every active rollout (soak times end without events).
+func (s *Service) Tick(ctx context.Context) {
+	if err := s.FlushLastSeen(ctx); err != nil {
+		s.log.Warn("writing check-ins", zap.Error(err))
+	}
+	rs, err := s.st.Rollouts(ctx, "")
+	if err != nil {
+		s.log.Warn("rollout controller", zap.Error(err))
+		return
+	}
+	for _, r := range rs {
+		if r.State == string(rollout.Active) {
+			if err := s.advance(ctx, r.ID); err != nil {
+				s.log.Warn("rollout controller", zap.String("rollout", r.ID), zap.Error(err))
+			}
+		}
+	}
+}
+
+// RunController runs Tick every interval until ctx ends.
 func (s *Service) RunController(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(min(interval, LastSeenFlushInterval))
 	defer t.Stop()
@@ -402,20 +460,6 @@ func (s *Service) RunController(ctx context.Context, interval time.Duration) {
 			return
 		case <-t.C:
 		}
-		if err := s.FlushLastSeen(ctx); err != nil {
-			s.log.Warn("writing check-ins", zap.Error(err))
-		}
-		rs, err := s.st.Rollouts(ctx, "")
-		if err != nil {
-			s.log.Warn("rollout controller", zap.Error(err))
-			continue
-		}
-		for _, r := range rs {
-			if r.State == string(rollout.Active) {
-				if err := s.advance(ctx, r.ID); err != nil {
-					s.log.Warn("rollout controller", zap.String("rollout", r.ID), zap.Error(err))
-				}
-			}
-		}
+		s.Tick(ctx)
 	}
 }

@@ -61,17 +61,23 @@ type Service struct {
 	rollouts  map[string][]state.Rollout   // by product
 	devices   map[string]state.Device      // by id
 	seen      map[string]state.Touch       // check-ins not yet written
+	// lastAdvance rate-limits event-driven rule evaluation per rollout.
+	lastAdvance map[string]time.Time
 }
 
 // New returns the service.
 func New(st state.Store) *Service {
 	return &Service{st: st, now: time.Now, log: zap.NewNop(), snapshots: map[string]*rollout.Snapshot{},
-		rollouts: map[string][]state.Rollout{}, devices: map[string]state.Device{}, seen: map[string]state.Touch{}}
+		rollouts: map[string][]state.Rollout{}, devices: map[string]state.Device{}, seen: map[string]state.Touch{},
+		lastAdvance: map[string]time.Time{}}
 }
 
 // WithTargets sets the release resolver and logger.
 func (s *Service) WithTargets(t Targets, log *zap.Logger) *Service {
-	s.targets, s.log = t, log
+	s.targets = t
+	if log != nil {
+		s.log = log
+	}
 	return s
 }
 

@@ -117,6 +117,8 @@ type FleetStore interface {
 	// inserts only when the device has no row yet and reports whether it did.
 	SetProgress(ctx context.Context, p Progress, onlyIfNew bool) (bool, error)
 	Progress(ctx context.Context, rolloutID string) ([]Progress, error)
+	// DeviceProgress returns one device's progress in a rollout, or NotFound.
+	DeviceProgress(ctx context.Context, rolloutID, deviceID string) (Progress, error)
 	// FleetEpoch changes whenever sites, devices, rollouts, approvals or
 	// deferrals change: replicas reload cached state when it moves.
 	FleetEpoch(ctx context.Context) (int64, error)

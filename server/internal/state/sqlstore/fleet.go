@@ -445,3 +445,16 @@ func (s *Store) RevokeToken(ctx context.Context, id string) error {
 	}
 	return nil
 }
+
+// DeviceProgress implements state.FleetStore.
+func (s *Store) DeviceProgress(ctx context.Context, rolloutID, deviceID string) (state.Progress, error) {
+	var p state.Progress
+	var upd int64
+	err := s.r.QueryRowContext(ctx, s.d.rebind("SELECT rollout_id, device_id, wave, state, updated_ms FROM rollout_devices WHERE rollout_id = ? AND device_id = ?"),
+		rolloutID, deviceID).Scan(&p.RolloutID, &p.DeviceID, &p.Wave, &p.State, &upd)
+	if errors.Is(err, sql.ErrNoRows) {
+		return p, state.NotFound("progress of " + deviceID + " in " + rolloutID)
+	}
+	p.Updated = fromMS(upd)
+	return p, s.fail("read progress", err)
+}

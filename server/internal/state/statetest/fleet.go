@@ -136,4 +136,10 @@ func testRollouts(t *testing.T, s state.Store) {
 	if ps, _ := s.Progress(ctx, "ro-1"); len(ps) != 1 || ps[0].State != "committed" {
 		t.Fatalf("progress %+v", ps)
 	}
+	if one, err := s.DeviceProgress(ctx, "ro-1", "PUMP-1"); err != nil || one.State != "committed" {
+		t.Fatalf("device progress %+v %v", one, err)
+	}
+	if _, err := s.DeviceProgress(ctx, "ro-1", "PUMP-9"); !apperr.Is(err, apperr.NotFound) {
+		t.Fatalf("missing progress: %v", err)
+	}
 }
