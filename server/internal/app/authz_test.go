@@ -21,15 +21,7 @@ import (
 // and checks the answer against the role's permissions. A route that
 // declares no permission fails the test.
 func TestEveryRouteAgainstEveryRole(t *testing.T) {
-	dir := t.TempDir()
-	cfg := config.Defaults()
-	cfg.DataDir, cfg.Listen = dir, "127.0.0.1:0"
-	cfg.DatabaseURL, cfg.BlobURL = filepath.Join(dir, "vigil.db"), filepath.Join(dir, "blobs")
-	cfg.BootstrapToken = "bootstrap-secret"
-	srv, err := app.Open(context.Background(), cfg, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := openServer(t, "bootstrap-secret")
 	h := srv.Handler()
 	ctx := context.Background()
 	tokens := map[string]string{}
@@ -75,14 +67,7 @@ func TestEveryRouteAgainstEveryRole(t *testing.T) {
 }
 
 func TestSiteITActsOnlyForItsOwnSites(t *testing.T) {
-	dir := t.TempDir()
-	cfg := config.Defaults()
-	cfg.DataDir, cfg.Listen = dir, "127.0.0.1:0"
-	cfg.DatabaseURL, cfg.BlobURL = filepath.Join(dir, "vigil.db"), filepath.Join(dir, "blobs")
-	srv, err := app.Open(context.Background(), cfg, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := openServer(t, "")
 	c, _ := srv.Operators().Create(context.Background(), operator.TokenInput{Name: "it-st-mary", Role: operator.RoleSiteIT, Sites: []string{"st-mary"}})
 	do := func(method, url, body string) (int, string) {
 		req := httptest.NewRequest(method, url, strings.NewReader(body))
@@ -111,4 +96,20 @@ func TestSiteITActsOnlyForItsOwnSites(t *testing.T) {
 	if code, _ := do("PUT", "/api/v1/sites/st-mary", `{"time_zone":"America/Chicago"}`); code != 401 {
 		t.Fatalf("revoked token: %d", code)
 	}
+}
+
+// openServer opens an in-process server on the embedded default in a
+// temporary directory (nothing listens until Run).
+func openServer(t *testing.T, bootstrapToken string) *app.Server {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := config.Defaults()
+	cfg.DataDir, cfg.Listen = dir, "127.0.0.1:0"
+	cfg.DatabaseURL, cfg.BlobURL = filepath.Join(dir, "vigil.db"), filepath.Join(dir, "blobs")
+	cfg.BootstrapToken = bootstrapToken
+	srv, err := app.Open(context.Background(), cfg, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv
 }

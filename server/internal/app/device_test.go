@@ -8,17 +8,12 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"go.uber.org/zap"
-
 	"github.com/vigil-ota/vigil/api"
 	"github.com/vigil-ota/vigil/api/devicesig"
-	"github.com/vigil-ota/vigil/server/internal/app"
-	"github.com/vigil-ota/vigil/server/internal/config"
 )
 
 type deviceWorld struct {
@@ -28,15 +23,7 @@ type deviceWorld struct {
 }
 
 func newDeviceWorld(t *testing.T) *deviceWorld {
-	dir := t.TempDir()
-	cfg := config.Defaults()
-	cfg.DataDir, cfg.Listen = dir, "127.0.0.1:0"
-	cfg.DatabaseURL, cfg.BlobURL = filepath.Join(dir, "vigil.db"), filepath.Join(dir, "blobs")
-	cfg.BootstrapToken = "boot"
-	srv, err := app.Open(context.Background(), cfg, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := openServer(t, "boot")
 	w := &deviceWorld{t: t, h: srv.Handler()}
 	_, w.key, _ = ed25519.GenerateKey(rand.Reader)
 	w.admin("PUT", "/api/v1/sites/st-mary", `{"time_zone":"America/Chicago"}`, 200)

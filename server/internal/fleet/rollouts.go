@@ -227,19 +227,9 @@ func scoped(ctx context.Context, site string) error {
 
 // Approve records (or revokes) an approval.
 func (s *Service) Approve(ctx context.Context, id string, in ApprovalInput) error {
-	if err := scoped(ctx, in.Site); err != nil {
-		return err
-	}
 	by := audit.ActorFrom(ctx)
-	_, p, err := s.planOf(ctx, id)
+	p, w, err := s.waveAtSite(ctx, id, in.Wave, in.Site)
 	if err != nil {
-		return err
-	}
-	w, err := waveIndex(p, in.Wave)
-	if err != nil {
-		return err
-	}
-	if err := s.siteExists(ctx, in.Site); err != nil {
 		return err
 	}
 	if in.Revoke {
@@ -282,18 +272,8 @@ type DeferralInput struct {
 
 // Defer records a site's deferral.
 func (s *Service) Defer(ctx context.Context, id string, in DeferralInput) error {
-	if err := scoped(ctx, in.Site); err != nil {
-		return err
-	}
-	_, p, err := s.planOf(ctx, id)
+	_, w, err := s.waveAtSite(ctx, id, in.Wave, in.Site)
 	if err != nil {
-		return err
-	}
-	w, err := waveIndex(p, in.Wave)
-	if err != nil {
-		return err
-	}
-	if err := s.siteExists(ctx, in.Site); err != nil {
 		return err
 	}
 	if in.Reason == "" || !in.Until.After(s.now()) {
@@ -304,6 +284,23 @@ func (s *Service) Defer(ctx context.Context, id string, in DeferralInput) error 
 	}
 	s.record(ctx, "rollout.defer", id, in)
 	return nil
+}
+
+// waveAtSite resolves a site's decision about one wave of a rollout: the
+// operator may act for the site, the wave and the site exist.
+func (s *Service) waveAtSite(ctx context.Context, id, wave, site string) (rollout.Plan, int, error) {
+	if err := scoped(ctx, site); err != nil {
+		return rollout.Plan{}, 0, err
+	}
+	_, p, err := s.planOf(ctx, id)
+	if err != nil {
+		return p, 0, err
+	}
+	w, err := waveIndex(p, wave)
+	if err != nil {
+		return p, 0, err
+	}
+	return p, w, s.siteExists(ctx, site)
 }
 
 func (s *Service) siteExists(ctx context.Context, name string) error {
