@@ -20,7 +20,7 @@ VIGIL_BOOTSTRAP_TOKEN=$VIGIL_TOKEN "$BIN/vigil-server" --listen 127.0.0.1:0 --da
   2> "$DEMO/server.log" &
 SERVER_PID=$!
 for _ in $(seq 100); do
-  S=$(grep -o '"url":"[^"]*"' "$DEMO/server.log" 2>/dev/null | head -n1 | cut -d'"' -f4) || true
+  S=$(sed -n 's/.*"url":"\([^"]*\)".*/\1/p' "$DEMO/server.log" 2>/dev/null | sed -n 1p) || true
   [ -n "${S:-}" ] && curl -fs "$S/healthz" >/dev/null 2>&1 && break
   sleep 0.1
 done
@@ -81,7 +81,7 @@ for round in 1 2; do
 done
 for i in 1 2 3; do
   echo "--- pump $i"
-  "$BIN/vigil-agent" status --config "$DEMO/pump-$i/agent.yaml" | head -n 4
+  "$BIN/vigil-agent" status --config "$DEMO/pump-$i/agent.yaml" | sed -n 1,4p
 done
 
 say "Rollout status"
