@@ -360,30 +360,17 @@ func (s *Service) applyProgress(ctx context.Context, dev state.Device, evs []sta
 			snap.SetProgress(dev.ID, p.State, p.Updated)
 		}
 		s.mu.Unlock()
-		touched[r.ID] = true
+		// Only finished attempts move the rules (success, halt).
+		if rollout.IsFinal(p.State) {
+			touched[r.ID] = true
+		}
 	}
 	for id := range touched {
-		if !s.advanceDue(id) {
-			continue // the controller's next tick catches up
-		}
 		if err := s.advance(ctx, id); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-// advanceDue rate-limits event-driven advancing to once per
-// EpochCheckInterval per rollout: a burst of events costs one evaluation.
-func (s *Service) advanceDue(id string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := s.now()
-	if last, ok := s.lastAdvance[id]; ok && now.Sub(last) < EpochCheckInterval {
-		return false
-	}
-	s.lastAdvance[id] = now
-	return true
 }
 
 // advance applies a rollout's automatic rules (halt, next wave) now. It

@@ -61,15 +61,12 @@ type Service struct {
 	rollouts  map[string][]state.Rollout   // by product
 	devices   map[string]state.Device      // by id
 	seen      map[string]state.Touch       // check-ins not yet written
-	// lastAdvance rate-limits event-driven rule evaluation per rollout.
-	lastAdvance map[string]time.Time
 }
 
 // New returns the service.
 func New(st state.Store) *Service {
 	return &Service{st: st, now: time.Now, log: zap.NewNop(), snapshots: map[string]*rollout.Snapshot{},
-		rollouts: map[string][]state.Rollout{}, devices: map[string]state.Device{}, seen: map[string]state.Touch{},
-		lastAdvance: map[string]time.Time{}}
+		rollouts: map[string][]state.Rollout{}, devices: map[string]state.Device{}, seen: map[string]state.Touch{}}
 }
 
 // WithTargets sets the release resolver and logger.
