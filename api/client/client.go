@@ -97,13 +97,6 @@ func (c *Client) Submit(ctx context.Context, req api.SubmitRequest) (*api.Submit
 	return &out, err
 }
 
-// OnlineKeys fetches the server's public snapshot and timestamp keys.
-func (c *Client) OnlineKeys(ctx context.Context) (*api.OnlineKeys, error) {
-	var out api.OnlineKeys
-	_, err := c.do(ctx, http.MethodGet, api.PathOnlineKeys, nil, -1, &out)
-	return &out, err
-}
-
 // Upload streams an image of length bytes with the given sha256 to the
 // repository. It reports whether the server stored it (false: already there).
 func (c *Client) Upload(ctx context.Context, product, file, sha256hex string, length int64, r io.Reader) (bool, error) {

@@ -42,9 +42,6 @@ var (
 	deviceID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
 )
 
-// ValidDeviceID reports whether id is a well-formed device id.
-func ValidDeviceID(id string) bool { return deviceID.MatchString(id) }
-
 // Ingest validates and stores a batch from an authenticated device, and
 // moves the device's progress in the rollouts its events are about; it
 // returns how many events were new.

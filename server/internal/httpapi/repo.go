@@ -25,6 +25,7 @@ const MaxSubmitBytes = 128 << 20
 // Repository is what the repository routes need (tufrepo.Repo).
 type Repository interface {
 	Open(ctx context.Context, area, path string, rng *blob.Range) (io.ReadCloser, blob.Info, error)
+	Stat(ctx context.Context, area, path string) (blob.Info, error)
 	Submit(ctx context.Context, req api.SubmitRequest) (map[string]int64, error)
 	OnlineKeys() (api.OnlineKeys, error)
 	Upload(ctx context.Context, product, file, sha256hex string, length int64, body io.Reader) (bool, error)
@@ -125,13 +126,29 @@ func authorize(auth Authenticator, method, path string, perm operator.Permission
 // ETag (If-None-Match → 304) and single byte ranges (206, or 416 with
 // Content-Range: bytes */SIZE).
 func serveBlob(c *gin.Context, repo Repository, area, path string) {
+	ctx := c.Request.Context()
 	rng, rangeErr := parseRange(c.GetHeader("Range"))
-	rc, info, err := repo.Open(c.Request.Context(), area, path, nil)
+	if rangeErr != nil {
+		rng = nil // a malformed Range header is ignored (RFC 9110 §14.2)
+	}
+	// A whole GET takes body and Info from one read, consistent even while
+	// the file is being replaced (timestamp.json during a publish). HEAD and
+	// ranged GETs need only Info first; a range then reads just its bytes.
+	var rc io.ReadCloser
+	var info blob.Info
+	var err error
+	if c.Request.Method == http.MethodGet && rng == nil {
+		rc, info, err = repo.Open(ctx, area, path, nil)
+	} else {
+		info, err = repo.Stat(ctx, area, path)
+	}
 	if err != nil {
 		WriteError(c, err)
 		return
 	}
-	defer rc.Close()
+	if rc != nil {
+		defer rc.Close()
+	}
 	h := c.Writer.Header()
 	h.Set("ETag", info.ETag)
 	h.Set("Accept-Ranges", "bytes")
@@ -147,29 +164,26 @@ func serveBlob(c *gin.Context, repo Repository, area, path string) {
 		c.Status(http.StatusNotModified)
 		return
 	}
-	if rangeErr != nil {
-		rng = nil // a malformed Range header is ignored (RFC 9110 §14.2)
-	}
-	if rng != nil {
-		rc.Close()
+	if rng == nil {
+		h.Set("Content-Length", strconv.FormatInt(info.Size, 10))
+		c.Status(http.StatusOK)
+	} else {
 		start, end, ok := rng.resolve(info.Size)
 		if !ok {
 			h.Set("Content-Range", fmt.Sprintf("bytes */%d", info.Size))
 			writeError(c, http.StatusRequestedRangeNotSatisfiable, apperr.New(apperr.Invalid, "range %s is outside the object (%d bytes)", c.GetHeader("Range"), info.Size).WithCode("range_not_satisfiable"))
 			return
 		}
-		rc, _, err = repo.Open(c.Request.Context(), area, path, &blob.Range{Offset: start, Length: end - start + 1})
-		if err != nil {
-			WriteError(c, err)
-			return
+		if c.Request.Method == http.MethodGet {
+			if rc, _, err = repo.Open(ctx, area, path, &blob.Range{Offset: start, Length: end - start + 1}); err != nil {
+				WriteError(c, err)
+				return
+			}
+			defer rc.Close()
 		}
-		defer rc.Close()
 		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, end, info.Size))
 		h.Set("Content-Length", strconv.FormatInt(end-start+1, 10))
 		c.Status(http.StatusPartialContent)
-	} else {
-		h.Set("Content-Length", strconv.FormatInt(info.Size, 10))
-		c.Status(http.StatusOK)
 	}
 	if c.Request.Method == http.MethodHead {
 		return

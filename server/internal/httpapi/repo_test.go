@@ -27,6 +27,9 @@ type blobRepo struct {
 func (b *blobRepo) Open(ctx context.Context, area, path string, rng *blob.Range) (io.ReadCloser, blob.Info, error) {
 	return b.blobs.Get(ctx, area+path, rng)
 }
+func (b *blobRepo) Stat(ctx context.Context, area, path string) (blob.Info, error) {
+	return b.blobs.Stat(ctx, area+path)
+}
 func (b *blobRepo) Submit(context.Context, api.SubmitRequest) (map[string]int64, error) {
 	return map[string]int64{"timestamp": 2}, nil
 }

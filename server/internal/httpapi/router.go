@@ -55,8 +55,6 @@ type Deps struct {
 	Registry *prometheus.Registry
 }
 
-type ctxKey struct{}
-
 const (
 	ginKeyRequestID = "vigil.request_id"
 	ginKeyLogger    = "vigil.logger"
@@ -66,12 +64,6 @@ var validRequestID = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,` + strconv.Itoa(Max
 
 // RequestID returns the request's id.
 func RequestID(c *gin.Context) string { return c.GetString(ginKeyRequestID) }
-
-// RequestIDFrom returns the request id stored in ctx (for domain code logs).
-func RequestIDFrom(ctx context.Context) string {
-	s, _ := ctx.Value(ctxKey{}).(string)
-	return s
-}
 
 func loggerOf(c *gin.Context) *zap.Logger {
 	if l, ok := c.Get(ginKeyLogger); ok {
@@ -127,7 +119,6 @@ func requestContext(log *zap.Logger) gin.HandlerFunc {
 		c.Set(ginKeyRequestID, rid)
 		c.Set(ginKeyLogger, log.With(zap.String("request_id", rid)))
 		c.Header(HeaderRequestID, rid)
-		c.Request = c.Request.WithContext(context.WithValue(c.Request.Context(), ctxKey{}, rid))
 		c.Next()
 	}
 }

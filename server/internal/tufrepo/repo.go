@@ -457,16 +457,35 @@ func (r *Repo) RunRefresher(ctx context.Context, interval time.Duration) {
 	}
 }
 
-// Open serves a repository file: area is "metadata" or "targets".
-func (r *Repo) Open(ctx context.Context, area, path string, rng *blob.Range) (io.ReadCloser, blob.Info, error) {
+// servedKey maps a repository path to its blob key; anything outside the
+// two areas, or not a clean key, is simply not there.
+func servedKey(area, path string) (string, error) {
 	if area != "metadata" && area != "targets" {
-		return nil, blob.Info{}, apperr.New(apperr.NotFound, "no repository area %q", area)
+		return "", apperr.New(apperr.NotFound, "no repository area %q", area)
 	}
 	key := area + "/" + strings.TrimPrefix(path, "/")
 	if err := blob.ValidateKey(key); err != nil {
-		return nil, blob.Info{}, fmt.Errorf("%w: %v", blob.ErrNotFound, err)
+		return "", fmt.Errorf("%w: %v", blob.ErrNotFound, err)
+	}
+	return key, nil
+}
+
+// Open serves a repository file: area is "metadata" or "targets".
+func (r *Repo) Open(ctx context.Context, area, path string, rng *blob.Range) (io.ReadCloser, blob.Info, error) {
+	key, err := servedKey(area, path)
+	if err != nil {
+		return nil, blob.Info{}, err
 	}
 	return r.blobs.Get(ctx, key, rng)
+}
+
+// Stat describes a repository file without reading it.
+func (r *Repo) Stat(ctx context.Context, area, path string) (blob.Info, error) {
+	key, err := servedKey(area, path)
+	if err != nil {
+		return blob.Info{}, err
+	}
+	return r.blobs.Stat(ctx, key)
 }
 
 // ErrHashMismatch is returned when an upload's bytes do not hash to the

@@ -71,6 +71,19 @@ func (o *serverOptions) keyPath(flag, def string) (string, error) {
 	return filepath.Join(o.keysDir, def), nil
 }
 
+// targetsSigner loads the targets key: --targets-key, or KEYS_DIR/targets.key.
+func (o *serverOptions) targetsSigner(flag string) (*repotool.Signer, error) {
+	path, err := o.keyPath(flag, "targets.key")
+	if err != nil {
+		return nil, err
+	}
+	k, err := repotool.LoadSigner(path)
+	if err != nil {
+		return nil, UsageError{err}
+	}
+	return k, nil
+}
+
 func newRepoCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "repo",
@@ -123,15 +136,14 @@ it is what devices must trust, so build it into their images.`,
 			if err != nil {
 				return UsageError{err}
 			}
-			paths := map[string]*string{"targets.key": &targetsKey, "snapshot.pub": &snapshotPub, "timestamp.pub": &timestampPub}
-			for def, p := range paths {
+			for def, p := range map[string]*string{"snapshot.pub": &snapshotPub, "timestamp.pub": &timestampPub} {
 				if *p, err = so.keyPath(*p, def); err != nil {
 					return err
 				}
 			}
-			tk, err := repotool.LoadSigner(targetsKey)
+			tk, err := so.targetsSigner(targetsKey)
 			if err != nil {
-				return UsageError{err}
+				return err
 			}
 			if threshold > len(rk) {
 				return usagef("--root-threshold %d is more than the %d root keys", threshold, len(rk))
@@ -204,12 +216,9 @@ the product keys alone.`,
 			if err != nil {
 				return UsageError{err}
 			}
-			if targetsKey, err = so.keyPath(targetsKey, "targets.key"); err != nil {
-				return err
-			}
-			tk, err := repotool.LoadSigner(targetsKey)
+			tk, err := so.targetsSigner(targetsKey)
 			if err != nil {
-				return UsageError{err}
+				return err
 			}
 			if threshold < 1 || threshold > len(pk) {
 				return usagef("--threshold %d needs between 1 and %d keys", threshold, len(pk))

@@ -114,12 +114,9 @@ func newRotateProductCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return UsageError{err}
 			}
-			if targetsKey, err = so.keyPath(targetsKey, "targets.key"); err != nil {
-				return err
-			}
-			tk, err := repotool.LoadSigner(targetsKey)
+			tk, err := so.targetsSigner(targetsKey)
 			if err != nil {
-				return UsageError{err}
+				return err
 			}
 			if threshold < 1 || threshold > len(nk) {
 				return usagef("--threshold %d needs between 1 and %d new keys", threshold, len(nk))
