@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -90,11 +91,26 @@ func round(t *testing.T, devs []*fleetDevice) {
 	wg.Wait()
 }
 
+// maxRounds bounds the check-in rounds a rollout may take in these tests.
+const maxRounds = 10
+
+// committedAt counts the committed devices of a site over every wave.
+func committedAt(st rolloutStatus, site string) int {
+	n := 0
+	for _, c := range st.Counts {
+		if c.Site == site {
+			n += c.Committed
+		}
+	}
+	return n
+}
+
 type rolloutStatus struct {
-	ID          string `json:"id"`
-	State       string `json:"state"`
-	CurrentWave string `json:"current_wave"`
-	HaltReason  string `json:"halt_reason"`
+	ID          string   `json:"id"`
+	State       string   `json:"state"`
+	CurrentWave string   `json:"current_wave"`
+	HaltReason  string   `json:"halt_reason"`
+	WaitingFor  []string `json:"waiting_for"`
 	Counts      []struct {
 		Wave, Site                            string
 		Eligible, Assigned, Committed, Failed int
@@ -140,12 +156,24 @@ func testRolloutAcrossTwoSites(t *testing.T, f *repoFixture) {
 	good := f.createRollout(t, "--release", "demo-pump@1.1.0", "--select", "product=demo-pump,hardware=rev-b,version<1.1.0",
 		"--waves", "canary:10%,pilot:50%,all:100%", "--soak", "0s", "--success", "90%", "--halt-on", "failure>=50% min=3")
 	f.approve(t, good, "st-mary", "canary", "pilot", "all") // north withholds its approval
-	for range 5 {
+	// Three waves need at most three rounds once approved; rounds run
+	// until the rollout gets there, bounded, whatever the wave draw.
+	var st rolloutStatus
+	for range maxRounds {
 		round(t, devs)
+		if st = f.rolloutStatus(t, good); st.CurrentWave == "all" && committedAt(st, "st-mary") == fleetAgents/2 {
+			break
+		}
 	}
-	st := f.rolloutStatus(t, good)
-	if st.State != "active" || st.CurrentWave != "all" {
-		t.Fatalf("good rollout: %+v", st)
+	if st.State != "active" || st.CurrentWave != "all" || committedAt(st, "st-mary") != fleetAgents/2 {
+		t.Fatalf("good rollout after %d rounds: %+v", maxRounds, st)
+	}
+	if !slices.Equal(st.WaitingFor, []string{"north"}) {
+		t.Fatalf("the open wave waits for %v, want [north]", st.WaitingFor)
+	}
+	if code, out := runBin(t, []string{"VIGIL_TOKEN=" + testToken}, "vigil", "rollout", "status", good, "--server", f.srv.URL); code != 0 ||
+		!strings.Contains(out, "waiting for the approval of: north (open wave all)") {
+		t.Fatalf("rollout status does not say which site it waits for: %s", out)
 	}
 	for _, d := range devs {
 		want := map[string]string{"st-mary": "1.1.0", "north": "1.0.0"}[d.site]
@@ -175,10 +203,12 @@ func testRolloutAcrossTwoSites(t *testing.T, f *repoFixture) {
 		}
 	}
 	f.approve(t, bad, "st-mary", "canary", "all")
-	for range 4 {
+	for range maxRounds {
 		round(t, devs)
+		if st = f.rolloutStatus(t, bad); st.State != "active" {
+			break
+		}
 	}
-	st = f.rolloutStatus(t, bad)
 	if st.State != "halted" || !strings.Contains(st.HaltReason, "halted automatically") {
 		t.Fatalf("bad rollout did not halt: %+v", st)
 	}

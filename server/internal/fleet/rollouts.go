@@ -115,6 +115,9 @@ type RolloutStatus struct {
 	HaltReason  string           `json:"halt_reason,omitempty"`
 	Waves       []rollout.Wave   `json:"waves"`
 	Counts      []rollout.Counts `json:"counts"`
+	// WaitingFor names the sites whose approval the open wave still
+	// needs: they hold devices of that wave and have not approved it.
+	WaitingFor []string `json:"waiting_for,omitempty"`
 }
 
 // Status reports a rollout.
@@ -129,6 +132,7 @@ func (s *Service) Status(ctx context.Context, id string) (RolloutStatus, error) 
 	}
 	waves := snap.Rollout.Plan.Waves
 	counts := snap.Status(s.now())
+	waiting := snap.WaitingFor(s.now())
 	if p, ok := operator.From(ctx); ok && p.SiteScoped() {
 		var mine []rollout.Counts // site IT sees only its own sites
 		for _, c := range counts {
@@ -137,9 +141,16 @@ func (s *Service) Status(ctx context.Context, id string) (RolloutStatus, error) 
 			}
 		}
 		counts = mine
+		var mySites []string
+		for _, site := range waiting {
+			if p.CanSite(site) {
+				mySites = append(mySites, site)
+			}
+		}
+		waiting = mySites
 	}
 	return RolloutStatus{ID: r.ID, Release: r.Product + "@" + r.Version, Target: r.Target, State: r.State, CurrentWave: waves[min(r.CurrentWave, len(waves)-1)].Name,
-		WaveOpened: r.WaveOpened, HaltReason: r.HaltReason, Waves: waves, Counts: counts}, nil
+		WaveOpened: r.WaveOpened, HaltReason: r.HaltReason, Waves: waves, Counts: counts, WaitingFor: waiting}, nil
 }
 
 // Control applies pause, resume or abort.
@@ -259,7 +270,17 @@ func (s *Service) Approve(ctx context.Context, id string, in ApprovalInput) erro
 		action = "rollout.approval_revoke"
 	}
 	s.record(ctx, action, id, in)
+	s.forget(id)
 	return s.advance(ctx, id) // an approval can complete a wave with nothing left to do
+}
+
+// forget drops this replica's cached decision state of a rollout, so the
+// next decision reads approvals and deferrals afresh (other replicas see
+// the change through the fleet epoch).
+func (s *Service) forget(id string) {
+	s.mu.Lock()
+	delete(s.snapshots, id)
+	s.mu.Unlock()
 }
 
 // DeferralInput is a site's "not now" for a wave.
@@ -283,6 +304,7 @@ func (s *Service) Defer(ctx context.Context, id string, in DeferralInput) error 
 		return err
 	}
 	s.record(ctx, "rollout.defer", id, in)
+	s.forget(id)
 	return nil
 }
 

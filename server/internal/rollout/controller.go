@@ -334,6 +334,38 @@ func (s *Snapshot) Status(now time.Time) []Counts {
 	return out
 }
 
+// WaitingFor names, in order, the sites a rollout is waiting on: they hold
+// selected devices of an open wave (the current one or an earlier one) with
+// no assignment yet, and have not approved that wave (or deferred it).
+// Empty when no site holds the rollout up.
+func (s *Snapshot) WaitingFor(now time.Time) []string {
+	r := s.Rollout
+	if r.State != Active {
+		return nil
+	}
+	need := map[string]bool{}
+	for id, d := range s.Devices {
+		if s.Progress[id] != nil || need[d.Site] || !r.Plan.Select.Matches(d) {
+			continue
+		}
+		wave := s.WaveOfDevice(id)
+		if wave > r.CurrentWave {
+			continue
+		}
+		if site, ok := s.Sites[d.Site]; ok {
+			if ok, _ := s.approved(wave, site, now); !ok {
+				need[d.Site] = true
+			}
+		}
+	}
+	out := make([]string, 0, len(need))
+	for site := range need {
+		out = append(out, site)
+	}
+	sort.Strings(out)
+	return out
+}
+
 // Advance applies the automatic rules at now: halt on the failure rule, or
 // open the next wave when the current one succeeded and soaked. It returns
 // a description of what changed ("" when nothing did).

@@ -244,11 +244,12 @@ or with --plan plan.yaml holding the same keys (release, select, waves, soak, su
 				return err
 			}
 			var st struct {
-				ID          string `json:"id"`
-				Release     string `json:"release"`
-				State       string `json:"state"`
-				CurrentWave string `json:"current_wave"`
-				HaltReason  string `json:"halt_reason"`
+				ID          string   `json:"id"`
+				Release     string   `json:"release"`
+				State       string   `json:"state"`
+				CurrentWave string   `json:"current_wave"`
+				HaltReason  string   `json:"halt_reason"`
+				WaitingFor  []string `json:"waiting_for"`
 				Counts      []struct {
 					Wave, Site                                                  string
 					Eligible, Assigned, Installing, Deferred, Committed, Failed int
@@ -270,6 +271,9 @@ or with --plan plan.yaml holding the same keys (release, select, waves, soak, su
 			fmt.Fprintf(w, "rollout %s  %s  %s  (open wave: %s)\n", st.ID, st.Release, strings.ToUpper(st.State), st.CurrentWave)
 			if st.HaltReason != "" {
 				fmt.Fprintf(w, "halted: %s\n", st.HaltReason)
+			}
+			if len(st.WaitingFor) > 0 {
+				fmt.Fprintf(w, "waiting for the approval of: %s (open wave %s)\n", strings.Join(st.WaitingFor, ", "), st.CurrentWave)
 			}
 			fmt.Fprintf(w, "%-8s %-12s %8s %8s %8s %10s %8s %9s %11s %6s\n", "WAVE", "SITE", "ELIGIBLE", "APPROVED", "ASSIGNED", "INSTALLING", "DEFERRED", "COMMITTED", "ROLLED_BACK", "FAILED")
 			for _, c := range st.Counts {

@@ -1,0 +1,65 @@
+package fleet_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/vigil-ota/vigil/server/internal/fleet"
+	"github.com/vigil-ota/vigil/server/internal/state/sqlstore"
+)
+
+// The flake behind TestRolloutAcrossTwoSites…: when every canary device sat
+// at the site that withheld its approval, the other site's approval did not
+// open the next wave, because the rule ran on a cached snapshot that did not
+// hold the approval yet; the rollout then waited for the controller's next
+// pass. The fleet here is sized so that the canary cannot be empty
+// (P = 2^-200), whatever the random rollout id.
+func TestApprovalOpensAWaveWhoseDevicesAreAllAtSitesThatDidNotApprove(t *testing.T) {
+	ctx := context.Background()
+	st, err := sqlstore.Open(ctx, filepath.Join(t.TempDir(), "v.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	svc := fleet.New(st).WithTargets(fixedTargets{}, nil)
+	for _, name := range []string{"st-mary", "north"} {
+		if err := svc.PutSite(ctx, fleet.SiteInput{Name: name, TimeZone: "America/Chicago"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ins []fleet.DeviceInput
+	for i := range 200 { // every device is at north; st-mary has none
+		ins = append(ins, fleet.DeviceInput{ID: fmt.Sprintf("PUMP-%04d", i), Product: "demo-pump", Hardware: "rev-b", Site: "north",
+			PublicKey: "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=", Installed: "1.0.0"})
+	}
+	if err := svc.RegisterDevices(ctx, ins); err != nil {
+		t.Fatal(err)
+	}
+	r, err := svc.CreateRollout(ctx, fleet.PlanInput{Release: "demo-pump@1.1.0", Waves: "canary:50%,all:100%", Soak: "0s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st0, err := svc.Status(ctx, r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st0.CurrentWave != "canary" || !slices.Equal(st0.WaitingFor, []string{"north"}) {
+		t.Fatalf("before any approval: wave %s, waiting for %v; want canary, [north]", st0.CurrentWave, st0.WaitingFor)
+	}
+	if err := svc.Approve(ctx, r.ID, fleet.ApprovalInput{Wave: "canary", Site: "st-mary"}); err != nil {
+		t.Fatal(err)
+	}
+	st1, err := svc.Status(ctx, r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st1.CurrentWave != "all" {
+		t.Fatalf("st-mary approved the canary, whose devices are all at north: wave %s is still open, want all", st1.CurrentWave)
+	}
+	if !slices.Equal(st1.WaitingFor, []string{"north"}) {
+		t.Fatalf("wave all waits for %v, want [north]", st1.WaitingFor)
+	}
+}
