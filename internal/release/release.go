@@ -59,7 +59,15 @@ type Custom struct {
 	SBOM            string   `json:"sbom,omitempty"`
 	DowngradeFrom   []string `json:"downgrade_from,omitempty"`
 	Notes           string   `json:"notes,omitempty"`
+	// UnpackedLength is what a tar image unpacks to, in bytes (the sum of
+	// its files); the agent refuses to unpack more. The CLI measures and
+	// signs it for archive images; 0 or absent means not signed.
+	UnpackedLength int64 `json:"unpacked_length,omitempty"`
 }
+
+// MaxUnpackedLength is the largest unpacked_length a release may sign, in
+// bytes.
+const MaxUnpackedLength = 64 << 30
 
 // MaxNotesLength bounds the release notes carried in metadata, in bytes.
 const MaxNotesLength = 4096
@@ -176,6 +184,9 @@ func (c *Custom) Validate(product string) error {
 		if Compare(v, c.Version) <= 0 {
 			return fmt.Errorf("custom.downgrade_from %s is not newer than the recall version %s", v, c.Version)
 		}
+	}
+	if c.UnpackedLength < 0 || c.UnpackedLength > MaxUnpackedLength {
+		return fmt.Errorf("custom.unpacked_length %d is not between 0 and %d bytes", c.UnpackedLength, int64(MaxUnpackedLength))
 	}
 	if len(c.Notes) > MaxNotesLength {
 		return fmt.Errorf("custom.notes is %d bytes, over the limit of %d", len(c.Notes), MaxNotesLength)

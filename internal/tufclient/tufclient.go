@@ -296,11 +296,18 @@ func ConsistentTargetURL(targetsURL, path, sha256hex string) string {
 }
 
 // TargetURL is where a target's bytes are fetched: consistent-snapshot
-// naming, TARGETS_URL/DIR/SHA256.NAME (TUF §5.7.3).
+// naming, TARGETS_URL/DIR/HASH.NAME (TUF §5.7.3), with the sha256 when the
+// target lists one, else the sha512.
 func (c *Client) TargetURL(tf *metadata.TargetFiles) (string, error) {
-	h, ok := tf.Hashes["sha256"]
-	if !ok {
-		return "", &Error{"target hashes", fmt.Errorf("target %s has no sha256", tf.Path)}
+	var h []byte
+	for _, alg := range []string{"sha256", "sha512"} {
+		if v, ok := tf.Hashes[alg]; ok {
+			h = v
+			break
+		}
+	}
+	if h == nil {
+		return "", &Error{"target hashes", fmt.Errorf("target %s lists no hash this client can verify (sha256, sha512)", tf.Path)}
 	}
 	dir, name := "", tf.Path
 	if i := strings.LastIndex(tf.Path, "/"); i >= 0 {

@@ -126,13 +126,13 @@ func newAgentDevice(t testing.TB, f *repoFixture, server, health string, extra m
 		"device_key": keyPath, "install_policy": "newest",
 	}
 	for k, v := range extra {
-		if strings.HasPrefix(k, "interlock.") {
-			il, _ := cfg["interlock"].(map[string]any)
-			if il == nil {
-				il = map[string]any{}
+		if section, key, nested := strings.Cut(k, "."); nested { // interlock.file, download.idle_timeout, …
+			m, _ := cfg[section].(map[string]any)
+			if m == nil {
+				m = map[string]any{}
 			}
-			il[strings.TrimPrefix(k, "interlock.")] = v
-			cfg["interlock"] = il
+			m[key] = v
+			cfg[section] = m
 			continue
 		}
 		cfg[k] = v
@@ -291,11 +291,19 @@ type flakyMirror struct {
 	mu     sync.Mutex
 	cut    bool
 	ranges []string
+	// stall: the first download sends half and then nothing, holding
+	// the connection open (a slow-retrieval attack) instead of closing it.
+	stall bool
 }
 
 func newFlakyMirror(t testing.TB, f *repoFixture) *flakyMirror {
-	m := &flakyMirror{mirror: &mirror{dir: filepath.Join(t.TempDir(), "mirror")}}
+	return newMirrorThat(t, f, false)
+}
+
+func newMirrorThat(t testing.TB, f *repoFixture, stall bool) *flakyMirror {
+	m := &flakyMirror{mirror: &mirror{dir: filepath.Join(t.TempDir(), "mirror")}, stall: stall}
 	copyDir(t, filepath.Join(f.dataDir, "blobs"), filepath.Join(m.dir, "repo"))
+	done := make(chan struct{})
 	files := http.FileServer(http.Dir(m.dir))
 	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !strings.HasPrefix(r.URL.Path, "/repo/targets/") {
@@ -311,13 +319,47 @@ func newFlakyMirror(t testing.TB, f *repoFixture) *flakyMirror {
 			b, _ := os.ReadFile(filepath.Join(m.dir, filepath.FromSlash(r.URL.Path)))
 			w.Header().Set("Content-Length", fmt.Sprint(len(b)))
 			w.Write(b[:len(b)/2])
+			if m.stall {
+				w.(http.Flusher).Flush()
+				select { // hold the connection, send nothing
+				case <-r.Context().Done():
+				case <-done:
+				}
+			}
 			panic(http.ErrAbortHandler)
 		}
 		files.ServeHTTP(w, r)
 	}))
-	t.Cleanup(hs.Close)
+	t.Cleanup(func() { close(done); hs.Close() })
 	m.URL = hs.URL
 	return m
+}
+
+// Slow retrieval: a mirror that stalls mid-download used to hold the
+// agent (and, in daemon mode, its check-ins) forever. The attempt now ends
+// after download.idle_timeout; the next poll resumes the partial file.
+func TestAgentCutsOffAStalledDownloadAndResumesIt(t *testing.T) {
+	f := newRepo(t, nil)
+	f.publishImage(t, "1.1.0", appImage(t, f.tmp, "1.1.0", true, 4<<20))
+	m := newMirrorThat(t, f, true)
+	d := newAgentDevice(t, f, m.URL, "", map[string]string{"download.idle_timeout": "2s"})
+	start := time.Now()
+	code, out := d.once(t)
+	if code == 0 || !strings.Contains(out, "slow retrieval") {
+		t.Fatalf("the stalled download: exit %d after %s: %s", code, time.Since(start), out)
+	}
+	if s := d.status(t); s.Phase != "downloading" || s.Active != "a" {
+		t.Fatalf("after the stall: %+v", s)
+	}
+	d.once(t)
+	if s := d.status(t); s.Phase != "committed" || s.Installed != "1.1.0" {
+		t.Fatalf("after resuming: %+v", s)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.ranges) != 2 || m.ranges[1] == "" || m.ranges[1] == "bytes=0-" {
+		t.Fatalf("the second download did not resume: %q", m.ranges)
+	}
 }
 
 func TestAgentResumesADownloadCutByTheServerGoingAway(t *testing.T) {

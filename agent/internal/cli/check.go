@@ -5,20 +5,15 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/vigil-ota/vigil/internal/release"
 	"github.com/vigil-ota/vigil/internal/tufclient"
 )
-
-// DownloadTimeout bounds one target download in `check --download`.
-const DownloadTimeout = 6 * time.Hour
 
 type checkOptions struct {
 	server, trustedRoot, dataDir string
@@ -156,9 +151,7 @@ func runCheck(ctx context.Context, o *checkOptions, emit func(any, func(io.Write
 			return err
 		}
 		dest := filepath.Join(o.dataDir, "downloads", res.Installable.SHA256+"."+filepath.Base(chosen.Path))
-		dctx, cancel := context.WithTimeout(ctx, DownloadTimeout)
-		defer cancel()
-		dr, err := tufclient.Download(dctx, &http.Client{}, url, chosen.Target, dest)
+		dr, err := tufclient.Download(ctx, tufclient.NewHTTPClient(), url, chosen.Target, dest, tufclient.Limits{})
 		if err != nil {
 			return err
 		}

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -126,7 +125,7 @@ func runConformance(ctx context.Context, o *conformanceOptions, command string) 
 		if err != nil {
 			return err
 		}
-		if _, err := tufclient.Download(ctx, &http.Client{Timeout: tufclient.DefaultHTTPTimeout}, u, tf, dest); err != nil {
+		if _, err := tufclient.Download(ctx, tufclient.NewHTTPClient(), u, tf, dest, tufclient.Limits{}); err != nil {
 			return err
 		}
 	}

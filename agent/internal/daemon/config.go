@@ -62,6 +62,9 @@ type Config struct {
 		SetNextBoot string `yaml:"set_next_boot"`
 		MarkGood    string `yaml:"mark_good"`
 		WriteImage  string `yaml:"write_image"`
+		// MaxUnpackRatio bounds what an archive without a signed
+		// unpacked_length may unpack to, as a multiple of its size.
+		MaxUnpackRatio int64 `yaml:"max_unpack_ratio"`
 	} `yaml:"slots"`
 	HealthCheck struct {
 		Command string   `yaml:"command"`
@@ -72,6 +75,13 @@ type Config struct {
 		File    string `yaml:"file"`
 	} `yaml:"interlock"`
 	RestartCommand string `yaml:"restart_command"`
+	// Download bounds each image download (slow retrieval): an attempt
+	// with no byte for idle_timeout, or averaging less than min_rate
+	// bytes/s over a minute, ends and is resumed at the next poll.
+	Download struct {
+		IdleTimeout Duration `yaml:"idle_timeout"`
+		MinRate     int64    `yaml:"min_rate"`
+	} `yaml:"download"`
 	// InstallPolicy is "assigned" (install what the server's rollout
 	// assigns; needs device_key) or "newest" (install the newest
 	// installable release without rollouts).
@@ -186,6 +196,12 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("setting install_policy: %q is not assigned or newest", c.InstallPolicy)
 	}
+	if c.Download.IdleTimeout < 0 || c.Download.MinRate < 0 {
+		return errors.New("setting download.idle_timeout / download.min_rate: must not be negative")
+	}
+	if c.Slots.MaxUnpackRatio < 0 {
+		return fmt.Errorf("setting slots.max_unpack_ratio: %d is negative", c.Slots.MaxUnpackRatio)
+	}
 	if c.MaxBootAttempts < 1 {
 		return fmt.Errorf("setting max_boot_attempts: %d is below 1", c.MaxBootAttempts)
 	}
@@ -201,7 +217,7 @@ func (c *Config) Backend() slot.Backend {
 		return &slot.Command{BootedSlot: c.Slots.BootedSlot, SetNextBoot: c.Slots.SetNextBoot, MarkGoodCmd: c.Slots.MarkGood,
 			WriteImage: c.Slots.WriteImage, StateDir: c.DataDir + "/slots"}
 	}
-	return &slot.Dir{Root: c.Slots.Dir}
+	return &slot.Dir{Root: c.Slots.Dir, MaxUnpackRatio: c.Slots.MaxUnpackRatio}
 }
 
 // InterlockCheck builds the configured interlock.

@@ -16,6 +16,7 @@ import (
 	"github.com/vigil-ota/vigil/agent/internal/journal"
 	"github.com/vigil-ota/vigil/api"
 	"github.com/vigil-ota/vigil/internal/keyfile"
+	"github.com/vigil-ota/vigil/internal/tufclient"
 )
 
 // client builds the device's signed-request client. Without device_key the
@@ -58,7 +59,8 @@ func NewEngine(c Config, log *zap.Logger) (*engine.Engine, error) {
 		Server: c.Server, TrustedRoot: root, Slots: c.Backend(),
 		HealthCommand: c.HealthCheck.Command, HealthTimeout: time.Duration(c.HealthCheck.Timeout),
 		RestartCommand: c.RestartCommand, Interlock: c.InterlockCheck(), MaxBootAttempts: c.MaxBootAttempts,
-		Log: log,
+		Download: tufclient.Limits{IdleTimeout: time.Duration(c.Download.IdleTimeout), MinRate: c.Download.MinRate},
+		Log:      log,
 	})
 }
 

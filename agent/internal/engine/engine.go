@@ -75,7 +75,10 @@ type Config struct {
 	Interlock       interlock.Interlock
 	MaxBootAttempts int
 	HTTP            *http.Client
-	Log             *zap.Logger
+	// Download bounds each target download (slow retrieval); zero fields
+	// take tufclient's defaults.
+	Download tufclient.Limits
+	Log      *zap.Logger
 	// CheckIn, when set, asks the server which release to install (the
 	// rollout's assignment); the agent still verifies it through TUF. Nil:
 	// the agent takes the newest installable release itself.
@@ -98,7 +101,7 @@ func New(cfg Config) (*Engine, error) {
 		cfg.MaxBootAttempts = DefaultMaxBootAttempts
 	}
 	if cfg.HTTP == nil {
-		cfg.HTTP = &http.Client{}
+		cfg.HTTP = tufclient.NewHTTPClient()
 	}
 	if cfg.Log == nil {
 		cfg.Log = zap.NewNop()
@@ -254,7 +257,8 @@ func (e *Engine) choose(ctx context.Context) error {
 			}
 			continue
 		}
-		rel := journal.Release{Target: c.Path, Version: c.Custom.Version, SHA256: hex.EncodeToString(c.Target.Hashes["sha256"]), Length: c.Target.Length}
+		rel := journal.Release{Target: c.Path, Version: c.Custom.Version, SHA256: hex.EncodeToString(c.Target.Hashes["sha256"]), Length: c.Target.Length,
+			UnpackedLength: c.Custom.UnpackedLength}
 		return e.to(journal.Downloading, "", func(s *journal.State) {
 			s.Release = &rel
 			s.Attempt++
@@ -360,7 +364,7 @@ func (e *Engine) download(ctx context.Context) error {
 	url := tufclient.ConsistentTargetURL(tu, r.Target, r.SHA256)
 	hc := *e.cfg.HTTP
 	hc.Transport = failpointTransport{base: e.cfg.HTTP.Transport, half: r.Length / 2}
-	res, err := tufclient.Download(ctx, &hc, url, tf, e.downloadPath())
+	res, err := tufclient.Download(ctx, &hc, url, tf, e.downloadPath(), e.cfg.Download)
 	if err != nil {
 		if tufclient.IsVerification(err) {
 			return e.fail(err.Error())

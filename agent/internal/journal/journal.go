@@ -53,6 +53,9 @@ type Release struct {
 	Version string `json:"version"`
 	SHA256  string `json:"sha256"`
 	Length  int64  `json:"length"`
+	// UnpackedLength is the signed bound on what the image unpacks to
+	// (custom.unpacked_length; 0 when the release does not sign one).
+	UnpackedLength int64 `json:"unpacked_length,omitempty"`
 }
 
 // State is the journal's content.

@@ -1,13 +1,7 @@
 package slot
 
 import (
-	"archive/tar"
-	"bufio"
-	"bytes"
-	"compress/gzip"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,20 +9,26 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 
-	"github.com/klauspost/compress/zstd"
-
-	"github.com/vigil-ota/vigil/agent/internal/failpoint"
 	"github.com/vigil-ota/vigil/agent/internal/journal"
+	"github.com/vigil-ota/vigil/internal/imagefmt"
 )
 
 // Limits of image unpacking, with their units.
 const (
 	// MaxUnpackedBytes bounds what one tar image may unpack to.
-	MaxUnpackedBytes = 64 << 30
+	MaxUnpackedBytes = imagefmt.MaxUnpackedBytes
 	// MaxTarEntries bounds the number of entries in one tar image.
-	MaxTarEntries = 1_000_000
+	MaxTarEntries = imagefmt.MaxTarEntries
+	// DefaultMaxUnpackRatio bounds what an archive without a signed
+	// unpacked_length may unpack to, as a multiple of its own size.
+	DefaultMaxUnpackRatio = 20
+	// FreeSpaceMargin is kept free on the slot filesystem beyond what an
+	// image needs, in bytes.
+	FreeSpaceMargin = 16 << 20
+	// MaxLinkHops bounds how many symlinks one path may pass through when
+	// a link's target is resolved (as the kernel's ELOOP limit does).
+	MaxLinkHops = 40
 	// SingleFileName is the name a non-archive image gets inside its slot.
 	SingleFileName = "image"
 )
@@ -43,8 +43,23 @@ const (
 // unpacking, then renames it to ROOT/SLOT and only then writes
 // ROOT/SLOT.release.json. Switch replaces the symlink by rename. A crash at
 // any point leaves either the old slot or the complete new one.
+//
+// Confinement (docs/security.md, finding 1): every file is created through
+// an os.Root opened on ROOT/SLOT.new, so no write can land outside the slot
+// whatever links exist; an entry whose path passes through a symlink of
+// the image is refused, so a link is never followed while unpacking; a
+// symlink whose target, resolved against the image's other links, leaves
+// the slot is refused (checked again once every entry is in, since a later
+// link can change where an earlier one leads).
+//
+// Size (finding 12): a tar image unpacks to at most its signed
+// unpacked_length, or MaxUnpackRatio times its own size when that is not
+// signed, counted from the bytes written; the slot filesystem must have
+// the room before a byte is written.
 type Dir struct {
 	Root string
+	// MaxUnpackRatio: 0 means DefaultMaxUnpackRatio.
+	MaxUnpackRatio int64
 }
 
 var _ Backend = (*Dir)(nil)
@@ -126,7 +141,7 @@ func (d *Dir) Write(ctx context.Context, s, image string, rel journal.Release) e
 	if err := os.MkdirAll(staging, 0o755); err != nil {
 		return err
 	}
-	manifest, err := unpack(ctx, image, staging)
+	manifest, err := d.unpack(ctx, image, staging, rel.UnpackedLength)
 	if err != nil {
 		return fmt.Errorf("unpack %s into slot %s: %w", filepath.Base(image), s, err)
 	}
@@ -168,167 +183,6 @@ func (d *Dir) MarkGood(_ context.Context, s string) error {
 		return err
 	}
 	return journal.WriteFileDurable(filepath.Join(d.Root, "good"), []byte(s+"\n"), 0o644)
-}
-
-// unpack writes image into dir and returns a manifest of what it wrote
-// (relative path → sha256, "" for directories and links).
-func unpack(ctx context.Context, image, dir string) (map[string]string, error) {
-	f, err := os.Open(image)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	br := bufio.NewReaderSize(f, 1<<20)
-	head, _ := br.Peek(512)
-	var r io.Reader = br
-	switch {
-	case bytes.HasPrefix(head, []byte{0x1f, 0x8b}):
-		gz, err := gzip.NewReader(br)
-		if err != nil {
-			return nil, err
-		}
-		defer gz.Close()
-		r = gz
-	case bytes.HasPrefix(head, []byte{0x28, 0xb5, 0x2f, 0xfd}):
-		zr, err := zstd.NewReader(br, zstd.WithDecoderLowmem(true), zstd.WithDecoderConcurrency(1))
-		if err != nil {
-			return nil, err
-		}
-		defer zr.Close()
-		r = zr
-	case len(head) >= 262 && string(head[257:262]) == "ustar":
-	default:
-		return copySingle(ctx, br, filepath.Join(dir, SingleFileName))
-	}
-	return untar(ctx, r, dir)
-}
-
-func copySingle(ctx context.Context, r io.Reader, dst string) (map[string]string, error) {
-	sum, err := writeFile(ctx, dst, r, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	if err := journal.SyncDir(filepath.Dir(dst)); err != nil {
-		return nil, err
-	}
-	return map[string]string{SingleFileName: sum}, nil
-}
-
-func writeFile(ctx context.Context, path string, r io.Reader, mode fs.FileMode) (string, error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(io.MultiWriter(f, h), ctxReader{ctx, r}); err != nil {
-		return "", err
-	}
-	failpoint.Hit("unpack-mid") // a file written, not yet synced or renamed into place
-	if err := f.Sync(); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), f.Close()
-}
-
-// untar unpacks regular files, directories and relative symlinks that stay
-// inside dir; anything else (absolute or escaping paths, devices, hard
-// links) fails the image.
-func untar(ctx context.Context, r io.Reader, dir string) (map[string]string, error) {
-	tr := tar.NewReader(r)
-	manifest := map[string]string{}
-	var total int64
-	var dirs []string
-	for n := 0; ; n++ {
-		if n > MaxTarEntries {
-			return nil, fmt.Errorf("image has more than %d entries", MaxTarEntries)
-		}
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("not a valid tar: %w", err)
-		}
-		name := filepath.Clean(hdr.Name)
-		if name == "." {
-			continue
-		}
-		if filepath.IsAbs(name) || name == ".." || strings.HasPrefix(name, "../") {
-			return nil, fmt.Errorf("tar entry %q leaves the slot", hdr.Name)
-		}
-		dst := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-			return nil, err
-		}
-		switch hdr.Typeflag {
-		case tar.TypeDir:
-			if err := os.MkdirAll(dst, 0o755); err != nil {
-				return nil, err
-			}
-			dirs = append(dirs, dst)
-			manifest[name] = ""
-		case tar.TypeReg:
-			total += hdr.Size
-			if total > MaxUnpackedBytes {
-				return nil, fmt.Errorf("image unpacks to more than %d bytes", int64(MaxUnpackedBytes))
-			}
-			sum, err := writeFile(ctx, dst, tr, fs.FileMode(hdr.Mode).Perm())
-			if err != nil {
-				return nil, err
-			}
-			manifest[name] = sum
-		case tar.TypeSymlink:
-			target := filepath.Clean(filepath.Join(filepath.Dir(name), hdr.Linkname))
-			if filepath.IsAbs(hdr.Linkname) || target == ".." || strings.HasPrefix(target, "../") {
-				return nil, fmt.Errorf("tar symlink %q → %q leaves the slot", hdr.Name, hdr.Linkname)
-			}
-			if err := os.Symlink(hdr.Linkname, dst); err != nil {
-				return nil, err
-			}
-			manifest[name] = "link:" + hdr.Linkname
-		default:
-			return nil, fmt.Errorf("tar entry %q has type %q, which slots do not hold", hdr.Name, string(hdr.Typeflag))
-		}
-	}
-	for _, d := range append(dirs, dir) {
-		if err := journal.SyncDir(d); err != nil {
-			return nil, err
-		}
-	}
-	return manifest, nil
-}
-
-// verifyTree re-reads what was written and compares it with the manifest.
-func verifyTree(dir string, manifest map[string]string) error {
-	for name, want := range manifest {
-		p := filepath.Join(dir, name)
-		switch {
-		case want == "":
-			if st, err := os.Stat(p); err != nil || !st.IsDir() {
-				return fmt.Errorf("%s: directory missing", name)
-			}
-		case strings.HasPrefix(want, "link:"):
-			if got, err := os.Readlink(p); err != nil || got != strings.TrimPrefix(want, "link:") {
-				return fmt.Errorf("%s: symlink differs", name)
-			}
-		default:
-			f, err := os.Open(p)
-			if err != nil {
-				return err
-			}
-			h := sha256.New()
-			_, err = io.Copy(h, f)
-			f.Close()
-			if err != nil {
-				return err
-			}
-			if hex.EncodeToString(h.Sum(nil)) != want {
-				return fmt.Errorf("%s: content differs from the image", name)
-			}
-		}
-	}
-	return nil
 }
 
 type ctxReader struct {

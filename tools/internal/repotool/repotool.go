@@ -31,6 +31,7 @@ import (
 	"github.com/vigil-ota/vigil/api"
 	"github.com/vigil-ota/vigil/api/client"
 	"github.com/vigil-ota/vigil/internal/atomicfile"
+	"github.com/vigil-ota/vigil/internal/imagefmt"
 	"github.com/vigil-ota/vigil/internal/keyfile"
 	"github.com/vigil-ota/vigil/internal/release"
 	"github.com/vigil-ota/vigil/internal/tufclient"
@@ -395,6 +396,13 @@ func (s *Session) publishOnce(ctx context.Context, o PublishOptions) (*PublishRe
 	sum, length, err := HashFile(o.File)
 	if err != nil {
 		return nil, err
+	}
+	// Sign what an archive unpacks to, so devices can refuse a
+	// decompression bomb (docs/security.md).
+	if format, unpacked, err := imagefmt.UnpackedLength(o.File); err != nil {
+		return nil, fmt.Errorf("%s: %w", o.File, err)
+	} else if format.IsTar() && o.Custom.UnpackedLength == 0 {
+		o.Custom.UnpackedLength = unpacked
 	}
 	f, err := os.Open(o.File)
 	if err != nil {
