@@ -187,7 +187,69 @@ func (c *Client) TargetInfo(path string) (*metadata.TargetFiles, error) {
 		}
 		return nil, classify(err)
 	}
+	if err := c.verifyDelegationPath(path, tf); err != nil {
+		return nil, err
+	}
 	return tf, nil
+}
+
+// MaxDelegations bounds the roles one target lookup may visit (go-tuf's
+// default is 32).
+const MaxDelegations = 32
+
+// verifyDelegationPath re-walks the delegation graph for path in TUF's
+// pre-order depth-first order (§5.6.7) and checks every role on the way
+// against the delegator it is reached through, then that the role that
+// lists path gives the same target as go-tuf found.
+//
+// go-tuf v2.4.2 keeps delegated roles by name: a role first loaded under
+// one delegator is reused under another without checking the second one's
+// keys (the tuf-conformance "diamond" case), so a target signed with
+// parent A's key could be accepted through parent B. This walk closes that.
+func (c *Client) verifyDelegationPath(path string, found *metadata.TargetFiles) error {
+	set := c.up.GetTrustedMetadataSet()
+	type visit struct {
+		name string
+		md   *metadata.Metadata[metadata.TargetsType]
+	}
+	stack := []visit{{metadata.TARGETS, set.Targets[metadata.TARGETS]}}
+	visited := map[string]bool{}
+	for len(stack) > 0 && len(visited) < MaxDelegations {
+		v := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if visited[v.name] {
+			continue
+		}
+		visited[v.name] = true
+		if tf, ok := v.md.Signed.Targets[path]; ok {
+			if tf.Length != found.Length || !tf.Hashes.Equal(found.Hashes) {
+				return &Error{"delegation", fmt.Errorf("target %s: role %s lists it differently from the role the lookup used", path, v.name)}
+			}
+			return nil
+		}
+		if v.md.Signed.Delegations == nil {
+			continue
+		}
+		var children []visit
+		for _, d := range v.md.Signed.Delegations.GetRolesForTarget(path) {
+			child := set.Targets[d.Name]
+			if child == nil {
+				return &Error{"delegation", fmt.Errorf("target %s: role %s, delegated by %s, was never verified", path, d.Name, v.name)}
+			}
+			if err := v.md.VerifyDelegate(d.Name, child); err != nil {
+				return &Error{"signature threshold", fmt.Errorf("target %s: role %s is not signed by the keys %s delegates it to: %w", path, d.Name, v.name, err)}
+			}
+			children = append(children, visit{d.Name, child})
+			if d.Terminating {
+				stack = stack[:0]
+				break
+			}
+		}
+		for i := len(children) - 1; i >= 0; i-- {
+			stack = append(stack, children[i])
+		}
+	}
+	return &Error{"delegation", fmt.Errorf("target %s: no trusted delegation path leads to it", path)}
 }
 
 // ProductRole returns the verified metadata of a product role.
@@ -200,9 +262,15 @@ func (c *Client) ProductRole(product string) (*metadata.Metadata[metadata.Target
 	if _, err := c.up.GetTargetInfo(release.TargetPath(product, probeFile)); err != nil && !strings.Contains(err.Error(), "not found") {
 		return nil, classify(err)
 	}
-	md := c.up.GetTrustedMetadataSet().Targets[product]
+	set := c.up.GetTrustedMetadataSet()
+	md := set.Targets[product]
 	if md == nil {
 		return nil, &Error{"delegation", fmt.Errorf("the repository has no product role %q", product)}
+	}
+	// The role must verify under the top-level delegation of that name,
+	// whatever path loaded it (see verifyDelegationPath).
+	if err := set.Targets[metadata.TARGETS].VerifyDelegate(product, md); err != nil {
+		return nil, &Error{"signature threshold", fmt.Errorf("product role %s is not signed by the keys targets delegates it to: %w", product, err)}
 	}
 	return md, nil
 }
