@@ -33,7 +33,7 @@ func TestCachedRoleIsVerifiedAgainstTheCurrentDelegator(t *testing.T) {
 	r.Delegate(metadata.TARGETS, "parent-b", []string{"team-b/*"}, false)
 	ka := r.Delegate("parent-a", "release", []string{"team-a/*"}, false)
 	r.Delegate("parent-b", "release", []string{"team-b/*"}, false) // a different key
-	r.Keys["release"] = ka                                        // signed by A's key only
+	r.Keys["release"] = ka                                         // signed by A's key only
 	r.AddTarget("release", "team-a/trusted_root.json", []byte("trusted A"), nil)
 	r.AddTarget("release", "team-b/trusted_root.json", []byte("malicious B"), nil)
 	r.Publish()

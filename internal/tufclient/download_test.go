@@ -185,7 +185,10 @@ func TestDownloadCutsOffAStalledTransferAndResumesLater(t *testing.T) {
 	lim := tufclient.Limits{IdleTimeout: 300 * time.Millisecond}
 	start := time.Now()
 	done := make(chan error, 1)
-	go func() { _, err := tufclient.Download(context.Background(), tufclient.NewHTTPClient(), srv.URL, target(data), dest, lim); done <- err }()
+	go func() {
+		_, err := tufclient.Download(context.Background(), tufclient.NewHTTPClient(), srv.URL, target(data), dest, lim)
+		done <- err
+	}()
 	var err error
 	select {
 	case err = <-done:
