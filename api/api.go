@@ -90,6 +90,13 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("server refused (%d %s): %s [request %s]", e.Status, e.Code, e.Message, e.RequestID)
 }
 
+// Error codes the repository routes return (beyond the kinds' defaults).
+const (
+	CodeVersionConflict    = "version_conflict"
+	CodeMetadataTooLarge   = "metadata_too_large"
+	CodeVerificationFailed = "verification_failed"
+)
+
 // SubmitRequest carries signed TUF metadata made offline: a new root, a new
 // top-level targets, and new product roles, each optional. The server
 // verifies them against the trusted chain and publishes them, with a new

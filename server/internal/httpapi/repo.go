@@ -17,10 +17,8 @@ import (
 	"github.com/vigil-ota/vigil/server/internal/audit"
 	"github.com/vigil-ota/vigil/server/internal/blob"
 	"github.com/vigil-ota/vigil/server/internal/operator"
+	"github.com/vigil-ota/vigil/server/internal/tufrepo"
 )
-
-// MaxSubmitBytes bounds a metadata submission's body.
-const MaxSubmitBytes = 128 << 20
 
 // Repository is what the repository routes need (tufrepo.Repo).
 type Repository interface {
@@ -53,9 +51,18 @@ func RegisterRepository(r *gin.Engine, repo Repository, auth Authenticator) {
 	})
 	m.POST("/metadata", authorize(auth, "POST", "/api/v1/repo/metadata", operator.PermRepoWrite), func(c *gin.Context) {
 		var req api.SubmitRequest
-		dec := json.NewDecoder(http.MaxBytesReader(c.Writer, c.Request.Body, MaxSubmitBytes))
+		if c.Request.ContentLength > tufrepo.MaxSubmitBytes {
+			WriteError(c, apperr.New(apperr.TooLarge, "the submission is %d bytes; the limit is %d", c.Request.ContentLength, int64(tufrepo.MaxSubmitBytes)))
+			return
+		}
+		dec := json.NewDecoder(http.MaxBytesReader(c.Writer, c.Request.Body, tufrepo.MaxSubmitBytes))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&req); err != nil {
+			var tooBig *http.MaxBytesError
+			if errors.As(err, &tooBig) {
+				WriteError(c, apperr.Wrap(err, apperr.TooLarge, "the submission is over the limit of %d bytes", int64(tufrepo.MaxSubmitBytes)))
+				return
+			}
 			WriteError(c, apperr.Wrap(err, apperr.Invalid, "the body is not a metadata submission: %v", err))
 			return
 		}
@@ -68,8 +75,8 @@ func RegisterRepository(r *gin.Engine, repo Repository, auth Authenticator) {
 	})
 	m.PUT("/targets/:product/:file", authorize(auth, "PUT", "/api/v1/repo/targets/:product/:file", operator.PermRepoWrite), func(c *gin.Context) {
 		length, err := strconv.ParseInt(c.Query("length"), 10, 64)
-		if err != nil {
-			WriteError(c, apperr.New(apperr.Invalid, "query parameter length=%q is not a number", c.Query("length")))
+		if err != nil || length <= 0 {
+			WriteError(c, apperr.New(apperr.Invalid, "query parameter length=%q is not a positive number of bytes", c.Query("length")))
 			return
 		}
 		if cl := c.Request.ContentLength; cl >= 0 && cl != length {

@@ -16,6 +16,7 @@ import (
 	"github.com/vigil-ota/vigil/server/internal/blob/localblob"
 	"github.com/vigil-ota/vigil/server/internal/httpapi"
 	"github.com/vigil-ota/vigil/server/internal/operator"
+	"github.com/vigil-ota/vigil/server/internal/tufrepo"
 )
 
 // blobRepo serves a local blob store; management calls record what they got.
@@ -126,5 +127,28 @@ func TestManagementNeedsTheBootstrapToken(t *testing.T) {
 	res, body = req(t, "GET", off.URL+api.PathOnlineKeys, map[string]string{"Authorization": "Bearer anything"}, nil)
 	if res.StatusCode != 401 || !strings.Contains(body, "unauthenticated") {
 		t.Fatalf("no token configured: %d %s", res.StatusCode, body)
+	}
+}
+
+// Finding 3: a submission over the limit is 413 while it is read, whether
+// or not it announces its length; finding 11: a length that is not positive
+// is a bad request, not "too large".
+func TestSubmissionAndUploadLimitsAreEnforcedWhileReading(t *testing.T) {
+	s, _ := repoServer(t, "tok")
+	auth := map[string]string{"Authorization": "Bearer tok"}
+	big := `{"root":"` + strings.Repeat("x", tufrepo.MaxSubmitBytes) + `"}`
+	res, body := req(t, "POST", s.URL+api.PathSubmit, auth, strings.NewReader(big))
+	if res.StatusCode != 413 {
+		t.Fatalf("announced oversized submission: %d %.200s", res.StatusCode, body)
+	}
+	res, body = req(t, "POST", s.URL+api.PathSubmit, auth, io.MultiReader(strings.NewReader(big))) // chunked: no Content-Length
+	if res.StatusCode != 413 {
+		t.Fatalf("chunked oversized submission: %d %.200s", res.StatusCode, body)
+	}
+	for _, l := range []string{"0", "-1", "x"} {
+		res, body = req(t, "PUT", s.URL+api.PathUploadTarget+"/demo-pump/x.img?sha256=ab&length="+l, auth, strings.NewReader(""))
+		if res.StatusCode != 400 {
+			t.Errorf("upload length=%s: %d %s", l, res.StatusCode, body)
+		}
 	}
 }

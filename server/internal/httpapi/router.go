@@ -195,11 +195,24 @@ func newMetrics(reg *prometheus.Registry, version string) *metrics {
 	return m
 }
 
+// knownMethods are the methods that get their own metric label; any other
+// (a client may send any token) shares "other", so labels stay bounded.
+var knownMethods = map[string]bool{http.MethodGet: true, http.MethodHead: true, http.MethodPost: true, http.MethodPut: true,
+	http.MethodDelete: true, http.MethodPatch: true, http.MethodOptions: true}
+
+// methodLabel bounds the method label (finding 4).
+func methodLabel(m string) string {
+	if knownMethods[m] {
+		return m
+	}
+	return "other"
+}
+
 func (m *metrics) middleware() gin.HandlerFunc {
 	return func(c *gin.Context) {
 		start := time.Now()
 		c.Next()
-		labels := prometheus.Labels{"method": c.Request.Method, "route": routeOf(c), "status": strconv.Itoa(c.Writer.Status())}
+		labels := prometheus.Labels{"method": methodLabel(c.Request.Method), "route": routeOf(c), "status": strconv.Itoa(c.Writer.Status())}
 		m.requests.With(labels).Inc()
 		m.latency.With(labels).Observe(time.Since(start).Seconds())
 	}

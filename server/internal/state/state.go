@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/vigil-ota/vigil/api"
 	"github.com/vigil-ota/vigil/server/internal/apperr"
 	"github.com/vigil-ota/vigil/server/internal/audit"
 )
@@ -127,7 +128,7 @@ type PublishTx interface {
 // VersionConflict is the error SetRoleVersion returns for a version that does
 // not move forward.
 func VersionConflict(role string, have, want int64) error {
-	return apperr.New(apperr.Conflict, "role %s is at version %d; version %d does not move it forward", role, have, want).WithCode("version_conflict")
+	return apperr.New(apperr.Conflict, "role %s is at version %d; version %d does not move it forward", role, have, want).WithCode(api.CodeVersionConflict)
 }
 
 // NotFound wraps ErrNotFound with what was looked for.

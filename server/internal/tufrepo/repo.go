@@ -32,6 +32,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -57,8 +58,18 @@ const (
 	RefreshFraction = 3 // i.e. a third
 	// MaxTargetLength is the largest image the repository accepts, in bytes.
 	MaxTargetLength = 64 << 30
-	// MaxMetadataLength is the largest submitted metadata file, in bytes.
-	MaxMetadataLength = 64 << 20
+	// MaxMetadataLength is the largest metadata file, in bytes: a product
+	// role of about 40,000 releases. Checked on every submitted file
+	// before it is parsed.
+	MaxMetadataLength = 16 << 20
+	// MaxSubmitBytes bounds a whole submission body, in bytes.
+	MaxSubmitBytes = 2*MaxMetadataLength + 1<<20
+	// MaxProductsPerSubmission bounds the product roles in one submission.
+	MaxProductsPerSubmission = 64
+	// MaxConcurrentVerifications bounds submissions verified at once on
+	// one replica; more wait their turn (signature checks of large roles
+	// cost CPU and memory).
+	MaxConcurrentVerifications = 2
 	// parsedCacheEntries bounds the cache of parsed immutable role files.
 	parsedCacheEntries = 64
 
@@ -88,6 +99,8 @@ type Repo struct {
 
 	mu    sync.Mutex
 	cache map[string]*metadata.Metadata[metadata.TargetsType]
+	// verifying holds a slot per submission being verified.
+	verifying chan struct{}
 }
 
 // New returns a repository on st and blobs. Without online keys it serves
@@ -105,7 +118,7 @@ func New(st state.Store, blobs blob.Store, o Options) *Repo {
 	if o.Log == nil {
 		o.Log = zap.NewNop()
 	}
-	return &Repo{st: st, blobs: blobs, o: o, cache: map[string]*metadata.Metadata[metadata.TargetsType]{}}
+	return &Repo{st: st, blobs: blobs, o: o, cache: map[string]*metadata.Metadata[metadata.TargetsType]{}, verifying: make(chan struct{}, MaxConcurrentVerifications)}
 }
 
 // Signing reports whether the online keys are configured.
@@ -220,6 +233,12 @@ func (f file) record() state.RoleVersion {
 // snapshot and timestamp, as one repository version. An empty repository
 // takes a root and a targets role (initialisation). It returns every role's
 // version after the publish.
+//
+// Cost bounds (docs/security.md, finding 3): every file is size-checked
+// before it is parsed; verification runs before the publish lock is taken
+// (so a slow or hostile submission never holds the database's writer), at
+// most MaxConcurrentVerifications at a time; under the lock it is repeated
+// only if another publish moved the repository meanwhile.
 func (r *Repo) Submit(ctx context.Context, req api.SubmitRequest) (map[string]int64, error) {
 	if !r.Signing() {
 		return nil, errNotSigning
@@ -227,17 +246,38 @@ func (r *Repo) Submit(ctx context.Context, req api.SubmitRequest) (map[string]in
 	if req.Root == nil && req.Targets == nil && len(req.Products) == 0 {
 		return nil, apperr.New(apperr.Invalid, "the submission holds no metadata")
 	}
+	if err := checkSizes(req); err != nil {
+		return nil, err
+	}
+	select {
+	case r.verifying <- struct{}{}:
+		defer func() { <-r.verifying }()
+	case <-ctx.Done():
+		return nil, apperr.Wrap(ctx.Err(), apperr.Unavailable, "the server is busy verifying other submissions; try again")
+	}
+	all, err := r.st.RoleVersions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	verifiedAt := make(map[string]state.RoleVersion, len(all))
+	for _, v := range all {
+		verifiedAt[v.Role] = v
+	}
+	files, err := r.verifySubmission(ctx, verifiedAt, req)
+	if err != nil {
+		return nil, err
+	}
 	var out map[string]int64
 	var undo func(context.Context)
-	var files []file
-	err := r.st.Publish(ctx, func(ctx context.Context, tx state.PublishTx) error {
+	err = r.st.Publish(ctx, func(ctx context.Context, tx state.PublishTx) error {
 		cur, err := currentVersions(ctx, tx)
 		if err != nil {
 			return err
 		}
-		files, err = r.verifySubmission(ctx, cur, req)
-		if err != nil {
-			return err
+		if !sameVersions(cur, verifiedAt) { // another publish came first
+			if files, err = r.verifySubmission(ctx, cur, req); err != nil {
+				return err
+			}
 		}
 		out, undo, err = r.publish(ctx, tx, cur, files, true)
 		return err
@@ -260,6 +300,44 @@ func (r *Repo) Submit(ctx context.Context, req api.SubmitRequest) (map[string]in
 	}
 	r.record(ctx, "repo.publish", strings.Join(roles, ","), map[string]any{"versions": out})
 	return out, nil
+}
+
+// checkSizes refuses a submission with a file over MaxMetadataLength or too
+// many product roles, before anything is parsed.
+func checkSizes(req api.SubmitRequest) error {
+	if len(req.Products) > MaxProductsPerSubmission {
+		return apperr.New(apperr.TooLarge, "%d product roles in one submission; the limit is %d", len(req.Products), MaxProductsPerSubmission)
+	}
+	check := func(name string, b []byte) error {
+		if len(b) > MaxMetadataLength {
+			return apperr.New(apperr.TooLarge, "%s metadata is %d bytes; the limit is %d", name, len(b), MaxMetadataLength).WithCode(api.CodeMetadataTooLarge)
+		}
+		return nil
+	}
+	if err := check("root", req.Root); err != nil {
+		return err
+	}
+	if err := check("targets", req.Targets); err != nil {
+		return err
+	}
+	for p, b := range req.Products {
+		if err := check(p, b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func sameVersions(a, b map[string]state.RoleVersion) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w.Version != v.Version || w.SHA256 != v.SHA256 {
+			return false
+		}
+	}
+	return true
 }
 
 func currentVersions(ctx context.Context, tx state.PublishTx) (map[string]state.RoleVersion, error) {
@@ -506,9 +584,16 @@ func (r *Repo) ReleaseTarget(ctx context.Context, product, version string) (stri
 	if err != nil {
 		return "", "", err
 	}
-	for path, tf := range md.Signed.Targets {
-		c, err := release.Parse(tf.Custom, product)
-		if err == nil && c.Version == version {
+	// One full image per version (verifyProduct); paths in order anyway,
+	// so the answer never depends on map order.
+	paths := make([]string, 0, len(md.Signed.Targets))
+	for path := range md.Signed.Targets {
+		paths = append(paths, path)
+	}
+	sort.Strings(paths)
+	for _, path := range paths {
+		c, err := release.Parse(md.Signed.Targets[path].Custom, product)
+		if err == nil && c.Version == version && c.Kind == release.KindFull {
 			return path, c.Severity, nil
 		}
 	}

@@ -7,9 +7,11 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -353,7 +355,7 @@ func TestSubmissionsAreCheckedAlongTheDelegationChain(t *testing.T) {
 	}{
 		"product signed by the wrong key": {func() api.SubmitRequest {
 			p := metadata.Targets(exp)
-			p.Signed.Version = 5
+			p.Signed.Version = 2
 			return api.SubmitRequest{Products: map[string]json.RawMessage{"demo-pump": sign(t, p, signer(t, "targets"))}}
 		}, "product signature"},
 		"product not delegated": {func() api.SubmitRequest {
@@ -362,19 +364,19 @@ func TestSubmissionsAreCheckedAlongTheDelegationChain(t *testing.T) {
 		}, "not delegated"},
 		"expired product role": {func() api.SubmitRequest {
 			p := metadata.Targets(f.clock.Now().Add(-time.Hour))
-			p.Signed.Version = 5
+			p.Signed.Version = 2
 			return api.SubmitRequest{Products: map[string]json.RawMessage{"demo-pump": sign(t, p, signer(t, "product-demo-pump"))}}
 		}, "product expiry"},
 		"target not uploaded": {func() api.SubmitRequest {
 			p := metadata.Targets(exp)
-			p.Signed.Version = 5
+			p.Signed.Version = 2
 			c := json.RawMessage(`{"product":"demo-pump","version":"9.0.0","hardware":["rev-b"],"kind":"full","severity":"routine","cycle":"regular"}`)
 			p.Signed.Targets["demo-pump/ghost.img"] = &metadata.TargetFiles{Length: 10, Hashes: metadata.Hashes{"sha256": make([]byte, 32)}, Custom: &c}
 			return api.SubmitRequest{Products: map[string]json.RawMessage{"demo-pump": sign(t, p, signer(t, "product-demo-pump"))}}
 		}, "target upload"},
 		"bad release schema": {func() api.SubmitRequest {
 			p := metadata.Targets(exp)
-			p.Signed.Version = 5
+			p.Signed.Version = 2
 			c := json.RawMessage(`{"product":"demo-pump","version":"nine","hardware":["rev-b"],"kind":"full","severity":"routine","cycle":"regular"}`)
 			p.Signed.Targets["demo-pump/x.img"] = &metadata.TargetFiles{Length: 10, Hashes: metadata.Hashes{"sha256": make([]byte, 32)}, Custom: &c}
 			return api.SubmitRequest{Products: map[string]json.RawMessage{"demo-pump": sign(t, p, signer(t, "product-demo-pump"))}}
@@ -415,4 +417,109 @@ func TestOpenAnswersNotFoundForPathsOutsideTheRepository(t *testing.T) {
 		t.Fatal(err)
 	}
 	rc.Close()
+}
+
+// nextRole returns a copy of the last published demo-pump role, one
+// version on, for editing.
+func (f *fixture) nextRole(t testing.TB) *metadata.Metadata[metadata.TargetsType] {
+	b, err := f.role.ToBytes(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md, err := metadata.Targets().FromBytes(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md.Signed.Version++
+	return md
+}
+
+func (f *fixture) submitRole(t testing.TB, md *metadata.Metadata[metadata.TargetsType]) error {
+	_, err := f.repo.Submit(context.Background(), api.SubmitRequest{Products: map[string]json.RawMessage{"demo-pump": sign(t, md, signer(t, "product-demo-pump"))}})
+	return err
+}
+
+// Finding 5: the server, not only the CLI, keeps releases immutable and one
+// target per version and kind, so a rollout never picks between two images.
+func TestServerKeepsPublishedReleasesImmutable(t *testing.T) {
+	f := newFixture(t, nil, nil)
+	if err := f.publish(t, "1.0.0"); err != nil {
+		t.Fatal(err)
+	}
+	path := "demo-pump/demo-pump-1.0.0.img"
+	cases := map[string]func(md *metadata.Metadata[metadata.TargetsType]){
+		"second target of the same version": func(md *metadata.Metadata[metadata.TargetsType]) {
+			tf := *md.Signed.Targets[path]
+			md.Signed.Targets["demo-pump/demo-pump-1.0.0-again.img"] = &tf
+		},
+		"re-signed hardware": func(md *metadata.Metadata[metadata.TargetsType]) {
+			c := json.RawMessage(strings.Replace(string(*md.Signed.Targets[path].Custom), `"rev-b"`, `"rev-b","rev-z"`, 1))
+			tf := *md.Signed.Targets[path]
+			tf.Custom = &c
+			md.Signed.Targets[path] = &tf
+		},
+		"removed target": func(md *metadata.Metadata[metadata.TargetsType]) { delete(md.Signed.Targets, path) },
+	}
+	for name, mutate := range cases {
+		md := f.nextRole(t)
+		mutate(md)
+		err := f.submitRole(t, md)
+		if !apperr.Is(err, apperr.VerificationFailed) {
+			t.Errorf("%s: accepted or wrongly refused: %v", name, err)
+		}
+	}
+	target, _, err := f.repo.ReleaseTarget(context.Background(), "demo-pump", "1.0.0")
+	if err != nil || target != path {
+		t.Fatalf("the release changed: %s %v", target, err)
+	}
+}
+
+// Finding 6: a signed jump to version 2^63-1 would block the role for good.
+func TestServerRefusesVersionJumps(t *testing.T) {
+	f := newFixture(t, nil, nil)
+	for _, v := range []int64{3, 1 << 40, math.MaxInt64} {
+		md := f.nextRole(t)
+		md.Signed.Version = v
+		if err := f.submitRole(t, md); !apperr.Is(err, apperr.VerificationFailed) || !strings.Contains(err.Error(), "one version at a time") {
+			t.Errorf("version %d: %v", v, err)
+		}
+	}
+	if err := f.publish(t, "1.0.0"); err != nil {
+		t.Fatalf("the next version after refused jumps: %v", err)
+	}
+}
+
+// Finding 3: an oversized file is refused by size before it is parsed, and
+// a submission that fails verification never takes the publish lock (it
+// used to hold SQLite's only writer for its whole verification).
+func TestOversizedOrBadSubmissionsNeverReachThePublishLock(t *testing.T) {
+	f := newFixture(t, nil, nil)
+	counted := &countingPublish{Store: f.st}
+	f.repo = tufrepo.New(counted, f.blobs, f.opts)
+	huge := json.RawMessage(`{"signed":"` + strings.Repeat("x", tufrepo.MaxMetadataLength) + `"}`)
+	_, err := f.repo.Submit(context.Background(), api.SubmitRequest{Products: map[string]json.RawMessage{"demo-pump": huge}})
+	if !apperr.Is(err, apperr.TooLarge) {
+		t.Fatalf("oversized product role: %v", err)
+	}
+	md := f.nextRole(t)
+	_, err = f.repo.Submit(context.Background(), api.SubmitRequest{Products: map[string]json.RawMessage{"demo-pump": sign(t, md, signer(t, "targets"))}})
+	if !apperr.Is(err, apperr.VerificationFailed) {
+		t.Fatalf("badly signed role: %v", err)
+	}
+	if n := counted.n.Load(); n != 0 {
+		t.Fatalf("refused submissions took the publish lock %d times", n)
+	}
+	if err := f.publish(t, "1.0.0"); err != nil || counted.n.Load() != 1 {
+		t.Fatalf("a good submission: %v (%d locks)", err, counted.n.Load())
+	}
+}
+
+type countingPublish struct {
+	state.Store
+	n atomic.Int32
+}
+
+func (c *countingPublish) Publish(ctx context.Context, fn func(context.Context, state.PublishTx) error) error {
+	c.n.Add(1)
+	return c.Store.Publish(ctx, fn)
 }

@@ -33,8 +33,11 @@ func (r *Repo) Upload(ctx context.Context, product, fileName, sha256hex string, 
 	if !sha256Hex.MatchString(sha256hex) {
 		return false, invalid("sha256 %q is not 64 lower-case hex digits", sha256hex)
 	}
-	if length <= 0 || length > MaxTargetLength {
-		return false, apperr.New(apperr.TooLarge, "length %d is not between 1 and %d bytes", length, int64(MaxTargetLength))
+	if length <= 0 {
+		return false, invalid("length %d is not a positive number of bytes", length)
+	}
+	if length > MaxTargetLength {
+		return false, apperr.New(apperr.TooLarge, "length %d is over the limit of %d bytes", length, int64(MaxTargetLength))
 	}
 	if _, err := r.st.RoleVersion(ctx, product); err != nil {
 		if apperr.Is(err, apperr.NotFound) {

@@ -25,12 +25,8 @@ func refuse(check, format string, args ...any) error {
 	return apperr.New(apperr.VerificationFailed, "%s: %s", check, fmt.Sprintf(format, args...)).WithCode("verification_failed")
 }
 
-// CodeVersionConflict marks a submission built on a repository version that
-// another publish has moved past: re-read, re-sign, resubmit.
-const CodeVersionConflict = "version_conflict"
-
 func versionConflict(format string, args ...any) error {
-	return apperr.New(apperr.Conflict, format, args...).WithCode(CodeVersionConflict)
+	return apperr.New(apperr.Conflict, format, args...).WithCode(api.CodeVersionConflict)
 }
 
 func invalid(format string, args ...any) error {
@@ -203,11 +199,8 @@ func verifyTopTargets(root *metadata.Metadata[metadata.RootType], t *metadata.Me
 	if err := root.VerifyDelegate(metadata.TARGETS, t); err != nil {
 		return refuse("targets signature", "targets is not signed by a threshold of root's targets keys: %v", err)
 	}
-	if v, ok := cur[metadata.TARGETS]; ok && t.Signed.Version <= v.Version {
-		return versionConflict("targets version %d does not move past the published %d; re-read the repository and sign again", t.Signed.Version, v.Version)
-	}
-	if t.Signed.Version < 1 {
-		return refuse("targets version", "version %d is below 1", t.Signed.Version)
+	if err := checkNextVersion(metadata.TARGETS, t.Signed.Version, cur); err != nil {
+		return err
 	}
 	if t.Signed.IsExpired(now) {
 		return refuse("targets expiry", "targets expires %s, in the past", t.Signed.Expires.Format(time.RFC3339))
@@ -255,17 +248,15 @@ func (r *Repo) verifyProduct(ctx context.Context, targets *metadata.Metadata[met
 	if err := targets.VerifyDelegate(product, md); err != nil {
 		return refuse("product signature", "%s is not signed by a threshold of its delegated keys: %v", product, err)
 	}
+	if err := checkNextVersion(product, md.Signed.Version, cur); err != nil {
+		return err
+	}
 	var previous *metadata.Metadata[metadata.TargetsType]
 	if v, ok := cur[product]; ok {
-		if md.Signed.Version <= v.Version {
-			return versionConflict("%s version %d does not move past the published %d; re-read the repository and sign again", product, md.Signed.Version, v.Version)
-		}
 		var err error
 		if previous, err = r.loadTargets(ctx, product, v.Version); err != nil {
 			return err
 		}
-	} else if md.Signed.Version < 1 {
-		return refuse("product version", "%s version %d is below 1", product, md.Signed.Version)
 	}
 	if md.Signed.IsExpired(now) {
 		return refuse("product expiry", "%s expires %s, in the past", product, md.Signed.Expires.Format(time.RFC3339))
@@ -278,6 +269,33 @@ func (r *Repo) verifyProduct(ctx context.Context, targets *metadata.Metadata[met
 		if targets.Signed.Delegations.Roles[i].Name == product {
 			role = &targets.Signed.Delegations.Roles[i]
 		}
+	}
+	if previous != nil {
+		// Published releases are immutable: none may disappear or change.
+		// Withdrawing one is the revocation path's job, not an edit.
+		for _, path := range sortedPaths(previous.Signed.Targets) {
+			tf, ok := md.Signed.Targets[path]
+			if !ok {
+				return refuse("release immutability", "published target %q is missing from the new %s role; published releases cannot be removed by re-signing (withdraw one through revocation)", path, product)
+			}
+			if !sameTarget(previous.Signed.Targets[path], tf) {
+				return refuse("release immutability", "published target %q changed (length, hashes or signed release fields); published releases are immutable: publish a new version instead", path)
+			}
+		}
+	}
+	// One target per (version, kind): a rollout of a version must never
+	// have to choose between two images.
+	seen := map[[2]string]string{}
+	for _, path := range sortedPaths(md.Signed.Targets) {
+		c, err := release.Parse(md.Signed.Targets[path].Custom, product)
+		if err != nil {
+			return refuse("release schema", "target %q: %v", path, err)
+		}
+		k := [2]string{c.Version, c.Kind}
+		if other, dup := seen[k]; dup {
+			return refuse("release schema", "targets %q and %q are both version %s (kind %s) of %s; one target per version and kind", other, path, c.Version, c.Kind, product)
+		}
+		seen[k] = path
 	}
 	for path, tf := range md.Signed.Targets {
 		if ok, err := role.IsDelegatedPath(path); err != nil || !ok {
@@ -314,6 +332,37 @@ func (r *Repo) verifyProduct(ctx context.Context, targets *metadata.Metadata[met
 		}
 	}
 	return nil
+}
+
+// MaxVersionStep is how far an offline role's version may move in one
+// submission: exactly one. A signed jump to a huge version would otherwise
+// block the role for good (no version can follow 2^63-1).
+const MaxVersionStep = 1
+
+// checkNextVersion refuses a role version that does not follow the
+// published one: an older or equal version is a conflict (re-read and sign
+// again), a jump is refused; a new role starts at 1.
+func checkNextVersion(role string, v int64, cur map[string]state.RoleVersion) error {
+	have := int64(0)
+	if pv, ok := cur[role]; ok {
+		have = pv.Version
+	}
+	if have > 0 && v <= have {
+		return versionConflict("%s version %d does not move past the published %d; re-read the repository and sign again", role, v, have)
+	}
+	if v < 1 || v-have > MaxVersionStep {
+		return refuse("version", "%s version %d, want %d: an offline role moves one version at a time", role, v, have+1)
+	}
+	return nil
+}
+
+func sortedPaths(m map[string]*metadata.TargetFiles) []string {
+	out := make([]string, 0, len(m))
+	for p := range m {
+		out = append(out, p)
+	}
+	sort.Strings(out)
+	return out
 }
 
 func sameTarget(a, b *metadata.TargetFiles) bool {

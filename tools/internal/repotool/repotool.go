@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
@@ -103,6 +104,17 @@ func LoadSigners(paths []string) ([]*Signer, error) {
 		out = append(out, s)
 	}
 	return out, nil
+}
+
+// nextVersion moves a role's version on by one, refusing to overflow (the
+// server refuses jumps, so only a repository damaged some other way gets
+// near the limit).
+func nextVersion(v *int64) error {
+	if *v >= math.MaxInt64 || *v < 0 {
+		return fmt.Errorf("the role is at version %d, which cannot be moved on; the repository needs a new root of trust", *v)
+	}
+	*v++
+	return nil
 }
 
 func now() time.Time { return time.Now().UTC().Truncate(time.Second) }
@@ -275,7 +287,9 @@ func (s *Session) AddProduct(ctx context.Context, product string, targetsKey *Si
 			return nil, err
 		}
 	}
-	t.Signed.Version++
+	if err := nextVersion(&t.Signed.Version); err != nil {
+		return nil, err
+	}
 	t.Signed.Expires = now().Add(TargetsExpiry)
 	targetsBytes, err := sign(t, []*Signer{targetsKey})
 	if err != nil {
@@ -354,7 +368,7 @@ func (s *Session) Publish(ctx context.Context, o PublishOptions) (*PublishResult
 	for attempt := 1; attempt <= MaxPublishAttempts; attempt++ {
 		res, err = s.publishOnce(ctx, o)
 		var ae *api.Error
-		if !errors.As(err, &ae) || ae.Code != "version_conflict" {
+		if !errors.As(err, &ae) || ae.Code != api.CodeVersionConflict {
 			return res, err
 		}
 		select {
@@ -426,7 +440,9 @@ func (s *Session) publishOnce(ctx context.Context, o PublishOptions) (*PublishRe
 	raw := json.RawMessage(custom)
 	h, _ := hex.DecodeString(sum)
 	p.Signed.Targets[path] = &metadata.TargetFiles{Length: length, Hashes: metadata.Hashes{"sha256": h}, Custom: &raw, Path: path}
-	p.Signed.Version++
+	if err := nextVersion(&p.Signed.Version); err != nil {
+		return nil, err
+	}
 	p.Signed.Expires = now().Add(ProductExpiry)
 	pb, err := sign(p, o.Keys)
 	if err != nil {
@@ -539,7 +555,9 @@ func (s *Session) RotateRoot(ctx context.Context, oldKeys, newKeys []*Signer, th
 		}
 	}
 	next.Signed.Roles[metadata.ROOT].Threshold = threshold
-	next.Signed.Version++
+	if err := nextVersion(&next.Signed.Version); err != nil {
+		return nil, err
+	}
 	next.Signed.Expires = now().Add(RootExpiry)
 	signers := append(append([]*Signer{}, oldKeys...), newKeys...)
 	seen := map[string]bool{}
@@ -603,7 +621,9 @@ func (s *Session) RotateProduct(ctx context.Context, product string, targetsKey 
 			t.Signed.Delegations.Roles[i].Threshold = threshold
 		}
 	}
-	t.Signed.Version++
+	if err := nextVersion(&t.Signed.Version); err != nil {
+		return nil, err
+	}
 	t.Signed.Expires = now().Add(TargetsExpiry)
 	tb, err := sign(t, []*Signer{targetsKey})
 	if err != nil {
@@ -613,7 +633,9 @@ func (s *Session) RotateProduct(ctx context.Context, product string, targetsKey 
 	if err != nil {
 		return nil, err
 	}
-	p.Signed.Version++
+	if err := nextVersion(&p.Signed.Version); err != nil {
+		return nil, err
+	}
 	p.Signed.Expires = now().Add(ProductExpiry)
 	pb, err := sign(p, newKeys)
 	if err != nil {
