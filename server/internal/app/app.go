@@ -118,8 +118,10 @@ func Open(ctx context.Context, cfg config.Config, log *zap.Logger) (*Server, err
 	})
 
 	router := httpapi.New(httpapi.Deps{
-		Log:     log,
-		Version: buildinfo.Version,
+		Log:             log,
+		Version:         buildinfo.Version,
+		BodyReadTimeout: cfg.BodyReadTimeout,
+		TrustedProxies:  cfg.TrustedProxyList(),
 		Ready: []httpapi.Check{
 			{Name: "database", Check: s.State.Ping},
 			{Name: "blobs", Check: func(ctx context.Context) error {

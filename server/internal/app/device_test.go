@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -14,17 +15,19 @@ import (
 
 	"github.com/vigil-ota/vigil/api"
 	"github.com/vigil-ota/vigil/api/devicesig"
+	"github.com/vigil-ota/vigil/server/internal/app"
 )
 
 type deviceWorld struct {
 	t   *testing.T
 	h   http.Handler
+	srv *app.Server
 	key ed25519.PrivateKey
 }
 
 func newDeviceWorld(t *testing.T) *deviceWorld {
 	srv := openServer(t, "boot")
-	w := &deviceWorld{t: t, h: srv.Handler()}
+	w := &deviceWorld{t: t, h: srv.Handler(), srv: srv}
 	_, w.key, _ = ed25519.GenerateKey(rand.Reader)
 	w.admin("PUT", "/api/v1/sites/st-mary", `{"time_zone":"America/Chicago"}`, 200)
 	for _, id := range []string{"PUMP-1", "PUMP-2"} {
@@ -157,3 +160,78 @@ type body struct{ *strings.Reader }
 func (body) Close() error { return nil }
 
 func httpBody(s string) body { return body{strings.NewReader(s)} }
+
+// Finding 7: a check-in captured while the device ran 1.0.0, replayed
+// (inside the skew window) after a genuine 1.10.0 check-in, used to set the
+// recorded version back to 1.0.0.
+func TestAReplayedOlderCheckInDoesNotRewriteTheInstalledVersion(t *testing.T) {
+	w := newDeviceWorld(t)
+	now := time.Now()
+	old := w.signed(api.PathDeviceCheckIn, []byte(`{"installed_version":"1.0.0","state":"idle"}`), now.Add(-30*time.Second), "PUMP-1", w.key)
+	captured := old.Clone(context.Background())
+	captured.Body = httpBody(`{"installed_version":"1.0.0","state":"idle"}`)
+	if code, body := w.do(old); code != 200 {
+		t.Fatalf("first check-in: %d %s", code, body)
+	}
+	if code, body := w.do(w.signed(api.PathDeviceCheckIn, []byte(`{"installed_version":"1.10.0","state":"committed"}`), now, "PUMP-1", w.key)); code != 200 {
+		t.Fatalf("genuine check-in: %d %s", code, body)
+	}
+	if code, body := w.do(captured); code != 200 {
+		t.Fatalf("the replay is answered (harmlessly): %d %s", code, body)
+	}
+	ctx := context.Background()
+	if err := w.srv.Fleet.FlushLastSeen(ctx); err != nil {
+		t.Fatal(err)
+	}
+	d, err := w.srv.State.Device(ctx, "PUMP-1")
+	if err != nil || d.Installed != "1.10.0" {
+		t.Fatalf("recorded version after the replay: %q %v", d.Installed, err)
+	}
+	// And across a flush: the stored newest check-in time holds too.
+	if code, _ := w.do(func() *http.Request {
+		r := captured.Clone(ctx)
+		r.Body = httpBody(`{"installed_version":"1.0.0","state":"idle"}`)
+		return r
+	}()); code != 200 {
+		t.Fatal("second replay refused")
+	}
+	w.srv.Fleet.FlushLastSeen(ctx)
+	if d, _ := w.srv.State.Device(ctx, "PUMP-1"); d.Installed != "1.10.0" {
+		t.Fatalf("recorded version after a replay past a flush: %q", d.Installed)
+	}
+}
+
+// readSpy fails the test if the body is read at all.
+type readSpy struct {
+	t    *testing.T
+	read bool
+}
+
+func (r *readSpy) Read(p []byte) (int, error) { r.read = true; return 0, io.EOF }
+func (r *readSpy) Close() error               { return nil }
+
+// Finding 8: the device's headers are checked (known device, timestamp in
+// the window) before its body is read; a body over the limit is 413.
+func TestDeviceHeadersAreCheckedBeforeTheBodyIsRead(t *testing.T) {
+	w := newDeviceWorld(t)
+	for name, mk := range map[string]func() *http.Request{
+		"unknown device": func() *http.Request {
+			return w.signed(api.PathDeviceEvents, []byte("{}"), time.Now(), "PUMP-404", w.key)
+		},
+		"stale": func() *http.Request {
+			return w.signed(api.PathDeviceEvents, []byte("{}"), time.Now().Add(-time.Hour), "PUMP-1", w.key)
+		},
+		"unsigned": func() *http.Request { return httptest.NewRequest("POST", api.PathDeviceEvents, nil) },
+	} {
+		req := mk()
+		spy := &readSpy{t: t}
+		req.Body = spy
+		if code, _ := w.do(req); code != 401 || spy.read {
+			t.Errorf("%s: %d, body read: %v", name, code, spy.read)
+		}
+	}
+	big := bytes.Repeat([]byte("x"), 2<<20)
+	if code, body := w.do(w.signed(api.PathDeviceEvents, big, time.Now(), "PUMP-1", w.key)); code != 413 {
+		t.Fatalf("oversized device body: %d %s", code, body)
+	}
+}

@@ -38,6 +38,9 @@ const (
 	// DefaultOnlineRefreshInterval is how often each replica checks whether
 	// the timestamp or snapshot needs re-signing.
 	DefaultOnlineRefreshInterval = time.Minute
+	// DefaultBodyReadTimeout bounds reading a request body (an upload:
+	// the longest pause between reads).
+	DefaultBodyReadTimeout = 60 * time.Second
 	// SQLiteFileName and BlobDirName are the embedded default's files
 	// inside the data directory.
 	SQLiteFileName = "vigil.db"
@@ -65,6 +68,10 @@ type Config struct {
 	LogLevel        string
 	StartupTimeout  time.Duration
 	ShutdownTimeout time.Duration
+	BodyReadTimeout time.Duration
+	// TrustedProxies: comma-separated IPs or CIDRs whose X-Forwarded-For
+	// is believed; empty trusts none.
+	TrustedProxies string
 
 	BootstrapToken        string
 	SnapshotKey           string
@@ -87,6 +94,7 @@ func Defaults() Config {
 		LogLevel:        DefaultLogLevel,
 		StartupTimeout:  DefaultStartupTimeout,
 		ShutdownTimeout: DefaultShutdownTimeout,
+		BodyReadTimeout: DefaultBodyReadTimeout,
 
 		TimestampExpiry:       DefaultTimestampExpiry,
 		SnapshotExpiry:        DefaultSnapshotExpiry,
@@ -147,6 +155,8 @@ func settings() []setting {
 		s("log_level", "debug, info, warn or error", false, func(c *Config) *string { return &c.LogLevel }),
 		d("startup_timeout", "how long start-up may wait for the database and object storage", func(c *Config) *time.Duration { return &c.StartupTimeout }),
 		d("shutdown_timeout", "how long in-flight requests get to finish on SIGTERM", func(c *Config) *time.Duration { return &c.ShutdownTimeout }),
+		d("body_read_timeout", "how long reading a request body may take (an image upload: the longest pause between reads)", func(c *Config) *time.Duration { return &c.BodyReadTimeout }),
+		s("trusted_proxies", "comma-separated IPs or CIDRs of reverse proxies whose X-Forwarded-For is believed; empty trusts none", false, func(c *Config) *string { return &c.TrustedProxies }),
 		s("bootstrap_token", "bearer token for the management API until operator roles exist; empty disables it", true, func(c *Config) *string { return &c.BootstrapToken }),
 		s("snapshot_key", "online snapshot key: a PEM private key file or a KMS URI (awskms://…, fakekms:// in tests)", false, func(c *Config) *string { return &c.SnapshotKey }),
 		s("timestamp_key", "online timestamp key: a PEM private key file or a KMS URI", false, func(c *Config) *string { return &c.TimestampKey }),
@@ -315,6 +325,13 @@ func (c *Config) Validate() error {
 	default:
 		return c.Errorf("log_level", "%q is not debug, info, warn or error", c.LogLevel)
 	}
+	for _, p := range c.TrustedProxyList() {
+		if net.ParseIP(p) == nil {
+			if _, _, err := net.ParseCIDR(p); err != nil {
+				return c.Errorf("trusted_proxies", "%q is neither an IP address nor a CIDR such as 10.0.0.0/8", p)
+			}
+		}
+	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return c.Errorf("tls_cert", "tls_cert and tls_key go together: set both or neither")
 	}
@@ -328,6 +345,17 @@ func (c *Config) Validate() error {
 		return c.Errorf("s3_access_key", "s3_access_key and s3_secret_key go together: set both or neither")
 	}
 	return nil
+}
+
+// TrustedProxyList splits trusted_proxies.
+func (c *Config) TrustedProxyList() []string {
+	var out []string
+	for _, p := range strings.Split(c.TrustedProxies, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // Printable returns the effective configuration as key → value with

@@ -271,41 +271,70 @@ type DeviceRequest struct {
 
 // Authenticate verifies a device's signed request and returns the device.
 func (s *Service) Authenticate(ctx context.Context, r DeviceRequest) (state.Device, error) {
-	unauth := func(format string, args ...any) (state.Device, error) {
-		return state.Device{}, apperr.New(apperr.Unauthorized, format, args...).WithCode("device_unauthenticated")
-	}
+	dev, _, err := s.AuthenticateAt(ctx, r)
+	return dev, err
+}
+
+// AuthenticateAt is Authenticate that also returns the time the device
+// signed into the request.
+func (s *Service) AuthenticateAt(ctx context.Context, r DeviceRequest) (state.Device, time.Time, error) {
+	dev, ts, err := s.authenticate(ctx, r)
+	return dev, time.Unix(ts, 0), err
+}
+
+// PreAuthenticate checks what a signed request's headers say before its
+// body is read: a well-formed device id and nonce, a timestamp inside the
+// skew window, a registered device that is not decommissioned. Only then is
+// a body worth reading; Authenticate checks the signature over it.
+func (s *Service) PreAuthenticate(ctx context.Context, r DeviceRequest) error {
+	_, _, err := s.checkHeaders(ctx, r)
+	return err
+}
+
+func unauthenticated(format string, args ...any) error {
+	return apperr.New(apperr.Unauthorized, format, args...).WithCode("device_unauthenticated")
+}
+
+func (s *Service) checkHeaders(ctx context.Context, r DeviceRequest) (state.Device, int64, error) {
 	if !deviceID.MatchString(r.DeviceID) || r.Nonce == "" || len(r.Nonce) > MaxNonceLength {
-		return unauth("the request is not signed by a device (missing or malformed %s/%s)", api.HeaderDevice, api.HeaderNonce)
+		return state.Device{}, 0, unauthenticated("the request is not signed by a device (missing or malformed %s/%s)", api.HeaderDevice, api.HeaderNonce)
 	}
 	ts, err := strconv.ParseInt(r.Timestamp, 10, 64)
 	if err != nil {
-		return unauth("%s is not a Unix time", api.HeaderTimestamp)
+		return state.Device{}, 0, unauthenticated("%s is not a Unix time", api.HeaderTimestamp)
 	}
-	now := s.now()
-	if d := now.Sub(time.Unix(ts, 0)); d > MaxRequestSkew || d < -MaxRequestSkew {
-		return unauth("the request's timestamp is %s away from the server's clock (limit %s)", d.Round(time.Second), MaxRequestSkew)
+	if d := s.now().Sub(time.Unix(ts, 0)); d > MaxRequestSkew || d < -MaxRequestSkew {
+		return state.Device{}, 0, unauthenticated("the request's timestamp is %s away from the server's clock (limit %s)", d.Round(time.Second), MaxRequestSkew)
 	}
 	dev, err := s.device(ctx, r.DeviceID)
 	if apperr.Is(err, apperr.NotFound) {
-		return unauth("device is not registered")
+		return state.Device{}, 0, unauthenticated("device is not registered")
 	}
 	if err != nil {
-		return state.Device{}, err
+		return state.Device{}, 0, err
 	}
-	pub, ok := DecodePublicKey(dev.PublicKey)
-	if dev.Decommissioned || !ok {
-		return unauth("device is decommissioned")
+	if _, ok := DecodePublicKey(dev.PublicKey); dev.Decommissioned || !ok {
+		return state.Device{}, 0, unauthenticated("device is decommissioned")
 	}
+	return dev, ts, nil
+}
+
+func (s *Service) authenticate(ctx context.Context, r DeviceRequest) (state.Device, int64, error) {
+	dev, ts, err := s.checkHeaders(ctx, r)
+	if err != nil {
+		return dev, 0, err
+	}
+	pub, _ := DecodePublicKey(dev.PublicKey)
 	sig, err := base64.StdEncoding.DecodeString(r.Signature)
 	if err != nil || !ed25519.Verify(pub, SigningString(r.Method, r.Path, ts, r.Nonce, r.Body), sig) {
-		return unauth("the request's signature does not verify with the device's key")
+		return state.Device{}, 0, unauthenticated("the request's signature does not verify with the device's key")
 	}
 	if r.ChangesState {
-		if err := s.st.UseNonce(ctx, dev.ID, r.Nonce, now, now.Add(NonceLifetime)); err != nil {
-			return state.Device{}, err
+		if err := s.st.UseNonce(ctx, dev.ID, r.Nonce, s.now(), s.now().Add(NonceLifetime)); err != nil {
+			return state.Device{}, 0, err
 		}
 	}
-	return dev, nil
+	return dev, ts, nil
 }
 
 func toRolloutDevice(d state.Device) rollout.Device {
@@ -473,21 +502,32 @@ func policyString(aa []string) string {
 // CheckIn answers a device: at most one assignment. It writes only when it
 // hands out a new assignment (recorded, so caps hold across replicas); the
 // installed version and last-seen time are buffered and written in batches
-// (FlushLastSeen).
-func (s *Service) CheckIn(ctx context.Context, dev state.Device, in api.CheckIn) (*api.Assignment, error) {
+// (FlushLastSeen). signedAt is the time the device signed the request: a
+// check-in signed no later than the newest one seen (a replay within the
+// skew window) does not change the recorded installed version.
+func (s *Service) CheckIn(ctx context.Context, dev state.Device, in api.CheckIn, signedAt time.Time) (*api.Assignment, error) {
 	now := s.now()
 	if in.Installed != "" && release.ValidateVersion(in.Installed) != nil {
 		return nil, apperr.New(apperr.Invalid, "installed_version %q is not semver", in.Installed)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if in.Installed != "" {
-		dev.Installed = in.Installed
-		s.seen[dev.ID] = state.Touch{DeviceID: dev.ID, Installed: in.Installed, Seen: now}
+	newest := dev.LastCheckIn
+	if d, ok := s.devices[dev.ID]; ok && d.LastCheckIn.After(newest) {
+		newest = d.LastCheckIn
+	}
+	if t, ok := s.seen[dev.ID]; ok && t.SignedAt.After(newest) {
+		newest = t.SignedAt
+	}
+	if in.Installed != "" && signedAt.After(newest) {
+		dev.Installed, dev.LastCheckIn = in.Installed, signedAt
+		s.seen[dev.ID] = state.Touch{DeviceID: dev.ID, Installed: in.Installed, Seen: now, SignedAt: signedAt}
 		if d, ok := s.devices[dev.ID]; ok {
-			d.Installed = in.Installed
+			d.Installed, d.LastCheckIn = in.Installed, signedAt
 			s.devices[dev.ID] = d
 		}
+	} else if d, ok := s.devices[dev.ID]; ok {
+		dev = d // a replay: decide on what the device last really said
 	}
 	snaps, err := s.snapshotsForLocked(ctx, dev.Product)
 	if err != nil {

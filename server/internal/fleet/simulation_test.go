@@ -122,7 +122,7 @@ func (s *sim) tick() {
 			}
 			continue
 		}
-		a, err := s.svc.CheckIn(ctx, d, api.CheckIn{Installed: "1.0.0", State: "idle"})
+		a, err := s.svc.CheckIn(ctx, d, api.CheckIn{Installed: "1.0.0", State: "idle"}, now)
 		if err != nil {
 			s.t.Fatal(err)
 		}

@@ -1,11 +1,15 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -16,16 +20,52 @@ import (
 	"github.com/vigil-ota/vigil/server/internal/state"
 )
 
-// Body limits, in bytes.
+// Body limits, in bytes, and how long reading a body may take.
 const (
 	MaxDeviceBodyBytes = 1 << 20
 	MaxImportBytes     = 64 << 20
+	// DefaultBodyReadTimeout bounds reading a JSON or CSV body (finding
+	// 8: a client trickling a body must not hold a connection for ever);
+	// an image upload may take longer but may not stall that long between
+	// reads. The server's body_read_timeout setting overrides it.
+	DefaultBodyReadTimeout = 60 * time.Second
 )
+
+// bodyTimeout is the configured body read timeout of this request.
+func bodyTimeout(c *gin.Context) time.Duration {
+	if d := c.GetDuration(ginKeyBodyTimeout); d > 0 {
+		return d
+	}
+	return DefaultBodyReadTimeout
+}
+
+// idleDeadlineReader pushes the connection's read deadline forward on every
+// read, so a long upload may take its time but a stalled one ends.
+type idleDeadlineReader struct {
+	r    io.Reader
+	rc   *http.ResponseController
+	idle time.Duration
+}
+
+func (d *idleDeadlineReader) Read(p []byte) (int, error) {
+	d.rc.SetReadDeadline(time.Now().Add(d.idle))
+	n, err := d.r.Read(p)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		err = apperr.Wrap(err, apperr.Invalid, "the upload stalled: no data for %s", d.idle).WithCode("body_timeout")
+	}
+	return n, err
+}
+
+// uploadBody is the request body with the idle deadline applied.
+func uploadBody(c *gin.Context) io.Reader {
+	return &idleDeadlineReader{r: c.Request.Body, rc: http.NewResponseController(c.Writer), idle: bodyTimeout(c)}
+}
 
 // Fleet is what the fleet routes need (fleet.Service).
 type Fleet interface {
-	Authenticate(ctx context.Context, r fleet.DeviceRequest) (state.Device, error)
-	CheckIn(ctx context.Context, dev state.Device, in api.CheckIn) (*api.Assignment, error)
+	PreAuthenticate(ctx context.Context, r fleet.DeviceRequest) error
+	AuthenticateAt(ctx context.Context, r fleet.DeviceRequest) (state.Device, time.Time, error)
+	CheckIn(ctx context.Context, dev state.Device, in api.CheckIn, signedAt time.Time) (*api.Assignment, error)
 	Ingest(ctx context.Context, dev state.Device, b api.EventBatch) (api.EventBatchResponse, error)
 	Events(ctx context.Context, device string, limit int) ([]api.DeviceEvent, error)
 	PutSite(ctx context.Context, in fleet.SiteInput) error
@@ -39,39 +79,76 @@ type Fleet interface {
 	HaltRelease(ctx context.Context, rel, reason string) ([]string, error)
 }
 
-const ginKeyDevice = "vigil.device"
+const (
+	ginKeyDevice   = "vigil.device"
+	ginKeySignedAt = "vigil.signed_at"
+	ginKeyBody     = "vigil.body"
+	// ginKeyBodyTimeout carries Deps.BodyReadTimeout to the handlers.
+	ginKeyBodyTimeout = "vigil.body_timeout"
+)
+
+// readBody reads a request body of at most limit bytes within
+// BodyReadTimeout: over the limit is 413, a body that does not arrive in
+// time is 408.
+func readBody(c *gin.Context, limit int64) ([]byte, error) {
+	if c.Request.ContentLength > limit {
+		return nil, apperr.New(apperr.TooLarge, "request body of %d bytes is over the limit of %d", c.Request.ContentLength, limit)
+	}
+	timeout := bodyTimeout(c)
+	http.NewResponseController(c.Writer).SetReadDeadline(time.Now().Add(timeout))
+	defer http.NewResponseController(c.Writer).SetReadDeadline(time.Time{})
+	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, limit))
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		return nil, apperr.Wrap(err, apperr.TooLarge, "request body over the limit of %d bytes", limit)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return nil, apperr.Wrap(err, apperr.Invalid, "the request body did not arrive within %s", timeout).WithCode("body_timeout")
+	case err != nil:
+		return nil, apperr.Wrap(err, apperr.Invalid, "reading the request body: %v", err)
+	}
+	return body, nil
+}
 
 // deviceAuth verifies a signed device request; changesState adds replay
-// protection.
+// protection. The headers are checked (device known, timestamp in the
+// window) before a byte of the body is read.
 func deviceAuth(f Fleet, changesState bool) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, MaxDeviceBodyBytes))
-		if err != nil {
-			WriteError(c, apperr.Wrap(err, apperr.TooLarge, "request body over %d bytes", MaxDeviceBodyBytes))
-			return
-		}
-		dev, err := f.Authenticate(c.Request.Context(), fleet.DeviceRequest{
+		r := fleet.DeviceRequest{
 			Method: c.Request.Method, Path: c.Request.URL.Path, DeviceID: c.GetHeader(api.HeaderDevice),
 			Timestamp: c.GetHeader(api.HeaderTimestamp), Nonce: c.GetHeader(api.HeaderNonce), Signature: c.GetHeader(api.HeaderSignature),
-			Body: body, ChangesState: changesState,
-		})
+			ChangesState: changesState,
+		}
+		if err := f.PreAuthenticate(c.Request.Context(), r); err != nil {
+			WriteError(c, err)
+			return
+		}
+		body, err := readBody(c, MaxDeviceBodyBytes)
+		if err != nil {
+			WriteError(c, err)
+			return
+		}
+		r.Body = body
+		dev, signedAt, err := f.AuthenticateAt(c.Request.Context(), r)
 		if err != nil {
 			WriteError(c, err)
 			return
 		}
 		c.Set(ginKeyDevice, dev)
-		c.Set("vigil.body", body)
+		c.Set(ginKeySignedAt, signedAt)
+		c.Set(ginKeyBody, body)
 		c.Next()
 	}
 }
 
 func decodeBody(c *gin.Context, v any) bool {
-	b, _ := c.Get("vigil.body")
+	b, _ := c.Get(ginKeyBody)
 	body, _ := b.([]byte)
 	if body == nil {
 		var err error
-		if body, err = io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, MaxDeviceBodyBytes)); err != nil {
-			WriteError(c, apperr.Wrap(err, apperr.TooLarge, "request body too large"))
+		if body, err = readBody(c, MaxDeviceBodyBytes); err != nil {
+			WriteError(c, err)
 			return false
 		}
 	}
@@ -99,7 +176,7 @@ func RegisterFleet(r *gin.Engine, f Fleet, auth Authenticator) {
 		if !decodeBody(c, &in) {
 			return
 		}
-		a, err := f.CheckIn(c.Request.Context(), device(c), in)
+		a, err := f.CheckIn(c.Request.Context(), device(c), in, c.GetTime(ginKeySignedAt))
 		respond(c, http.StatusOK, api.CheckInResponse{Assignment: a}, err)
 	})
 	r.POST(api.PathDeviceEvents, deviceAuth(f, true), func(c *gin.Context) {
@@ -136,7 +213,12 @@ func RegisterFleet(r *gin.Engine, f Fleet, auth Authenticator) {
 		respond(c, http.StatusCreated, gin.H{"registered": len(ins)}, f.RegisterDevices(c.Request.Context(), ins))
 	})
 	m.POST("/devices/import", need("POST", "/devices/import", operator.PermFleetWrite), func(c *gin.Context) {
-		ins, err := fleet.ParseCSV(http.MaxBytesReader(c.Writer, c.Request.Body, MaxImportBytes))
+		body, err := readBody(c, MaxImportBytes)
+		if err != nil {
+			WriteError(c, err)
+			return
+		}
+		ins, err := fleet.ParseCSV(bytes.NewReader(body))
 		if err == nil {
 			err = f.RegisterDevices(c.Request.Context(), ins)
 		}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -55,6 +56,7 @@ func RegisterRepository(r *gin.Engine, repo Repository, auth Authenticator) {
 			WriteError(c, apperr.New(apperr.TooLarge, "the submission is %d bytes; the limit is %d", c.Request.ContentLength, int64(tufrepo.MaxSubmitBytes)))
 			return
 		}
+		http.NewResponseController(c.Writer).SetReadDeadline(time.Now().Add(bodyTimeout(c)))
 		dec := json.NewDecoder(http.MaxBytesReader(c.Writer, c.Request.Body, tufrepo.MaxSubmitBytes))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&req); err != nil {
@@ -83,7 +85,7 @@ func RegisterRepository(r *gin.Engine, repo Repository, auth Authenticator) {
 			WriteError(c, apperr.New(apperr.Invalid, "Content-Length %d does not match length=%d", cl, length))
 			return
 		}
-		stored, err := repo.Upload(c.Request.Context(), c.Param("product"), c.Param("file"), c.Query("sha256"), length, c.Request.Body)
+		stored, err := repo.Upload(c.Request.Context(), c.Param("product"), c.Param("file"), c.Query("sha256"), length, uploadBody(c))
 		if err != nil {
 			WriteError(c, err)
 			return

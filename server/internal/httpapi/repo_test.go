@@ -1,14 +1,18 @@
 package httpapi_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/gin-gonic/gin"
 	"go.uber.org/zap"
 
 	"github.com/vigil-ota/vigil/api"
@@ -36,8 +40,9 @@ func (b *blobRepo) Submit(context.Context, api.SubmitRequest) (map[string]int64,
 }
 func (b *blobRepo) OnlineKeys() (api.OnlineKeys, error) { return api.OnlineKeys{SnapshotID: "s"}, nil }
 func (b *blobRepo) Upload(_ context.Context, _, _, _ string, _ int64, r io.Reader) (bool, error) {
-	b.uploaded, _ = io.ReadAll(r)
-	return true, nil
+	var err error
+	b.uploaded, err = io.ReadAll(r)
+	return err == nil, err
 }
 
 func repoServer(t *testing.T, token string) (*httptest.Server, *blobRepo) {
@@ -149,6 +154,57 @@ func TestSubmissionAndUploadLimitsAreEnforcedWhileReading(t *testing.T) {
 		res, body = req(t, "PUT", s.URL+api.PathUploadTarget+"/demo-pump/x.img?sha256=ab&length="+l, auth, strings.NewReader(""))
 		if res.StatusCode != 400 {
 			t.Errorf("upload length=%s: %d %s", l, res.StatusCode, body)
+		}
+	}
+}
+
+// Finding 8: a body that stops arriving ends the request with a clear
+// error instead of holding the connection: a JSON submission within the
+// body read timeout, an upload after that long without data.
+func TestStalledBodiesEndAfterTheBodyReadTimeout(t *testing.T) {
+	bs, _ := localblob.Open(t.TempDir())
+	r := httpapi.New(httpapi.Deps{Log: zap.NewNop(), Version: "t", BodyReadTimeout: 300 * time.Millisecond})
+	br := &blobRepo{blobs: bs}
+	httpapi.RegisterRepository(r, br, operator.New(nil, "tok"))
+	s := httptest.NewServer(r)
+	defer s.Close()
+	for name, head := range map[string]string{
+		"submission": "POST " + api.PathSubmit + " HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer tok\r\nContent-Length: 100\r\n\r\n{\"root\":",
+		"upload":     "PUT " + api.PathUploadTarget + "/demo-pump/x.img?sha256=ab&length=100 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer tok\r\nContent-Length: 100\r\n\r\n0123456789",
+	} {
+		conn, err := net.Dial("tcp", s.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		conn.Write([]byte(head)) // then nothing more
+		conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+		res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		conn.Close()
+		if err != nil {
+			t.Fatalf("%s: no answer within 20 s: %v", name, err)
+		}
+		if res.StatusCode != 400 || time.Since(start) > 10*time.Second {
+			t.Errorf("%s: %d after %s", name, res.StatusCode, time.Since(start))
+		}
+	}
+}
+
+// Finding 9: X-Forwarded-For is believed only from configured proxies.
+func TestClientAddressComesFromForwardedForOnlyThroughTrustedProxies(t *testing.T) {
+	for _, c := range []struct {
+		proxies []string
+		want    string
+	}{{nil, "192.0.2.1"}, {[]string{"10.0.0.0/8"}, "192.0.2.1"}, {[]string{"192.0.2.1"}, "203.0.113.9"}} {
+		r := httpapi.New(httpapi.Deps{Log: zap.NewNop(), Version: "t", TrustedProxies: c.proxies})
+		r.GET("/ip", func(g *gin.Context) { g.String(200, g.ClientIP()) })
+		req := httptest.NewRequest("GET", "/ip", nil)
+		req.RemoteAddr = "192.0.2.1:4444"
+		req.Header.Set("X-Forwarded-For", "203.0.113.9")
+		rec := httptest.NewRecorder()
+		r.ServeHTTP(rec, req)
+		if rec.Body.String() != c.want {
+			t.Errorf("proxies %v: client %q, want %q", c.proxies, rec.Body.String(), c.want)
 		}
 	}
 }

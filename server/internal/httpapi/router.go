@@ -53,6 +53,13 @@ type Deps struct {
 	// Registry receives the HTTP metrics and is served on /metrics. A nil
 	// Registry gets a new one with Go and process collectors.
 	Registry *prometheus.Registry
+	// BodyReadTimeout bounds reading a request body (an upload: between
+	// reads); 0 means DefaultBodyReadTimeout.
+	BodyReadTimeout time.Duration
+	// TrustedProxies lists the proxies (IPs or CIDRs) whose
+	// X-Forwarded-For is believed; empty: none, the peer address is the
+	// client's.
+	TrustedProxies []string
 }
 
 const (
@@ -91,7 +98,12 @@ func New(d Deps) *gin.Engine {
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
 	r.ContextWithFallback = true
-	r.Use(requestContext(d.Log), recovery(), m.middleware(), accessLog())
+	// Finding 9: X-Forwarded-For only from configured proxies.
+	if err := r.SetTrustedProxies(d.TrustedProxies); err != nil {
+		d.Log.Error("trusted_proxies is invalid; trusting no proxy", zap.Error(err))
+		r.SetTrustedProxies(nil)
+	}
+	r.Use(requestContext(d.Log, d.BodyReadTimeout), recovery(), m.middleware(), accessLog())
 
 	r.GET("/healthz", func(c *gin.Context) {
 		c.JSON(http.StatusOK, gin.H{"status": "ok", "version": d.Version})
@@ -110,8 +122,9 @@ func New(d Deps) *gin.Engine {
 
 // requestContext assigns the request id (keeping a well-formed one the
 // client sent), echoes it, and gives the request a logger that carries it.
-func requestContext(log *zap.Logger) gin.HandlerFunc {
+func requestContext(log *zap.Logger, bodyTimeout time.Duration) gin.HandlerFunc {
 	return func(c *gin.Context) {
+		c.Set(ginKeyBodyTimeout, bodyTimeout)
 		rid := c.GetHeader(HeaderRequestID)
 		if !validRequestID.MatchString(rid) {
 			rid = newRequestID()

@@ -31,6 +31,9 @@ type Device struct {
 	Decommissioned bool
 	LastSeen       time.Time
 	Created        time.Time
+	// LastCheckIn is the device's own signed time of its newest recorded
+	// check-in (zero before the first).
+	LastCheckIn time.Time
 }
 
 // Touch is one check-in's effect on the registry.
@@ -38,6 +41,9 @@ type Touch struct {
 	DeviceID  string
 	Installed string
 	Seen      time.Time
+	// SignedAt is the time the device signed into the check-in; a Touch
+	// not newer than the recorded LastCheckIn is ignored (replays).
+	SignedAt time.Time
 }
 
 // Rollout is a stored rollout; Plan is its JSON plan.
@@ -97,7 +103,8 @@ type FleetStore interface {
 	DevicesOf(ctx context.Context, product string) ([]Device, error)
 	// Decommission marks a device retired; its key stops working.
 	Decommission(ctx context.Context, id string) error
-	// TouchDevices records check-ins' installed versions and times.
+	// TouchDevices records check-ins' installed versions and times; a
+	// touch signed no later than the device's LastCheckIn changes nothing.
 	TouchDevices(ctx context.Context, ts []Touch) error
 	// UseNonce records a device request nonce; a nonce seen before (and
 	// not expired) is a Conflict: a replay.

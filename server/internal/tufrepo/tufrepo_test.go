@@ -523,3 +523,27 @@ func (c *countingPublish) Publish(ctx context.Context, fn func(context.Context, 
 	c.n.Add(1)
 	return c.Store.Publish(ctx, fn)
 }
+
+type abortingReader struct{ left int }
+
+func (a *abortingReader) Read(p []byte) (int, error) {
+	if a.left <= 0 {
+		return 0, io.ErrUnexpectedEOF // the client went away
+	}
+	n := min(len(p), a.left)
+	a.left -= n
+	return n, nil
+}
+
+// Finding 13: an upload the client abandons is the client's problem: a
+// 4xx that names it, nothing stored — not a 500 with a stack trace.
+func TestAnAbortedUploadIsTheClientsErrorAndStoresNothing(t *testing.T) {
+	f := newFixture(t, nil, nil)
+	_, err := f.repo.Upload(context.Background(), "demo-pump", "x.img", strings.Repeat("a", 64), 1000, &abortingReader{left: 300})
+	if !apperr.Is(err, apperr.Invalid) || !strings.Contains(err.Error(), "ended after 300 of 1000 bytes") {
+		t.Fatalf("got %v", err)
+	}
+	if _, err := f.blobs.Stat(context.Background(), tufrepo.TargetKey("demo-pump", strings.Repeat("a", 64), "x.img")); !errors.Is(err, blob.ErrNotFound) {
+		t.Fatalf("a partial upload was stored: %v", err)
+	}
+}

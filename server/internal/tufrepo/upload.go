@@ -53,6 +53,15 @@ func (r *Repo) Upload(ctx context.Context, product, fileName, sha256hex string, 
 	}
 	hr := &hashingReader{r: body, h: sha256.New(), want: sha256hex}
 	if err := r.blobs.Put(ctx, key, hr, length); err != nil {
+		var re *bodyReadError
+		if errors.As(err, &re) {
+			// The client went away or stalled: its problem, not a
+			// server failure (finding 13: no 500, no stack trace).
+			if apperr.KindOf(re.err) != apperr.Internal {
+				return false, re.err
+			}
+			return false, apperr.Wrap(re.err, apperr.Invalid, "the upload of %s/%s ended after %d of %d bytes; nothing was stored", product, fileName, hr.n, length).WithCode("upload_incomplete")
+		}
 		if errors.Is(err, ErrHashMismatch) {
 			return false, apperr.Wrap(err, apperr.VerificationFailed, "upload of %s/%s: the bytes hash to %s, not the declared %s; nothing was stored", product, fileName, hr.got, sha256hex).WithCode("hash_mismatch")
 		}
@@ -70,10 +79,21 @@ type hashingReader struct {
 	h    hash.Hash
 	want string
 	got  string
+	n    int64
 }
+
+// bodyReadError marks a failure to read the client's body.
+type bodyReadError struct{ err error }
+
+func (e *bodyReadError) Error() string { return "reading the upload: " + e.err.Error() }
+func (e *bodyReadError) Unwrap() error { return e.err }
 
 func (hr *hashingReader) Read(p []byte) (int, error) {
 	n, err := hr.r.Read(p)
+	hr.n += int64(n)
+	if err != nil && err != io.EOF {
+		return n, &bodyReadError{err}
+	}
 	hr.h.Write(p[:n])
 	if err == io.EOF {
 		hr.got = hex.EncodeToString(hr.h.Sum(nil))

@@ -101,22 +101,25 @@ func (s *Store) Sites(ctx context.Context) ([]state.Site, error) {
 	return out, s.fail("list sites", rows.Err())
 }
 
-const deviceColumns = "id, udi_di, product, hardware, site, care_area, tags, public_key, installed, decommissioned, last_seen_ms, created_ms"
+const deviceColumns = "id, udi_di, product, hardware, site, care_area, tags, public_key, installed, decommissioned, last_seen_ms, created_ms, last_checkin_ms"
 
 func scanDevice(sc scanner) (state.Device, error) {
 	var d state.Device
 	var tags string
 	var dec int
-	var seen, created int64
-	err := sc.Scan(&d.ID, &d.UDIDI, &d.Product, &d.Hardware, &d.Site, &d.CareArea, &tags, &d.PublicKey, &d.Installed, &dec, &seen, &created)
+	var seen, created, checkin int64
+	err := sc.Scan(&d.ID, &d.UDIDI, &d.Product, &d.Hardware, &d.Site, &d.CareArea, &tags, &d.PublicKey, &d.Installed, &dec, &seen, &created, &checkin)
 	d.Tags, d.Decommissioned, d.LastSeen, d.Created = splitList(tags), dec != 0, fromMS(seen), fromMS(created)
+	if checkin > 0 {
+		d.LastCheckIn = fromMS(checkin)
+	}
 	return d, err
 }
 
 // AddDevices implements state.FleetStore.
 func (s *Store) AddDevices(ctx context.Context, ds []state.Device) error {
 	return s.inTx(ctx, "add devices", func(tx *sql.Tx) error {
-		q := s.d.rebind(`INSERT INTO devices (` + deviceColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`)
+		q := s.d.rebind(`INSERT INTO devices (` + deviceColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`)
 		for _, d := range ds {
 			var site string
 			if err := tx.QueryRowContext(ctx, s.d.rebind("SELECT name FROM sites WHERE name = ?"), d.Site).Scan(&site); errors.Is(err, sql.ErrNoRows) {
@@ -124,7 +127,7 @@ func (s *Store) AddDevices(ctx context.Context, ds []state.Device) error {
 			} else if err != nil {
 				return s.fail("add devices", err)
 			}
-			res, err := tx.ExecContext(ctx, q, d.ID, d.UDIDI, d.Product, d.Hardware, d.Site, d.CareArea, joinList(d.Tags), d.PublicKey, d.Installed, 0, 0, ms(s.now()))
+			res, err := tx.ExecContext(ctx, q, d.ID, d.UDIDI, d.Product, d.Hardware, d.Site, d.CareArea, joinList(d.Tags), d.PublicKey, d.Installed, 0, 0, ms(s.now()), 0)
 			if err != nil {
 				return s.fail("add devices", err)
 			}
@@ -192,9 +195,11 @@ func (s *Store) TouchDevices(ctx context.Context, ts []state.Touch) error {
 		return s.fail("touch devices", err)
 	}
 	defer tx.Rollback()
-	q := s.d.rebind("UPDATE devices SET installed = ?, last_seen_ms = ? WHERE id = ?")
+	// A check-in signed earlier than the newest one recorded (a replay)
+	// changes nothing.
+	q := s.d.rebind("UPDATE devices SET installed = ?, last_seen_ms = ?, last_checkin_ms = ? WHERE id = ? AND last_checkin_ms < ?")
 	for _, t := range ts {
-		if _, err := tx.ExecContext(ctx, q, t.Installed, ms(t.Seen), t.DeviceID); err != nil {
+		if _, err := tx.ExecContext(ctx, q, t.Installed, ms(t.Seen), ms(t.SignedAt), t.DeviceID, ms(t.SignedAt)); err != nil {
 			return s.fail("touch devices", err)
 		}
 	}

@@ -53,8 +53,16 @@ func testRegistry(t *testing.T, s state.Store) {
 	if err != nil || got.Tags[1] != "pilot" || got.PublicKey != "AAAA" || got.Decommissioned {
 		t.Fatalf("device %+v %v", got, err)
 	}
-	if err := s.TouchDevices(ctx, []state.Touch{{DeviceID: "PUMP-2", Installed: "1.1.0", Seen: time.Now()}}); err != nil {
+	signed := time.Now().Truncate(time.Millisecond)
+	if err := s.TouchDevices(ctx, []state.Touch{{DeviceID: "PUMP-2", Installed: "1.1.0", Seen: time.Now(), SignedAt: signed}}); err != nil {
 		t.Fatal(err)
+	}
+	// A replayed older check-in changes nothing (finding 7).
+	if err := s.TouchDevices(ctx, []state.Touch{{DeviceID: "PUMP-2", Installed: "1.0.0", Seen: time.Now(), SignedAt: signed.Add(-time.Second)}}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Device(ctx, "PUMP-2"); got.Installed != "1.1.0" || !got.LastCheckIn.Equal(signed) {
+		t.Fatalf("an older check-in rewrote the device: %+v", got)
 	}
 	if err := s.Decommission(ctx, "PUMP-2"); err != nil {
 		t.Fatal(err)
