@@ -108,8 +108,17 @@ func Open(ctx context.Context, cfg config.Config, log *zap.Logger) (*Server, err
 	} else {
 		log.Warn("no online keys (snapshot_key, timestamp_key): the repository is served read-only and refuses publishes")
 	}
-	if cfg.BootstrapToken == "" {
-		log.Warn("no bootstrap_token: the management API refuses every request")
+	ops := operator.New(s.State, cfg.BootstrapToken)
+	s.ops = ops
+	switch admin, err := ops.AdminTokenExists(octx); {
+	case err != nil:
+		return nil, cfg.Errorf("database_url", "cannot read operator tokens: %v", err)
+	case cfg.BootstrapToken != "" && admin != "":
+		log.Info("the bootstrap token is retired: an admin token exists, so bootstrap_token is refused; remove it from the configuration", zap.String("admin_token", admin))
+	case cfg.BootstrapToken != "":
+		log.Warn("the bootstrap token acts as admin until the first admin token exists: create one (vigil token create --role admin) to retire it")
+	case admin == "":
+		log.Warn("no bootstrap_token and no admin token: the management API refuses every request")
 	}
 	s.Repo = tufrepo.New(s.State, s.Blobs, tufrepo.Options{
 		Snapshot: snap, Timestamp: ts,
@@ -133,8 +142,6 @@ func Open(ctx context.Context, cfg config.Config, log *zap.Logger) (*Server, err
 			}},
 		},
 	})
-	ops := operator.New(s.State, cfg.BootstrapToken)
-	s.ops = ops
 	httpapi.RegisterRepository(router, s.Repo, ops)
 	s.Fleet = fleet.New(s.State).WithTargets(s.Repo, log.Named("fleet"))
 	httpapi.RegisterFleet(router, s.Fleet, ops)

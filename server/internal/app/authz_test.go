@@ -113,3 +113,36 @@ func openServer(t *testing.T, bootstrapToken string) *app.Server {
 	}
 	return srv
 }
+
+// Finding 10: the bootstrap token retires itself once an admin token
+// exists, and comes back only if no valid admin token is left.
+func TestTheBootstrapTokenRetiresOnceAnAdminTokenExists(t *testing.T) {
+	srv := openServer(t, "bootstrap-secret")
+	do := func(token string) (int, string) {
+		req := httptest.NewRequest("GET", "/api/v1/tokens", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		w := httptest.NewRecorder()
+		srv.Handler().ServeHTTP(w, req)
+		return w.Code, w.Body.String()
+	}
+	if code, body := do("bootstrap-secret"); code != 200 {
+		t.Fatalf("bootstrap before any admin token: %d %s", code, body)
+	}
+	ctx := context.Background()
+	if _, err := srv.Operators().Create(ctx, operator.TokenInput{Name: "release-bot", Role: operator.RoleRelease}); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := do("bootstrap-secret"); code != 200 {
+		t.Fatal("a non-admin token retired the bootstrap token")
+	}
+	admin, err := srv.Operators().Create(ctx, operator.TokenInput{Name: "alice", Role: operator.RoleAdmin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, body := do("bootstrap-secret"); code != 401 || !strings.Contains(body, "bootstrap token is retired") {
+		t.Fatalf("bootstrap with an admin token present: %d %s", code, body)
+	}
+	if code, _ := do(admin.Secret); code != 200 {
+		t.Fatal("the admin token does not work")
+	}
+}

@@ -235,3 +235,9 @@ func TestDeviceHeadersAreCheckedBeforeTheBodyIsRead(t *testing.T) {
 		t.Fatalf("oversized device body: %d %s", code, body)
 	}
 }
+
+func httptestRequest(method, path, body string) *http.Request {
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer boot")
+	return req
+}

@@ -10,11 +10,13 @@ package fleet
 
 import (
 	"context"
+	"fmt"
 	"regexp"
 	"time"
 
 	"github.com/vigil-ota/vigil/api"
 	"github.com/vigil-ota/vigil/server/internal/apperr"
+	"github.com/vigil-ota/vigil/server/internal/input"
 	"github.com/vigil-ota/vigil/server/internal/operator"
 	"github.com/vigil-ota/vigil/server/internal/state"
 )
@@ -26,6 +28,9 @@ const (
 	MaxFieldBytes     = 256
 	// MaxClockSkew bounds how far in the future an event's time may be.
 	MaxClockSkew = 24 * time.Hour
+	// MaxEventAge bounds how far in the past it may be (a device offline
+	// for months still delivers its outbox; year 1 is a broken clock).
+	MaxEventAge = 2 * 365 * 24 * time.Hour
 	// MaxListedEvents bounds one listing.
 	MaxListedEvents = 1000
 )
@@ -63,8 +68,11 @@ func (s *Service) Ingest(ctx context.Context, dev state.Device, b api.EventBatch
 			return api.EventBatchResponse{}, apperr.New(apperr.Invalid, "event %d: state %q is unknown", i, e.State)
 		case len(e.Reason) > MaxReasonBytes || len(e.Target) > MaxFieldBytes || len(e.Version) > MaxFieldBytes:
 			return api.EventBatchResponse{}, apperr.New(apperr.Invalid, "event %d: a field exceeds its limit", i)
-		case e.Time.IsZero() || e.Time.After(s.now().Add(MaxClockSkew)):
-			return api.EventBatchResponse{}, apperr.New(apperr.Invalid, "event %d: time %s is missing or in the future", i, e.Time)
+		case e.Time.IsZero() || e.Time.After(s.now().Add(MaxClockSkew)) || e.Time.Before(s.now().Add(-MaxEventAge)):
+			return api.EventBatchResponse{}, apperr.New(apperr.Invalid, "event %d: time %s is missing, in the future or more than %s ago", i, e.Time.Format(time.RFC3339), MaxEventAge)
+		}
+		if err := input.Text(fmt.Sprintf("event %d: reason", i), e.Reason, MaxReasonBytes); err != nil {
+			return api.EventBatchResponse{}, err
 		}
 		evs = append(evs, state.DeviceEvent{ID: e.ID, DeviceID: e.DeviceID, Target: e.Target, Version: e.Version, State: e.State, Reason: e.Reason, Time: e.Time.UTC()})
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/vigil-ota/vigil/internal/release"
 	"github.com/vigil-ota/vigil/server/internal/apperr"
 	"github.com/vigil-ota/vigil/server/internal/audit"
+	"github.com/vigil-ota/vigil/server/internal/input"
 	"github.com/vigil-ota/vigil/server/internal/operator"
 	"github.com/vigil-ota/vigil/server/internal/rollout"
 	"github.com/vigil-ota/vigil/server/internal/state"
@@ -182,6 +183,14 @@ func (s *Service) HaltRelease(ctx context.Context, rel, reason string) ([]string
 	if err != nil {
 		return nil, err
 	}
+	if err := input.Required("reason", reason, input.MaxComment); err != nil {
+		return nil, err
+	}
+	if s.targets != nil {
+		if _, _, err := s.targets.ReleaseTarget(ctx, product, version); err != nil {
+			return nil, err // an unknown release: nothing to halt, nothing to audit
+		}
+	}
 	rs, err := s.st.Rollouts(ctx, product)
 	if err != nil {
 		return nil, err
@@ -239,6 +248,9 @@ func scoped(ctx context.Context, site string) error {
 // Approve records (or revokes) an approval.
 func (s *Service) Approve(ctx context.Context, id string, in ApprovalInput) error {
 	by := audit.ActorFrom(ctx)
+	if err := input.Text("comment", in.Comment, input.MaxComment); err != nil {
+		return err
+	}
 	p, w, err := s.waveAtSite(ctx, id, in.Wave, in.Site)
 	if err != nil {
 		return err
@@ -283,6 +295,9 @@ func (s *Service) forget(id string) {
 	s.mu.Unlock()
 }
 
+// MaxDeferral is the longest one deferral may last.
+const MaxDeferral = 90 * 24 * time.Hour
+
 // DeferralInput is a site's "not now" for a wave.
 type DeferralInput struct {
 	Wave   string    `json:"wave"`
@@ -299,6 +314,12 @@ func (s *Service) Defer(ctx context.Context, id string, in DeferralInput) error 
 	}
 	if in.Reason == "" || !in.Until.After(s.now()) {
 		return apperr.New(apperr.Invalid, "a deferral needs a reason and an expiry in the future")
+	}
+	if err := input.Text("reason", in.Reason, input.MaxComment); err != nil {
+		return err
+	}
+	if in.Until.After(s.now().Add(MaxDeferral)) {
+		return apperr.New(apperr.Invalid, "a deferral lasts at most %s; defer again when it ends", MaxDeferral)
 	}
 	if err := s.st.PutDeferral(ctx, state.Deferral{RolloutID: id, Wave: w, Site: in.Site, Reason: in.Reason, Until: in.Until}); err != nil {
 		return err

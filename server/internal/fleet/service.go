@@ -1,6 +1,8 @@
 package fleet
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/base64"
@@ -22,6 +24,7 @@ import (
 	"github.com/vigil-ota/vigil/internal/release"
 	"github.com/vigil-ota/vigil/server/internal/apperr"
 	"github.com/vigil-ota/vigil/server/internal/audit"
+	"github.com/vigil-ota/vigil/server/internal/input"
 	"github.com/vigil-ota/vigil/server/internal/rollout"
 	"github.com/vigil-ota/vigil/server/internal/state"
 )
@@ -37,6 +40,15 @@ const (
 	NonceLifetime = 2 * MaxRequestSkew
 	// MaxImportRows bounds one CSV import.
 	MaxImportRows = 100000
+	// MaxWindows and MaxCareAreas bound a site's lists; MaxCap its caps.
+	MaxWindows   = 64
+	MaxCareAreas = 256
+	MaxCap       = 1_000_000
+	// MaxTags bounds a device's tags.
+	MaxTags = 32
+	// MaxUDIDI bounds a UDI device identifier, in bytes (GS1 GTIN-14 and
+	// HIBCC fit easily).
+	MaxUDIDI = 64
 )
 
 // Targets resolves a release to its target path (the TUF repository).
@@ -99,11 +111,24 @@ type SiteInput struct {
 }
 
 func toSite(in SiteInput) (*rollout.Site, error) {
-	if !nameRE.MatchString(in.Name) {
-		return nil, apperr.New(apperr.Invalid, "site name %q: use lower-case letters, digits and '-'", in.Name)
+	if err := input.Identifier("site name", in.Name); err != nil {
+		return nil, err
 	}
-	if _, err := time.LoadLocation(in.TimeZone); err != nil || in.TimeZone == "" {
+	// "Local" would mean the server's own zone, which differs between
+	// replicas and moves with the host: a site names its real zone.
+	if _, err := time.LoadLocation(in.TimeZone); err != nil || in.TimeZone == "" || in.TimeZone == "Local" {
 		return nil, apperr.New(apperr.Invalid, "site %s: time zone %q is not an IANA zone such as America/Chicago", in.Name, in.TimeZone)
+	}
+	if len(in.Windows) > MaxWindows || len(in.CareAreas) > MaxCareAreas {
+		return nil, apperr.New(apperr.TooLarge, "site %s: at most %d maintenance windows and %d care areas", in.Name, MaxWindows, MaxCareAreas)
+	}
+	for _, a := range in.CareAreas {
+		if err := input.Required("site "+in.Name+": care area", a, input.MaxName); err != nil {
+			return nil, err
+		}
+	}
+	if in.SiteCap > MaxCap || in.CareAreaCap > MaxCap {
+		return nil, apperr.New(apperr.Invalid, "site %s: caps are at most %d", in.Name, MaxCap)
 	}
 	site := &rollout.Site{Name: in.Name, TimeZone: in.TimeZone, CareAreas: in.CareAreas, SiteCap: in.SiteCap, CareAreaCap: in.CareAreaCap}
 	for _, w := range in.Windows {
@@ -124,7 +149,6 @@ func toSite(in SiteInput) (*rollout.Site, error) {
 	return site, nil
 }
 
-var nameRE = deviceID // site names: same safe alphabet
 
 // PutSite creates or updates a site.
 func (s *Service) PutSite(ctx context.Context, in SiteInput) error {
@@ -157,6 +181,20 @@ type DeviceInput struct {
 }
 
 func (in DeviceInput) validate() error {
+	if err := input.Line("udi_di", in.UDIDI, MaxUDIDI); err != nil {
+		return err
+	}
+	if err := input.Line("care_area", in.CareArea, input.MaxName); err != nil {
+		return err
+	}
+	if len(in.Tags) > MaxTags {
+		return fmt.Errorf("more than %d tags", MaxTags)
+	}
+	for _, tag := range in.Tags {
+		if err := input.Required("tag", tag, input.MaxName); err != nil {
+			return err
+		}
+	}
 	switch {
 	case !deviceID.MatchString(in.ID):
 		return fmt.Errorf("id %q is not a device id", in.ID)
@@ -209,8 +247,16 @@ var CSVColumns = []string{"id", "udi_di", "product", "hardware", "site", "care_a
 
 // ParseCSV reads devices from CSV, validating row by row; errors name the
 // line. Tags are separated by '|'.
+//
+// Hostile input (finding 11): a cell that starts with = + - @ (a formula to
+// any spreadsheet that later opens an export) or holds a control character
+// is refused; a UTF-8 byte-order mark (as spreadsheets write) is skipped.
 func ParseCSV(r io.Reader) ([]DeviceInput, error) {
-	cr := csv.NewReader(r)
+	br := bufio.NewReader(r)
+	if bom, _ := br.Peek(3); bytes.Equal(bom, []byte{0xEF, 0xBB, 0xBF}) {
+		br.Discard(3)
+	}
+	cr := csv.NewReader(br)
 	cr.FieldsPerRecord = len(CSVColumns)
 	header, err := cr.Read()
 	if err != nil {
@@ -231,6 +277,11 @@ func ParseCSV(r io.Reader) ([]DeviceInput, error) {
 		}
 		if len(out) >= MaxImportRows {
 			return nil, apperr.New(apperr.TooLarge, "more than %d devices in one import", MaxImportRows)
+		}
+		for i, cell := range rec {
+			if err := input.CSVCell(CSVColumns[i], cell); err != nil {
+				return nil, apperr.New(apperr.Invalid, "line %d: %v", line, err)
+			}
 		}
 		in := DeviceInput{ID: rec[0], UDIDI: rec[1], Product: rec[2], Hardware: rec[3], Site: rec[4], CareArea: rec[5], PublicKey: rec[7], Installed: rec[8]}
 		if rec[6] != "" {

@@ -7,7 +7,10 @@
 // secret is shown once, at creation. Tokens expire and can be revoked. The
 // bootstrap token from the server's configuration acts as an admin, for
 // setting up the first real tokens; every use is audited as
-// "bootstrap-token".
+// "bootstrap-token". It retires itself: while any valid (unrevoked,
+// unexpired) admin token exists, the bootstrap token is refused, so a
+// long-lived shared secret in a configuration file does not stay admin for
+// ever (docs/operations.md, "The bootstrap ceremony").
 package operator
 
 import (
@@ -22,6 +25,7 @@ import (
 
 	"github.com/vigil-ota/vigil/server/internal/apperr"
 	"github.com/vigil-ota/vigil/server/internal/audit"
+	"github.com/vigil-ota/vigil/server/internal/input"
 	"github.com/vigil-ota/vigil/server/internal/state"
 )
 
@@ -61,6 +65,7 @@ func Roles() []string { return []string{RoleAdmin, RoleRelease, RoleSiteIT, Role
 // Limits, with their units.
 const (
 	MaxTokenLifetime     = 366 * 24 * time.Hour
+	MaxTokenSites        = 256
 	DefaultTokenLifetime = 90 * 24 * time.Hour
 	tokenPrefix          = "vgl_"
 )
@@ -107,6 +112,13 @@ func (s *Service) Authenticate(ctx context.Context, bearer string) (Principal, e
 		return Principal{}, unauth
 	}
 	if s.bootstrap != "" && subtle.ConstantTimeCompare([]byte(bearer), []byte(s.bootstrap)) == 1 {
+		admin, err := s.AdminTokenExists(ctx)
+		if err != nil {
+			return Principal{}, err
+		}
+		if admin != "" {
+			return Principal{}, apperr.New(apperr.Unauthorized, "the bootstrap token is retired: admin token %s exists; use an admin token", admin).WithCode("bootstrap_retired")
+		}
 		return Principal{Name: "bootstrap-token", Role: RoleAdmin}, nil
 	}
 	rest, ok := strings.CutPrefix(bearer, tokenPrefix)
@@ -133,6 +145,22 @@ func (s *Service) Authenticate(ctx context.Context, bearer string) (Principal, e
 	return Principal{Name: "token:" + t.ID + ":" + t.Name, Role: t.Role, Sites: t.Sites}, nil
 }
 
+// AdminTokenExists returns the id of a valid admin token ("" when none):
+// while one exists the bootstrap token is retired.
+func (s *Service) AdminTokenExists(ctx context.Context) (string, error) {
+	ts, err := s.st.Tokens(ctx)
+	if err != nil {
+		return "", err
+	}
+	now := s.now()
+	for _, t := range ts {
+		if t.Role == RoleAdmin && !t.Revoked && now.Before(t.Expires) {
+			return t.ID, nil
+		}
+	}
+	return "", nil
+}
+
 // TokenInput asks for a new token.
 type TokenInput struct {
 	Name      string        `json:"name"`
@@ -155,11 +183,24 @@ func (s *Service) Create(ctx context.Context, in TokenInput) (Created, error) {
 	if _, ok := rolePerms[in.Role]; !ok {
 		return Created{}, apperr.New(apperr.Invalid, "role %q is not one of %s", in.Role, strings.Join(Roles(), ", "))
 	}
-	if in.Name == "" || len(in.Name) > 128 {
-		return Created{}, apperr.New(apperr.Invalid, "a token needs a name (who or what uses it), at most 128 bytes")
+	if err := input.Required("token name (who or what uses it)", in.Name, input.MaxName); err != nil {
+		return Created{}, err
 	}
 	if (in.Role == RoleSiteIT) != (len(in.Sites) > 0) {
 		return Created{}, apperr.New(apperr.Invalid, "site-it tokens, and only they, list the sites they may act on")
+	}
+	if len(in.Sites) > MaxTokenSites {
+		return Created{}, apperr.New(apperr.TooLarge, "a token lists at most %d sites", MaxTokenSites)
+	}
+	seen := map[string]bool{}
+	for _, site := range in.Sites {
+		if err := input.Identifier("site", site); err != nil {
+			return Created{}, err
+		}
+		if seen[site] {
+			return Created{}, apperr.New(apperr.Invalid, "site %q is listed twice", site)
+		}
+		seen[site] = true
 	}
 	if in.ExpiresIn == 0 {
 		in.ExpiresIn = DefaultTokenLifetime

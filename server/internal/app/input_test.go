@@ -1,0 +1,77 @@
+package app_test
+
+import (
+	"crypto/ed25519"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vigil-ota/vigil/api"
+	"github.com/vigil-ota/vigil/api/devicesig"
+)
+
+// Finding 11: hostile or careless input is refused with a 4xx that names
+// the problem, and nothing of it is stored.
+func TestHostileInputIsRefusedAndNamed(t *testing.T) {
+	w := newDeviceWorld(t)
+	status := func(method, path, body string) (int, string) {
+		t.Helper()
+		req := httptestRequest(method, path, body)
+		return w.do(req)
+	}
+	manyWindows := make([]string, 65)
+	for i := range manyWindows {
+		manyWindows[i] = "Sun 01:00-02:00 America/Chicago"
+	}
+	mw, _ := json.Marshal(map[string]any{"time_zone": "America/Chicago", "windows": manyWindows})
+	cases := []struct {
+		name, method, path, body, want string
+	}{
+		{"token site empty", "POST", "/api/v1/tokens", `{"name":"it","role":"site-it","sites":[""]}`, "not an identifier"},
+		{"token site wildcard", "POST", "/api/v1/tokens", `{"name":"it","role":"site-it","sites":["*"]}`, "not an identifier"},
+		{"token site path", "POST", "/api/v1/tokens", `{"name":"it","role":"site-it","sites":["../st-mary"]}`, "not an identifier"},
+		{"token name control", "POST", "/api/v1/tokens", `{"name":"it\u001b[31m","role":"auditor"}`, "control character"},
+		{"time zone Local", "PUT", "/api/v1/sites/north", `{"time_zone":"Local"}`, "IANA zone"},
+		{"thousands of windows", "PUT", "/api/v1/sites/north", string(mw), "at most 64"},
+		{"megabyte comment", "POST", "/api/v1/rollouts/ro-x/approvals", `{"wave":"all","site":"st-mary","comment":"` + strings.Repeat("x", 3000) + `"}`, "limit"},
+		{"halt unknown release", "POST", "/api/v1/releases/demo-pump@9.9.9/halt", `{"reason":"x"}`, "not"},
+		{"halt without reason", "POST", "/api/v1/releases/demo-pump@1.0.0/halt", `{"reason":""}`, "reason is required"},
+	}
+	for _, c := range cases {
+		code, body := status(c.method, c.path, c.body)
+		if code < 400 || code >= 500 || !strings.Contains(body, c.want) {
+			t.Errorf("%s: %d %s (want a 4xx naming %q)", c.name, code, body, c.want)
+		}
+	}
+	// Nothing of the refused requests reached the audit log.
+	out := w.admin("GET", "/api/v1/audit", "", 200)
+	for _, bad := range []string{"release.halt", `"north"`} {
+		if strings.Contains(out, bad) {
+			t.Errorf("audit log holds %s after refused requests", bad)
+		}
+	}
+
+	// Events dated year 1 (a broken clock).
+	ev, _ := json.Marshal(api.EventBatch{Events: []api.DeviceEvent{{ID: "00112233445566778899aabbccddee01", DeviceID: "PUMP-1", State: "downloading", Time: time.Date(1, 1, 2, 0, 0, 0, 0, time.UTC)}}})
+	if code, body := w.do(w.signed(api.PathDeviceEvents, ev, time.Now(), "PUMP-1", w.key)); code != 400 || !strings.Contains(body, "ago") {
+		t.Errorf("event dated year 1: %d %s", code, body)
+	}
+
+	// CSV: formula cells and control characters refused with their line;
+	// a byte-order mark is fine.
+	pub := devicesig.EncodePublicKey(w.key.Public().(ed25519.PublicKey))
+	head := "id,udi_di,product,hardware,site,care_area,tags,public_key,installed_version\n"
+	for _, row := range []string{
+		"PUMP-20,=HYPERLINK(\"http://evil\"),demo-pump,rev-b,st-mary,icu,," + pub + ",1.0.0\n",
+		"PUMP-21,0081,demo-pump,rev-b,st-mary,@SUM(A1),," + pub + ",1.0.0\n",
+		"PUMP-22,0081,demo-pump,rev-b,st-mary,+icu,," + pub + ",1.0.0\n",
+		"PUMP-23,0081,demo-pump,rev-b,st-mary,-icu,," + pub + ",1.0.0\n",
+		"PUMP-24,00\x0781,demo-pump,rev-b,st-mary,icu,," + pub + ",1.0.0\n",
+	} {
+		if out := w.admin("POST", "/api/v1/devices/import", head+row, 400); !strings.Contains(out, "line 2") {
+			t.Errorf("row %q: %s", row, out)
+		}
+	}
+	w.admin("POST", "/api/v1/devices/import", "\ufeff"+head+"PUMP-25,0081,demo-pump,rev-b,st-mary,icu,a|b,"+pub+",1.0.0\n", 201)
+}
