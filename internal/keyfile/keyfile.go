@@ -140,6 +140,30 @@ func ReadPrivate(path string) (crypto.Signer, error) {
 	}
 }
 
+// CheckPrivatePerms refuses a private key file that group or others may
+// read or write, as ssh refuses an unprotected identity: a long-lived
+// secret readable by every local account is a leaked secret.
+func CheckPrivatePerms(path string) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if perm := st.Mode().Perm(); perm&0o077 != 0 {
+		return fmt.Errorf("%s: permissions %04o are too open; a private key must be accessible by its owner only (chmod 600 %s)", path, perm, path)
+	}
+	return nil
+}
+
+// IsDemoKey reports whether path is one of the public demo keys of
+// keys-example/ (whose secrecy is moot: they are in the repository).
+func IsDemoKey(path string) bool {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return false
+	}
+	return filepath.Base(filepath.Dir(abs)) == "keys-example"
+}
+
 // ReadPublic loads a public key file.
 func ReadPublic(path string) (crypto.PublicKey, error) {
 	block, err := readPEM(path, pemPublic)

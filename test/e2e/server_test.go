@@ -253,6 +253,12 @@ func TestBadConfigurationExitsNonZeroNamingTheSetting(t *testing.T) {
 	notADir := filepath.Join(dir, "file")
 	os.WriteFile(notADir, nil, 0o600)
 	closed := testsvc.FreePort(t)
+	// Online keys readable by others (finding 13): refused like ssh does.
+	openKey := filepath.Join(dir, "snapshot.key")
+	b, _ := os.ReadFile(filepath.Join(keysExample(t), "snapshot.key"))
+	os.WriteFile(openKey, b, 0o644)
+	os.Chmod(openKey, 0o644)
+	tsKey := filepath.Join(keysExample(t), "timestamp.key")
 
 	cases := []struct {
 		name string
@@ -266,6 +272,7 @@ func TestBadConfigurationExitsNonZeroNamingTheSetting(t *testing.T) {
 		{"unwritable data dir", nil, []string{"--data-dir", filepath.Join(notADir, "var")}, []string{"setting data_dir", "cannot create"}},
 		{"bad listen from env", []string{"VIGIL_LISTEN=localhost"}, nil, []string{"setting listen", "VIGIL_LISTEN"}},
 		{"unknown flag", nil, []string{"--no-such-flag"}, []string{"unknown flag"}},
+		{"online key readable by others", nil, []string{"--snapshot-key", openKey, "--timestamp-key", tsKey}, []string{"setting snapshot_key", "too open", "chmod 600"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

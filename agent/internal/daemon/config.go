@@ -169,6 +169,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("setting trusted_root: %w", err)
 	}
 	if c.DeviceKey != "" {
+		if err := keyfile.CheckPrivatePerms(c.DeviceKey); err != nil {
+			return fmt.Errorf("setting device_key: %w", err)
+		}
 		if _, err := keyfile.ReadPrivate(c.DeviceKey); err != nil {
 			return fmt.Errorf("setting device_key: %w", err)
 		}

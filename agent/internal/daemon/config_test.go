@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/vigil-ota/vigil/agent/internal/daemon"
+	"github.com/vigil-ota/vigil/internal/keyfile"
 )
 
 func TestExampleConfigParsesAndBadConfigsAreNamed(t *testing.T) {
@@ -38,6 +39,36 @@ func TestExampleConfigParsesAndBadConfigsAreNamed(t *testing.T) {
 		}
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: got %v, want %q", body, err, want)
+		}
+	}
+}
+
+// Finding 13: a device key that other local accounts can read is refused.
+func TestADeviceKeyReadableByOthersIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	root := filepath.Join(dir, "root.json")
+	os.WriteFile(root, []byte("{}"), 0o644)
+	priv, err := keyfile.GenerateEd25519()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPath, _, err := keyfile.Write(dir, "device", priv, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := "server: http://s\ndevice_id: d\ntrusted_root: " + root + "\nproduct: p\nhardware: h\nslots: {dir: /x}\ndevice_key: " + keyPath + "\n"
+	p := filepath.Join(dir, "c.yaml")
+	os.WriteFile(p, []byte(cfg), 0o600)
+	for mode, ok := range map[os.FileMode]bool{0o600: true, 0o640: false, 0o644: false} {
+		os.Chmod(keyPath, mode)
+		c, err := daemon.Load(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Defaults()
+		err = c.Validate()
+		if ok != (err == nil) || (!ok && !strings.Contains(err.Error(), "too open")) {
+			t.Errorf("mode %04o: %v", mode, err)
 		}
 	}
 }

@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"net/http"
+	"os"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
@@ -144,5 +145,52 @@ func TestTheBootstrapTokenRetiresOnceAnAdminTokenExists(t *testing.T) {
 	}
 	if code, _ := do(admin.Secret); code != 200 {
 		t.Fatal("the admin token does not work")
+	}
+}
+
+// Finding 13: a site's IT gets the same 404 for a device at another site
+// as for one that does not exist; a token without "Bearer " is refused.
+func TestSiteITCannotProbeForDevicesElsewhereAndTokensNeedTheBearerScheme(t *testing.T) {
+	w := newDeviceWorld(t)
+	w.admin("PUT", "/api/v1/sites/north", `{"time_zone":"America/Chicago"}`, 200)
+	it, err := w.srv.Operators().Create(context.Background(), operator.TokenInput{Name: "it-north", Role: operator.RoleSiteIT, Sites: []string{"north"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(path, auth string) (int, string) {
+		req := httptest.NewRequest("GET", path, nil)
+		req.Header.Set("Authorization", auth)
+		rec := httptest.NewRecorder()
+		w.h.ServeHTTP(rec, req)
+		return rec.Code, rec.Body.String()
+	}
+	elsewhere, _ := get("/api/v1/devices/PUMP-1/events", "Bearer "+it.Secret) // PUMP-1 is at st-mary
+	missing, _ := get("/api/v1/devices/PUMP-404/events", "Bearer "+it.Secret)
+	if elsewhere != 404 || missing != 404 {
+		t.Fatalf("another site's device: %d, a missing device: %d; want the same 404", elsewhere, missing)
+	}
+	if code, _ := get("/api/v1/devices/PUMP-1/events", it.Secret); code != 401 {
+		t.Fatalf("a token without the Bearer scheme: %d", code)
+	}
+	if code, _ := get("/api/v1/devices/PUMP-1/events", "bearer boot"); code != 200 {
+		t.Fatalf("the scheme is case-insensitive (RFC 7235): %d", code)
+	}
+}
+
+// Finding 13: the SQLite file holds token hashes and the audit chain: it is
+// readable by its owner only.
+func TestTheSQLiteFileIsOwnerOnly(t *testing.T) {
+	dir := t.TempDir()
+	cfg := config.Defaults()
+	cfg.DataDir, cfg.Listen = dir, "127.0.0.1:0"
+	cfg.DatabaseURL, cfg.BlobURL = filepath.Join(dir, "vigil.db"), filepath.Join(dir, "blobs")
+	srv, err := app.Open(context.Background(), cfg, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.State.Close()
+	st, err := os.Stat(cfg.DatabaseURL)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("%s: %v %v", cfg.DatabaseURL, st.Mode(), err)
 	}
 }

@@ -146,7 +146,7 @@ func settings() []setting {
 		s("listen", "HOST:PORT to serve the API, repository and probes on", false, func(c *Config) *string { return &c.Listen }),
 		s("data_dir", "directory for the embedded default's SQLite file and blobs", false, func(c *Config) *string { return &c.DataDir }),
 		s("database_url", "postgres://USER:PASS@HOST/DB selects PostgreSQL; a file path selects SQLite (default DATA_DIR/"+SQLiteFileName+")", true, func(c *Config) *string { return &c.DatabaseURL }),
-		s("blob_url", "s3://BUCKET?endpoint=HOST:PORT[&region=R&tls=false&path_style=true] or a directory (default DATA_DIR/"+BlobDirName+")", false, func(c *Config) *string { return &c.BlobURL }),
+		s("blob_url", "s3://BUCKET?endpoint=HOST:PORT[&region=R&tls=false&path_style=true] or a directory (default DATA_DIR/"+BlobDirName+")", true, func(c *Config) *string { return &c.BlobURL }),
 		s("s3_access_key", "S3 access key (with an s3:// blob_url)", false, func(c *Config) *string { return &c.S3AccessKey }),
 		s("s3_secret_key", "S3 secret key (with an s3:// blob_url)", true, func(c *Config) *string { return &c.S3SecretKey }),
 		s("tls_cert", "PEM certificate file; with tls_key, serve HTTPS", false, func(c *Config) *string { return &c.TLSCert }),
@@ -399,15 +399,18 @@ func Redact(key, v string) string {
 		}
 		q := u.Query()
 		for k := range q {
-			if strings.Contains(strings.ToLower(k), "password") || strings.Contains(strings.ToLower(k), "secret") {
-				q.Set(k, Redacted)
+			lk := strings.ToLower(k)
+			for _, secret := range []string{"password", "secret", "key", "token", "credential", "signature"} {
+				if strings.Contains(lk, secret) {
+					q.Set(k, Redacted)
+				}
 			}
 		}
 		u.RawQuery = q.Encode()
 		return u.String()
 	}
-	if key == "database_url" {
-		return v // a SQLite path holds no secret
+	if key == "database_url" || key == "blob_url" {
+		return v // a SQLite path or a directory holds no secret
 	}
 	return Redacted
 }

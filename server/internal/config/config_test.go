@@ -135,3 +135,18 @@ func TestPrintableRedactsSecrets(t *testing.T) {
 		t.Fatalf("printable: %v", p)
 	}
 }
+
+// Finding 13: credentials written into blob_url (which the S3 backend then
+// refuses) must not be printed by `config print` either.
+func TestPrintableRedactsCredentialsInsideBlobURL(t *testing.T) {
+	for _, u := range []string{"s3://AKIA:hunter2@bucket?endpoint=h:1", "s3://bucket?endpoint=h:1&secret_key=hunter2", "s3://bucket?endpoint=h:1&X-Amz-Signature=hunter2"} {
+		c, _ := load(t, nil, "--blob-url", u)
+		if p := c.Printable(); strings.Contains(p["blob_url"], "hunter2") {
+			t.Errorf("%s printed as %s", u, p["blob_url"])
+		}
+	}
+	c, _ := load(t, nil, "--blob-url", "/var/lib/vigil/blobs")
+	if p := c.Printable(); p["blob_url"] != "/var/lib/vigil/blobs" {
+		t.Errorf("a directory blob_url printed as %s", p["blob_url"])
+	}
+}

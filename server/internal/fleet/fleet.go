@@ -92,11 +92,13 @@ func (s *Service) Events(ctx context.Context, device string, limit int) ([]api.D
 		return nil, apperr.New(apperr.Invalid, "device id %q is not a device id", device)
 	}
 	if p, ok := operator.From(ctx); ok && p.SiteScoped() {
+		// One answer for "no such device" and "not at your sites", so a
+		// site's IT cannot learn which device ids exist elsewhere.
 		d, err := s.st.Device(ctx, device)
-		if err != nil {
-			return nil, err
+		if (err != nil && apperr.Is(err, apperr.NotFound)) || (err == nil && !p.CanSite(d.Site)) {
+			return nil, apperr.New(apperr.NotFound, "device %q is not registered at your sites", device)
 		}
-		if err := scoped(ctx, d.Site); err != nil {
+		if err != nil {
 			return nil, err
 		}
 	}

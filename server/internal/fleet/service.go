@@ -149,7 +149,6 @@ func toSite(in SiteInput) (*rollout.Site, error) {
 	return site, nil
 }
 
-
 // PutSite creates or updates a site.
 func (s *Service) PutSite(ctx context.Context, in SiteInput) error {
 	if err := scoped(ctx, in.Name); err != nil {

@@ -115,8 +115,12 @@ func Policy() map[string]operator.Permission { return policy }
 func authorize(auth Authenticator, method, path string, perm operator.Permission) gin.HandlerFunc {
 	policy[method+" "+path] = perm
 	return func(c *gin.Context) {
-		bearer, _ := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer ")
-		p, err := auth.Authenticate(c.Request.Context(), bearer)
+		// RFC 6750: "Bearer TOKEN"; a bare token is not accepted (finding 13).
+		scheme, bearer, _ := strings.Cut(c.GetHeader("Authorization"), " ")
+		if !strings.EqualFold(scheme, "Bearer") {
+			bearer = ""
+		}
+		p, err := auth.Authenticate(c.Request.Context(), strings.TrimSpace(bearer))
 		if err != nil {
 			WriteError(c, err)
 			return

@@ -36,6 +36,11 @@ func LoadOnlineKey(ctx context.Context, ref string) (*OnlineKey, error) {
 		sv = k
 	} else {
 		var err error
+		if !keyfile.IsDemoKey(ref) { // the demo keys are public anyway; the server warns about them
+			if err := keyfile.CheckPrivatePerms(ref); err != nil {
+				return nil, err
+			}
+		}
 		if sv, err = keyfile.Signer(ref); err != nil {
 			return nil, err
 		}

@@ -240,6 +240,9 @@ func sqliteDSN(path string, writer bool) string {
 	return "file:" + path + "?" + q.Encode()
 }
 
+// SQLiteFilePerm is the SQLite file's mode.
+const SQLiteFilePerm = 0o600
+
 func openSQLite(ctx context.Context, dsn string) (*Store, error) {
 	path, err := SQLitePath(dsn)
 	if err != nil {
@@ -247,6 +250,12 @@ func openSQLite(ctx context.Context, dsn string) (*Store, error) {
 	}
 	if st, err := os.Stat(filepath.Dir(path)); err != nil || !st.IsDir() {
 		return nil, fmt.Errorf("SQLite file %q: directory %q does not exist", path, filepath.Dir(path))
+	}
+	// The database holds token hashes and the audit chain: owner only.
+	// SQLite gives its -wal and -shm files the database file's mode.
+	if f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, SQLiteFilePerm); err == nil {
+		f.Close()
+		os.Chmod(path, SQLiteFilePerm)
 	}
 	w, err := sql.Open("sqlite", sqliteDSN(path, true))
 	if err != nil {
