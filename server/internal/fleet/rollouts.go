@@ -121,19 +121,32 @@ type RolloutStatus struct {
 	WaitingFor []string `json:"waiting_for,omitempty"`
 }
 
-// Status reports a rollout.
+// Status reports a rollout. It reads this replica's cached decision state
+// (kept current by events, re-read every EpochCheckInterval), so a read
+// costs O(waves × sites) however many devices the rollout has; only the
+// first read after the fleet changed loads it again.
 func (s *Service) Status(ctx context.Context, id string) (RolloutStatus, error) {
 	r, err := s.st.Rollout(ctx, id)
 	if err != nil {
 		return RolloutStatus{}, err
 	}
-	snap, err := s.loadSnapshot(ctx, r)
-	if err != nil {
+	s.mu.Lock()
+	if err := s.syncLocked(ctx); err != nil {
+		s.mu.Unlock()
 		return RolloutStatus{}, err
+	}
+	snap, ok := s.snapshots[id]
+	if !ok || snap.Rollout.CurrentWave != r.CurrentWave || string(snap.Rollout.State) != r.State || snap.Rollout.HaltReason != r.HaltReason {
+		if snap, err = s.loadSnapshot(ctx, r); err != nil {
+			s.mu.Unlock()
+			return RolloutStatus{}, err
+		}
+		s.snapshots[id] = snap
 	}
 	waves := snap.Rollout.Plan.Waves
 	counts := snap.Status(s.now())
 	waiting := snap.WaitingFor(s.now())
+	s.mu.Unlock()
 	if p, ok := operator.From(ctx); ok && p.SiteScoped() {
 		var mine []rollout.Counts // site IT sees only its own sites
 		for _, c := range counts {

@@ -84,13 +84,25 @@ type Snapshot struct {
 	Deferrals []Deferral
 	Progress  map[string]*Progress // by device id
 
-	// Derived, built on first use and kept current by SetProgress.
+	// Derived, built on first use (one pass over the devices) and kept
+	// current by SetProgress, so that decisions, status and the rules cost
+	// O(waves × sites), not O(devices) (docs/security.md, finding 14).
 	prepared       bool
 	siteInstalling map[string]int
 	areaInstalling map[[2]string]int
 	waves          map[string]int
+	cells          map[cellKey]*Counts // per wave and site, over s.Devices
+	finished       int                 // attempts that ended, over s.Progress
+	failed         int                 // of which failed or rolled back
 }
 
+type cellKey struct {
+	wave int
+	site string
+}
+
+// Devices, Sites' names and the rollout's plan must not change once the
+// snapshot is in use; approvals, deferrals and site policies may.
 func (s *Snapshot) prepare() {
 	if s.prepared {
 		return
@@ -98,6 +110,8 @@ func (s *Snapshot) prepare() {
 	s.prepared = true
 	s.siteInstalling = map[string]int{}
 	s.areaInstalling = map[[2]string]int{}
+	s.cells = map[cellKey]*Counts{}
+	s.finished, s.failed = 0, 0
 	if s.waves == nil {
 		s.waves = map[string]int{}
 	}
@@ -107,10 +121,54 @@ func (s *Snapshot) prepare() {
 	for id, p := range s.Progress {
 		s.count(id, p.State, +1)
 	}
+	for id, d := range s.Devices {
+		p := s.Progress[id]
+		if p == nil && !s.Rollout.Plan.Select.Matches(d) {
+			continue
+		}
+		c := s.cell(s.WaveOfDevice(id), d.Site)
+		c.Eligible++
+		if p != nil {
+			c.Assigned++
+			c.add(p.State, +1)
+		}
+	}
 }
 
+func (s *Snapshot) cell(wave int, site string) *Counts {
+	k := cellKey{wave, site}
+	c, ok := s.cells[k]
+	if !ok {
+		c = &Counts{Wave: s.Rollout.Plan.Waves[wave].Name, Site: site}
+		s.cells[k] = c
+	}
+	return c
+}
+
+// add moves the per-state count of one device.
+func (c *Counts) add(state string, delta int) {
+	switch state {
+	case Committed:
+		c.Committed += delta
+	case RolledBack:
+		c.RolledBack += delta
+	case Failed:
+		c.Failed += delta
+	case Deferred:
+		c.Deferred += delta
+	default:
+		c.Installing += delta
+	}
+}
+
+// count keeps the installing counters (caps) and the attempt totals (halt
+// rule) for one device's state.
 func (s *Snapshot) count(id, state string, delta int) {
 	if IsFinal(state) {
+		s.finished += delta
+		if IsFailure(state) {
+			s.failed += delta
+		}
 		return
 	}
 	d, ok := s.Devices[id]
@@ -146,13 +204,30 @@ func (s *Snapshot) ReplaceProgress(p map[string]*Progress) {
 // installing counters current.
 func (s *Snapshot) SetProgress(id, state string, now time.Time) {
 	s.prepare()
+	d, known := s.Devices[id]
+	var c *Counts
+	if known {
+		c = s.cell(s.WaveOfDevice(id), d.Site)
+	}
 	if p, ok := s.Progress[id]; ok {
 		s.count(id, p.State, -1)
+		if c != nil {
+			c.add(p.State, -1)
+		}
 		p.State, p.Updated = state, now
 	} else {
+		if c != nil {
+			if !s.Rollout.Plan.Select.Matches(d) {
+				c.Eligible++ // counted from now on, as it has progress
+			}
+			c.Assigned++
+		}
 		s.Progress[id] = &Progress{DeviceID: id, Wave: s.WaveOfDevice(id), State: state, Updated: now}
 	}
 	s.count(id, state, +1)
+	if c != nil {
+		c.add(state, +1)
+	}
 }
 
 // Assignment tells a device what to install and within which times.
@@ -279,57 +354,29 @@ type Counts struct {
 	Failed     int    `json:"failed"`
 }
 
-// Status counts devices per wave and site.
+// Status counts devices per wave and site, in wave then site order.
 func (s *Snapshot) Status(now time.Time) []Counts {
-	r := s.Rollout
-	idx := map[[2]string]*Counts{}
-	var keys [][2]string
-	get := func(wave int, site string) *Counts {
-		k := [2]string{fmt.Sprintf("%02d", wave), site}
-		c, ok := idx[k]
-		if !ok {
-			c = &Counts{Wave: r.Plan.Waves[wave].Name, Site: site}
-			if st, ok := s.Sites[site]; ok {
-				c.Approved, _ = s.approved(wave, st, now)
-			}
-			idx[k] = c
+	s.prepare()
+	keys := make([]cellKey, 0, len(s.cells))
+	for k, c := range s.cells {
+		if c.Eligible > 0 {
 			keys = append(keys, k)
-		}
-		return c
-	}
-	for id, d := range s.Devices {
-		p := s.Progress[id]
-		if !r.Plan.Select.Matches(d) && p == nil {
-			continue
-		}
-		c := get(s.WaveOfDevice(id), d.Site)
-		c.Eligible++
-		if p == nil {
-			continue
-		}
-		c.Assigned++
-		switch {
-		case p.State == Committed:
-			c.Committed++
-		case p.State == RolledBack:
-			c.RolledBack++
-		case p.State == Failed:
-			c.Failed++
-		case p.State == Deferred:
-			c.Deferred++
-		default:
-			c.Installing++
 		}
 	}
 	sort.Slice(keys, func(i, j int) bool {
-		if keys[i][0] != keys[j][0] {
-			return keys[i][0] < keys[j][0]
+		if keys[i].wave != keys[j].wave {
+			return keys[i].wave < keys[j].wave
 		}
-		return keys[i][1] < keys[j][1]
+		return keys[i].site < keys[j].site
 	})
 	out := make([]Counts, 0, len(keys))
 	for _, k := range keys {
-		out = append(out, *idx[k])
+		c := *s.cells[k]
+		c.Approved = false
+		if st, ok := s.Sites[k.site]; ok {
+			c.Approved, _ = s.approved(k.wave, st, now)
+		}
+		out = append(out, c)
 	}
 	return out
 }
@@ -343,18 +390,15 @@ func (s *Snapshot) WaitingFor(now time.Time) []string {
 	if r.State != Active {
 		return nil
 	}
+	s.prepare()
 	need := map[string]bool{}
-	for id, d := range s.Devices {
-		if s.Progress[id] != nil || need[d.Site] || !r.Plan.Select.Matches(d) {
+	for k, c := range s.cells {
+		if k.wave > r.CurrentWave || c.Eligible-c.Assigned == 0 || need[k.site] {
 			continue
 		}
-		wave := s.WaveOfDevice(id)
-		if wave > r.CurrentWave {
-			continue
-		}
-		if site, ok := s.Sites[d.Site]; ok {
-			if ok, _ := s.approved(wave, site, now); !ok {
-				need[d.Site] = true
+		if site, ok := s.Sites[k.site]; ok {
+			if ok, _ := s.approved(k.wave, site, now); !ok {
+				need[k.site] = true
 			}
 		}
 	}
@@ -374,15 +418,8 @@ func (s *Snapshot) Advance(now time.Time) string {
 	if r.State != Active {
 		return ""
 	}
-	attempts, failures := 0, 0
-	for _, p := range s.Progress {
-		if IsFinal(p.State) {
-			attempts++
-			if IsFailure(p.State) {
-				failures++
-			}
-		}
-	}
+	s.prepare()
+	attempts, failures := s.finished, s.failed
 	h := r.Plan.Halt
 	if attempts >= h.MinAttempts && float64(failures) >= h.FailureRate*float64(attempts) {
 		r.State = Halted
@@ -407,6 +444,7 @@ func (s *Snapshot) Advance(now time.Time) string {
 // approved does not, so a rollout never spreads past an unapproved step.
 func (s *Snapshot) waveSucceeded(wave int, now time.Time) bool {
 	r := s.Rollout
+	s.prepare()
 	anyApproved := false
 	for _, site := range s.Sites {
 		if ok, _ := s.approved(wave, site, now); ok {
@@ -415,23 +453,21 @@ func (s *Snapshot) waveSucceeded(wave int, now time.Time) bool {
 		}
 	}
 	members, approvedMembers, committed := 0, 0, 0
-	for id, d := range s.Devices {
-		p := s.Progress[id]
-		if (!r.Plan.Select.Matches(d) && p == nil) || s.WaveOfDevice(id) != wave {
+	for k, c := range s.cells {
+		if k.wave != wave {
 			continue
 		}
-		members++
-		site, ok := s.Sites[d.Site]
+		members += c.Eligible
+		site, ok := s.Sites[k.site]
 		if !ok {
 			continue
 		}
-		if ok, _ := s.approved(wave, site, now); !ok && p == nil {
-			continue
+		if ok, _ := s.approved(wave, site, now); ok {
+			approvedMembers += c.Eligible
+		} else {
+			approvedMembers += c.Assigned // started before an approval was revoked
 		}
-		approvedMembers++
-		if p != nil && p.State == Committed {
-			committed++
-		}
+		committed += c.Committed
 	}
 	if members == 0 {
 		return true
