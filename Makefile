@@ -23,7 +23,18 @@ export VIGIL_BIN_DIR := $(BIN)
 # Whole-suite limit: keep `make test` under 15 minutes on 2 cores.
 TEST_TIMEOUT := 14m
 
-.PHONY: help build run demo test bench lint tools keys-example clean
+# Fuzz targets, PACKAGE:TARGET; `make fuzz` runs each for FUZZTIME.
+FUZZ_TARGETS := \
+	./internal/release:FuzzReleaseSchema \
+	./server/internal/tufrepo:FuzzSubmissionVerification \
+	./server/internal/fleet:FuzzDeviceRequestVerification \
+	./server/internal/fleet:FuzzDeviceCSV \
+	./server/internal/rollout:FuzzPlanAndWindowParsing \
+	./server/internal/httpapi:FuzzRangeHeader \
+	./agent/internal/slot:FuzzUnpack
+FUZZTIME ?= 30s
+
+.PHONY: help build run demo test bench fuzz lint tools keys-example clean
 
 help: ## Show this list
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -56,6 +67,13 @@ test: build tools ## Run every test (-race), then report real-service tests (Pos
 
 bench: build tools ## Run the benchmarks (figures go to docs/benchmarks.md)
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 30m ./...
+
+fuzz: ## Run every fuzz target for FUZZTIME (default 30s); a crash is kept in testdata/fuzz as a regression test
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "==> fuzz $$name ($$pkg, $(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
 
 lint: ## gofmt check and go vet
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \

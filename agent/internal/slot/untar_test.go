@@ -48,7 +48,23 @@ type jail struct {
 }
 
 func newJail(t testing.TB) *jail {
-	outer := t.TempDir()
+	return newJailIn(t, t.TempDir())
+}
+
+// newMemJail puts the jail on a memory filesystem when there is one:
+// fuzzing runs thousands of unpacks, and what it proves does not depend on
+// fsync reaching a disk.
+func newMemJail(t testing.TB) *jail {
+	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
+		if dir, err := os.MkdirTemp("/dev/shm", "vigil-fuzz-"); err == nil {
+			t.Cleanup(func() { os.RemoveAll(dir) })
+			return newJailIn(t, dir)
+		}
+	}
+	return newJail(t)
+}
+
+func newJailIn(t testing.TB, outer string) *jail {
 	d := &slot.Dir{Root: filepath.Join(outer, "slots")}
 	if err := d.Provision(journal.Release{Target: "factory", Version: "1.0.0"}); err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -270,10 +271,15 @@ func ParseCSV(r io.Reader) ([]DeviceInput, error) {
 		if err == io.EOF {
 			break
 		}
-		line, _ := cr.FieldPos(0)
 		if err != nil {
-			return nil, apperr.New(apperr.Invalid, "line %d: %v", line, err)
+			// (FieldPos panics after a failed Read: found by fuzzing.)
+			var pe *csv.ParseError
+			if errors.As(err, &pe) {
+				return nil, apperr.New(apperr.Invalid, "line %d: %v", pe.Line, pe.Err)
+			}
+			return nil, apperr.New(apperr.Invalid, "reading the CSV: %v", err)
 		}
+		line, _ := cr.FieldPos(0)
 		if len(out) >= MaxImportRows {
 			return nil, apperr.New(apperr.TooLarge, "more than %d devices in one import", MaxImportRows)
 		}
@@ -341,12 +347,16 @@ func (s *Service) PreAuthenticate(ctx context.Context, r DeviceRequest) error {
 	return err
 }
 
+// nonceRE: a nonce is a token, never something that could shift the
+// newline-separated fields of the signing string.
+var nonceRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,` + strconv.Itoa(MaxNonceLength) + `}$`)
+
 func unauthenticated(format string, args ...any) error {
 	return apperr.New(apperr.Unauthorized, format, args...).WithCode("device_unauthenticated")
 }
 
 func (s *Service) checkHeaders(ctx context.Context, r DeviceRequest) (state.Device, int64, error) {
-	if !deviceID.MatchString(r.DeviceID) || r.Nonce == "" || len(r.Nonce) > MaxNonceLength {
+	if !deviceID.MatchString(r.DeviceID) || !nonceRE.MatchString(r.Nonce) {
 		return state.Device{}, 0, unauthenticated("the request is not signed by a device (missing or malformed %s/%s)", api.HeaderDevice, api.HeaderNonce)
 	}
 	ts, err := strconv.ParseInt(r.Timestamp, 10, 64)

@@ -100,7 +100,7 @@ func ParseWaves(s string) ([]Wave, error) {
 			return nil, fmt.Errorf("wave name %q: use lower-case letters, digits and '-'", name)
 		}
 		v, err := strconv.ParseFloat(strings.TrimSuffix(pct, "%"), 64)
-		if err != nil || v <= prev*100 || v > 100 {
+		if err != nil || !(v > prev*100 && v <= 100) { // also refuses NaN (found by fuzzing)
 			return nil, fmt.Errorf("wave %s: share %q must grow from wave to wave and end at 100%%", name, pct)
 		}
 		prev = v / 100
@@ -125,7 +125,8 @@ func ParseWaves(s string) ([]Wave, error) {
 // ParsePercent reads "95%".
 func ParsePercent(s string) (float64, error) {
 	v, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(s), "%"), 64)
-	if err != nil || !strings.HasSuffix(strings.TrimSpace(s), "%") || v < 0 || v > 100 {
+	if err != nil || !strings.HasSuffix(strings.TrimSpace(s), "%") || !(v >= 0 && v <= 100) { // NaN too
+
 		return 0, fmt.Errorf("%q is not a percentage such as 95%%", s)
 	}
 	return v / 100, nil

@@ -80,3 +80,20 @@ func TestBucketIsStableAndSpreadsEvenly(t *testing.T) {
 		t.Fatal("bucket ignores the rollout id")
 	}
 }
+
+// Found by FuzzPlanAndWindowParsing: "NAN%" parsed as a percentage, so a
+// halt rule "failure>=NaN%" would never halt and a success threshold of NaN
+// would never open the next wave.
+func TestPercentagesRefuseNaNAndInfinity(t *testing.T) {
+	for _, s := range []string{"NaN%", "NAN%", "nan%", "Inf%", "+Inf%", "-Inf%"} {
+		if _, err := rollout.ParsePercent(s); err == nil {
+			t.Errorf("ParsePercent(%q) accepted", s)
+		}
+		if _, err := rollout.ParseWaves("all:" + s); err == nil {
+			t.Errorf("ParseWaves(all:%s) accepted", s)
+		}
+		if _, err := rollout.ParseHaltRule("failure>=" + s + " min=1"); err == nil {
+			t.Errorf("ParseHaltRule accepted %s", s)
+		}
+	}
+}
