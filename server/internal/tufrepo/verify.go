@@ -270,33 +270,6 @@ func (r *Repo) verifyProduct(ctx context.Context, targets *metadata.Metadata[met
 			role = &targets.Signed.Delegations.Roles[i]
 		}
 	}
-	if previous != nil {
-		// Published releases are immutable: none may disappear or change.
-		// Withdrawing one is the revocation path's job, not an edit.
-		for _, path := range sortedPaths(previous.Signed.Targets) {
-			tf, ok := md.Signed.Targets[path]
-			if !ok {
-				return refuse("release immutability", "published target %q is missing from the new %s role; published releases cannot be removed by re-signing (withdraw one through revocation)", path, product)
-			}
-			if !sameTarget(previous.Signed.Targets[path], tf) {
-				return refuse("release immutability", "published target %q changed (length, hashes or signed release fields); published releases are immutable: publish a new version instead", path)
-			}
-		}
-	}
-	// One target per (version, kind): a rollout of a version must never
-	// have to choose between two images.
-	seen := map[[2]string]string{}
-	for _, path := range sortedPaths(md.Signed.Targets) {
-		c, err := release.Parse(md.Signed.Targets[path].Custom, product)
-		if err != nil {
-			return refuse("release schema", "target %q: %v", path, err)
-		}
-		k := [2]string{c.Version, c.Kind}
-		if other, dup := seen[k]; dup {
-			return refuse("release schema", "targets %q and %q are both version %s (kind %s) of %s; one target per version and kind", other, path, c.Version, c.Kind, product)
-		}
-		seen[k] = path
-	}
 	for path, tf := range md.Signed.Targets {
 		if ok, err := role.IsDelegatedPath(path); err != nil || !ok {
 			return refuse("delegated path", "target %q is outside the paths delegated to %s (%v)", path, product, role.Paths)
@@ -330,6 +303,33 @@ func (r *Repo) verifyProduct(ctx context.Context, targets *metadata.Metadata[met
 		if info.Size != tf.Length {
 			return refuse("target length", "target %q: signed length %d, but the stored image is %d bytes", path, tf.Length, info.Size)
 		}
+	}
+	if previous != nil {
+		// Published releases are immutable: none may disappear or change.
+		// Withdrawing one is the revocation path's job, not an edit.
+		for _, path := range sortedPaths(previous.Signed.Targets) {
+			tf, ok := md.Signed.Targets[path]
+			if !ok {
+				return refuse("release immutability", "published target %q is missing from the new %s role; published releases cannot be removed by re-signing (withdraw one through revocation)", path, product)
+			}
+			if !sameTarget(previous.Signed.Targets[path], tf) {
+				return refuse("release immutability", "published target %q changed (length, hashes or signed release fields); published releases are immutable: publish a new version instead", path)
+			}
+		}
+	}
+	// One target per (version, kind): a rollout of a version must never
+	// have to choose between two images.
+	seen := map[[2]string]string{}
+	for _, path := range sortedPaths(md.Signed.Targets) {
+		c, err := release.Parse(md.Signed.Targets[path].Custom, product)
+		if err != nil {
+			return refuse("release schema", "target %q: %v", path, err)
+		}
+		k := [2]string{c.Version, c.Kind}
+		if other, dup := seen[k]; dup {
+			return refuse("release schema", "targets %q and %q are both version %s (kind %s) of %s; one target per version and kind", other, path, c.Version, c.Kind, product)
+		}
+		seen[k] = path
 	}
 	return nil
 }
