@@ -221,9 +221,25 @@ type Device struct {
 
 // Refusal names the check a release failed for a device.
 type Refusal struct {
-	Check  string // product, hardware, downgrade, not-newer, min-from-version
+	Check  string // kind, product, hardware, downgrade, not-newer, min-from-version
 	Reason string
 }
+
+// Refusal checks, as Refusal.Check names them.
+const (
+	CheckKind           = "kind"
+	CheckProduct        = "product"
+	CheckHardware       = "hardware"
+	CheckDowngrade      = "downgrade"
+	CheckNotNewer       = "not-newer"
+	CheckMinFromVersion = "min-from-version"
+)
+
+// Installable reports whether a target of this kind is an image the agent
+// writes into a slot as it is. Only full images are: a delta (or anything
+// a newer publisher invents) written as if it were the image would brick
+// the slot, so the agent refuses it here, whatever else it says.
+func (c *Custom) Installable() bool { return c.Kind == KindFull }
 
 func (r *Refusal) Error() string { return r.Check + ": " + r.Reason }
 
@@ -233,22 +249,25 @@ func (r *Refusal) Error() string { return r.Check + ": " + r.Reason }
 // downgrade_from), and its min_from_version must not be above the installed
 // version.
 func (c *Custom) Check(d Device) *Refusal {
+	if !c.Installable() {
+		return &Refusal{CheckKind, fmt.Sprintf("target kind %q is not an image this agent installs (it installs %q images)", c.Kind, KindFull)}
+	}
 	if c.Product != d.Product {
-		return &Refusal{"product", fmt.Sprintf("release is for product %s, device is %s", c.Product, d.Product)}
+		return &Refusal{CheckProduct, fmt.Sprintf("release is for product %s, device is %s", c.Product, d.Product)}
 	}
 	if !slices.Contains(c.Hardware, d.Hardware) {
-		return &Refusal{"hardware", fmt.Sprintf("release supports hardware %s, device is %s", strings.Join(c.Hardware, ","), d.Hardware)}
+		return &Refusal{CheckHardware, fmt.Sprintf("release supports hardware %s, device is %s", strings.Join(c.Hardware, ","), d.Hardware)}
 	}
 	switch cmp := Compare(c.Version, d.InstalledVersion); {
 	case cmp < 0 && slices.Contains(c.DowngradeFrom, d.InstalledVersion):
 		return nil // a signed recall for exactly this version
 	case cmp < 0:
-		return &Refusal{"downgrade", fmt.Sprintf("release %s is older than the installed %s and is not a signed recall of it", c.Version, d.InstalledVersion)}
+		return &Refusal{CheckDowngrade, fmt.Sprintf("release %s is older than the installed %s and is not a signed recall of it", c.Version, d.InstalledVersion)}
 	case cmp == 0:
-		return &Refusal{"not-newer", fmt.Sprintf("release %s is already installed", c.Version)}
+		return &Refusal{CheckNotNewer, fmt.Sprintf("release %s is already installed", c.Version)}
 	}
 	if c.MinFromVersion != "" && Compare(d.InstalledVersion, c.MinFromVersion) < 0 {
-		return &Refusal{"min-from-version", fmt.Sprintf("release %s installs only over %s or newer; the device runs %s", c.Version, c.MinFromVersion, d.InstalledVersion)}
+		return &Refusal{CheckMinFromVersion, fmt.Sprintf("release %s installs only over %s or newer; the device runs %s", c.Version, c.MinFromVersion, d.InstalledVersion)}
 	}
 	return nil
 }

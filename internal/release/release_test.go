@@ -88,3 +88,19 @@ func TestSemverPrecedence(t *testing.T) {
 		}
 	}
 }
+
+// Structure issue, point 0: a delta target signed by other tooling was
+// accepted by Check and would have been written to a slot as if it were
+// the full image.
+func TestCheckRefusesKindsTheAgentDoesNotInstall(t *testing.T) {
+	dev := release.Device{Product: "demo-pump", Hardware: "rev-b", InstalledVersion: "1.0.0"}
+	c := valid()
+	c.Kind, c.DeltaBaseSHA256 = release.KindDelta, strings.Repeat("a", 64)
+	if r := c.Check(dev); r == nil || r.Check != release.CheckKind {
+		t.Fatalf("a delta target passed Check: %v", r)
+	}
+	full := valid()
+	if r := full.Check(dev); r != nil {
+		t.Fatalf("a full image was refused: %v", r)
+	}
+}
