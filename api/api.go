@@ -1,84 +1,96 @@
-// Package api holds the wire types of vigil-server's HTTP API, shared by the
-// server, the vigil CLI and vigil-agent. Changing a field here changes the
-// protocol.
+// Package api is the whole HTTP contract between vigil-server and its two
+// clients, the vigil CLI and vigil-agent: every route (as a pattern with
+// :params), every request and response body, the install states devices
+// report, and the stable error codes. Changing anything here changes the
+// protocol; the server, api/client and the OpenAPI document are built from
+// (or tested against) these declarations.
+//
+// Nothing here knows HTTP frameworks or storage: plain types and constants.
 package api
 
 import (
-	"encoding/json"
 	"fmt"
-	"time"
+	"net/url"
+	"strings"
 )
 
-// Paths.
+// APIPrefix starts every management and device route; RepoPrefix serves the
+// TUF repository (RepoPrefix+"/metadata/…" and RepoPrefix+"/targets/…"),
+// which devices may also read straight from the bucket.
 const (
-	// RepoPrefix serves the TUF repository: RepoPrefix+"/metadata/…" and
-	// RepoPrefix+"/targets/…". Devices may read the same layout straight
-	// from the bucket.
-	RepoPrefix          = "/repo"
-	PathSubmit          = "/api/v1/repo/metadata"
-	PathOnlineKeys      = "/api/v1/repo/online-keys"
-	PathUploadTarget    = "/api/v1/repo/targets" // + /PRODUCT/FILE?sha256=…&length=…
+	APIPrefix  = "/api/v1"
+	RepoPrefix = "/repo"
+)
+
+// Routes, as patterns: ":name" is one path segment, filled in by Path.
+const (
+	// The TUF repository (public; GET and HEAD).
+	RouteRepoMetadata = RepoPrefix + "/metadata/*path"
+	RouteRepoTargets  = RepoPrefix + "/targets/*path"
+
+	// Repository management (release engineers).
+	RouteSubmit       = APIPrefix + "/repo/metadata"               // POST SubmitRequest → SubmitResponse
+	RouteOnlineKeys   = APIPrefix + "/repo/online-keys"            // GET → OnlineKeys
+	RouteUploadTarget = APIPrefix + "/repo/targets/:product/:file" // PUT ?sha256=&length= → Uploaded
+
+	// Devices (signed by the device's key).
+	RouteDeviceCheckIn = APIPrefix + "/device/checkin" // POST CheckIn → CheckInResponse
+	RouteDeviceEvents  = APIPrefix + "/device/events"  // POST EventBatch → EventBatchResponse
+
+	// The fleet.
+	RouteSite            = APIPrefix + "/sites/:name"              // PUT Site → SiteSaved
+	RouteDevices         = APIPrefix + "/devices"                  // POST []Device → DevicesRegistered
+	RouteDeviceImport    = APIPrefix + "/devices/import"           // POST CSV → DevicesRegistered
+	RouteDeviceEventList = APIPrefix + "/devices/:id/events"       // GET ?limit= → DeviceEvents
+	RouteDecommission    = APIPrefix + "/devices/:id/decommission" // POST → Decommissioned
+	RouteRollouts        = APIPrefix + "/rollouts"                 // POST RolloutPlan → RolloutCreated
+	RouteRollout         = APIPrefix + "/rollouts/:id"             // GET → RolloutStatus
+	RouteRolloutPause    = APIPrefix + "/rollouts/:id/pause"       // POST → RolloutState
+	RouteRolloutResume   = APIPrefix + "/rollouts/:id/resume"      // POST → RolloutState
+	RouteRolloutAbort    = APIPrefix + "/rollouts/:id/abort"       // POST → RolloutState
+	RouteApprovals       = APIPrefix + "/rollouts/:id/approvals"   // POST Approval → Done
+	RouteDeferrals       = APIPrefix + "/rollouts/:id/deferrals"   // POST Deferral → Done
+	RouteReleaseHalt     = APIPrefix + "/releases/:release/halt"   // POST HaltRequest → Halted
+
+	// Operators and records.
+	RouteTokens = APIPrefix + "/tokens"     // POST TokenRequest → TokenCreated; GET → Tokens
+	RouteToken  = APIPrefix + "/tokens/:id" // DELETE → TokenRevoked
+	RouteAudit  = APIPrefix + "/audit"      // GET ?after=&since=&limit= → AuditPage
+)
+
+// Path fills a route's ":param" and "*param" segments, in order, with
+// path-escaped values: Path(RouteRollout, "ro-1") = "/api/v1/rollouts/ro-1".
+func Path(route string, params ...string) string {
+	segs := strings.Split(route, "/")
+	i := 0
+	for k, s := range segs {
+		if strings.HasPrefix(s, ":") || strings.HasPrefix(s, "*") {
+			if i >= len(params) {
+				panic(fmt.Sprintf("api.Path(%q): %d parameters given, more needed", route, len(params)))
+			}
+			segs[k] = url.PathEscape(params[i])
+			i++
+		}
+	}
+	if i != len(params) {
+		panic(fmt.Sprintf("api.Path(%q): %d parameters given, %d used", route, len(params), i))
+	}
+	return strings.Join(segs, "/")
+}
+
+// Headers.
+const (
 	HeaderRequestID     = "X-Request-ID"
 	HeaderAuthorization = "Authorization"
+	// A signed device request (api/devicesig has what is signed).
+	HeaderDevice    = "X-Vigil-Device"
+	HeaderTimestamp = "X-Vigil-Timestamp"
+	HeaderNonce     = "X-Vigil-Nonce"
+	HeaderSignature = "X-Vigil-Signature"
 )
 
-// Device routes and the headers of a signed device request (see
-// server/internal/fleet/auth.go for what is signed).
-const (
-	PathDeviceEvents  = "/api/v1/device/events"
-	PathDeviceCheckIn = "/api/v1/device/checkin"
-	HeaderDevice      = "X-Vigil-Device"
-	HeaderTimestamp   = "X-Vigil-Timestamp"
-	HeaderNonce       = "X-Vigil-Nonce"
-	HeaderSignature   = "X-Vigil-Signature"
-)
-
-// CheckIn is what a device reports at each poll.
-type CheckIn struct {
-	Installed string `json:"installed_version"`
-	State     string `json:"state"`
-	Slot      string `json:"slot,omitempty"`
-}
-
-// Assignment is the at most one release a check-in answer hands out.
-type Assignment struct {
-	RolloutID string    `json:"rollout_id"`
-	Target    string    `json:"target"`
-	Version   string    `json:"version"`
-	Wave      string    `json:"wave"`
-	NotBefore time.Time `json:"not_before"`
-	WindowEnd time.Time `json:"window_end,omitempty"`
-}
-
-// CheckInResponse answers a check-in.
-type CheckInResponse struct {
-	Assignment *Assignment `json:"assignment"`
-}
-
-// DeviceEvent is one state change of a device's install, reported by the
-// agent. ID is stable for the same change, so a resent event is harmless.
-type DeviceEvent struct {
-	ID       string    `json:"id"`
-	DeviceID string    `json:"device_id"`
-	Target   string    `json:"target,omitempty"`
-	Version  string    `json:"version,omitempty"`
-	State    string    `json:"state"`
-	Reason   string    `json:"reason,omitempty"`
-	Time     time.Time `json:"time"`
-}
-
-// EventBatch is the body of POST PathDeviceEvents.
-type EventBatch struct {
-	Events []DeviceEvent `json:"events"`
-}
-
-// EventBatchResponse says how many events were new.
-type EventBatchResponse struct {
-	Accepted  int `json:"accepted"`
-	Duplicate int `json:"duplicate"`
-}
-
-// Error is every failed request's body.
+// Error is every failed request's body (and, in Go clients, the error
+// value): Code is stable and machine-readable, Message is for people.
 type Error struct {
 	Status    int    `json:"-"`
 	Code      string `json:"code"`
@@ -90,33 +102,42 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("server refused (%d %s): %s [request %s]", e.Status, e.Code, e.Message, e.RequestID)
 }
 
-// Error codes the repository routes return (beyond the kinds' defaults).
+// Error codes. Each error kind has a default code (invalid_argument,
+// not_found, conflict, unauthenticated, permission_denied, unavailable,
+// too_large, verification_failed, internal); these name specific cases a
+// client may act on.
 const (
-	CodeVersionConflict    = "version_conflict"
-	CodeMetadataTooLarge   = "metadata_too_large"
+	CodeInvalid            = "invalid_argument"
+	CodeNotFound           = "not_found"
+	CodeConflict           = "conflict"
+	CodeUnauthenticated    = "unauthenticated"
+	CodePermissionDenied   = "permission_denied"
+	CodeUnavailable        = "unavailable"
+	CodeTooLarge           = "too_large"
 	CodeVerificationFailed = "verification_failed"
+	CodeInternal           = "internal"
+
+	CodeVersionConflict       = "version_conflict"       // re-read the repository, sign again
+	CodeNotInitialised        = "not_initialised"        // run vigil repo init
+	CodeSigningNotConfigured  = "signing_not_configured" // the server has no online keys
+	CodeMetadataTooLarge      = "metadata_too_large"
+	CodeHashMismatch          = "hash_mismatch"
+	CodeSizeMismatch          = "size_mismatch"
+	CodeUploadIncomplete      = "upload_incomplete"
+	CodeBodyTimeout           = "body_timeout"
+	CodeRangeNotSatisfiable   = "range_not_satisfiable"
+	CodeMethodNotAllowed      = "method_not_allowed"
+	CodeObjectNotFound        = "object_not_found"
+	CodeDeviceUnauthenticated = "device_unauthenticated" // the device key, clock or registration is wrong
+	CodeReplayedRequest       = "replayed_request"
+	CodeDeviceExists          = "device_exists"
+	CodeStaleRollout          = "stale_rollout"
+	CodeBadTransition         = "bad_transition"
+	CodeWaveStarted           = "wave_started"
+	CodeBootstrapRetired      = "bootstrap_retired"
 )
 
-// SubmitRequest carries signed TUF metadata made offline: a new root, a new
-// top-level targets, and new product roles, each optional. The server
-// verifies them against the trusted chain and publishes them, with a new
-// snapshot and timestamp, as one repository version.
-type SubmitRequest struct {
-	Root     json.RawMessage            `json:"root,omitempty"`
-	Targets  json.RawMessage            `json:"targets,omitempty"`
-	Products map[string]json.RawMessage `json:"products,omitempty"`
-}
-
-// SubmitResponse reports the versions now published.
-type SubmitResponse struct {
-	Versions map[string]int64 `json:"versions"`
-}
-
-// OnlineKeys are the public halves of the server's snapshot and timestamp
-// keys, as TUF key objects, for building a root.
-type OnlineKeys struct {
-	Snapshot    json.RawMessage `json:"snapshot"`
-	SnapshotID  string          `json:"snapshot_keyid"`
-	Timestamp   json.RawMessage `json:"timestamp"`
-	TimestampID string          `json:"timestamp_keyid"`
+// Done answers a request that has nothing else to say.
+type Done struct {
+	OK bool `json:"ok"`
 }

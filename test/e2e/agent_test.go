@@ -196,7 +196,7 @@ func serverEvents(t testing.TB, f *repoFixture, device string) []api.DeviceEvent
 func states(evs []api.DeviceEvent) string {
 	var s []string
 	for _, e := range evs {
-		s = append(s, e.State)
+		s = append(s, string(e.State))
 	}
 	return strings.Join(s, ",")
 }

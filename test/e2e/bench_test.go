@@ -210,7 +210,7 @@ func benchCheckIn(b *testing.B, f *repoFixture) {
 					break
 				}
 				d := int(i % BenchCheckInDevices)
-				req, _ := http.NewRequest("POST", f.srv.URL+api.PathDeviceCheckIn, bytes.NewReader(body))
+				req, _ := http.NewRequest("POST", f.srv.URL+api.RouteDeviceCheckIn, bytes.NewReader(body))
 				devicesig.SignRequest(req, fmt.Sprintf("PUMP-%05d", d), keys[d], body, time.Now())
 				t0 := time.Now()
 				res, err := hc.Do(req)

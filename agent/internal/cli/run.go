@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"os/signal"
 	"syscall"
 	"time"
@@ -20,82 +21,19 @@ import (
 	"github.com/vigil-ota/vigil/internal/release"
 )
 
-// agentFlags binds the daemon's configuration to flags; set flags override
-// the file.
-type agentFlags struct {
-	config                                                      string
-	c                                                           daemon.Config
-	health, pollInterval, pollJitter, deferRetry, eventInterval time.Duration
-}
-
-func (a *agentFlags) register(fs *pflag.FlagSet) {
-	fs.StringVar(&a.config, "config", "", "YAML configuration file (agent/packaging/agent.example.yaml)")
-	fs.StringVar(&a.c.Server, "server", "", "vigil-server URL")
-	fs.StringVar(&a.c.DeviceID, "device-id", "", "this device's id (serial)")
-	fs.StringVar(&a.c.DeviceKey, "device-key", "", "this device's private key file")
-	fs.StringVar(&a.c.TrustedRoot, "trusted-root", "", "root metadata to trust on first start")
-	fs.StringVar(&a.c.DataDir, "data-dir", "", "journal, downloads and TUF metadata (default "+daemon.DefaultDataDir+")")
-	fs.StringVar(&a.c.Product, "product", "", "this device's product")
-	fs.StringVar(&a.c.Hardware, "hardware", "", "this device's hardware revision")
-	fs.StringVar(&a.c.Slots.Backend, "slot-backend", "", "dir or command")
-	fs.StringVar(&a.c.Slots.Dir, "slot-dir", "", "with the dir backend: the directory holding a/, b/ and current")
-	fs.StringVar(&a.c.HealthCheck.Command, "health-command", "", "health check run after a switch (exit 0: healthy)")
-	fs.DurationVar(&a.health, "health-timeout", 0, "health check timeout (default 60s)")
-	fs.StringVar(&a.c.Interlock.Command, "interlock-command", "", "clinical-use check: exit 0 free, exit 1 busy")
-	fs.StringVar(&a.c.Interlock.File, "interlock-file", "", "clinical-use check: the device is busy while this file exists")
-	fs.StringVar(&a.c.RestartCommand, "restart-command", "", "restarts what runs from the slots after a switch")
-	fs.DurationVar(&a.pollInterval, "poll-interval", 0, "time between update checks (default 1h)")
-	fs.DurationVar(&a.pollJitter, "poll-jitter", 0, "random spread of the poll interval, ± (default 10m)")
-	fs.DurationVar(&a.deferRetry, "defer-retry", 0, "time between retries while deferred (default 5m)")
-	fs.DurationVar(&a.eventInterval, "event-interval", 0, "time between event deliveries (default 10s)")
-	fs.IntVar(&a.c.MaxBootAttempts, "max-boot-attempts", 0, "starts in a switched, unhealthy state before rolling back (default 3)")
-	fs.StringVar(&a.c.InstallPolicy, "install-policy", "", "assigned (what the server's rollouts assign; default with --device-key) or newest")
-}
-
-// resolve merges file and flags and validates.
-func (a *agentFlags) resolve(fs *pflag.FlagSet) (daemon.Config, error) {
-	var c daemon.Config
-	if a.config != "" {
-		var err error
-		if c, err = daemon.Load(a.config); err != nil {
-			return c, usageError{err}
-		}
-	}
-	set := func(name string, apply func()) {
-		if fs.Changed(name) {
-			apply()
-		}
-	}
-	f := a.c
-	set("server", func() { c.Server = f.Server })
-	set("device-id", func() { c.DeviceID = f.DeviceID })
-	set("device-key", func() { c.DeviceKey = f.DeviceKey })
-	set("trusted-root", func() { c.TrustedRoot = f.TrustedRoot })
-	set("data-dir", func() { c.DataDir = f.DataDir })
-	set("product", func() { c.Product = f.Product })
-	set("hardware", func() { c.Hardware = f.Hardware })
-	set("slot-backend", func() { c.Slots.Backend = f.Slots.Backend })
-	set("slot-dir", func() { c.Slots.Dir = f.Slots.Dir })
-	set("health-command", func() { c.HealthCheck.Command = f.HealthCheck.Command })
-	set("health-timeout", func() { c.HealthCheck.Timeout = daemon.Duration(a.health) })
-	set("interlock-command", func() { c.Interlock.Command = f.Interlock.Command })
-	set("interlock-file", func() { c.Interlock.File = f.Interlock.File })
-	set("restart-command", func() { c.RestartCommand = f.RestartCommand })
-	set("poll-interval", func() { c.PollInterval = daemon.Duration(a.pollInterval) })
-	set("poll-jitter", func() { j := daemon.Duration(a.pollJitter); c.PollJitter = &j })
-	set("defer-retry", func() { c.DeferRetry = daemon.Duration(a.deferRetry) })
-	set("event-interval", func() { c.EventInterval = daemon.Duration(a.eventInterval) })
-	set("max-boot-attempts", func() { c.MaxBootAttempts = f.MaxBootAttempts })
-	set("install-policy", func() { c.InstallPolicy = f.InstallPolicy })
-	c.Defaults()
-	if err := c.Validate(); err != nil {
+// loadConfig reads the agent's configuration for a command: defaults, the
+// --config file, VIGIL_* variables and the command's set flags (every
+// setting has a flag; daemon.RegisterFlags). A bad setting is a usage error
+// that names it.
+func loadConfig(fs *pflag.FlagSet) (daemon.Config, error) {
+	c, err := daemon.LoadConfig(fs, os.LookupEnv)
+	if err != nil {
 		return c, usageError{err}
 	}
 	return c, nil
 }
 
 func newRunCmd() *cobra.Command {
-	a := &agentFlags{}
 	var once bool
 	cmd := &cobra.Command{
 		Use:   "run",
@@ -107,11 +45,16 @@ release, and takes it through: download (streamed, verified) → wait while the
 clinical-use interlock says busy → write into the inactive slot → switch →
 health check → commit, or roll back to the previous slot.
 
-Settings come from --config and then flags. The installed version is read
-from the active slot, never from configuration.`,
+Settings come from the --config file, then VIGIL_* variables, then flags
+(each setting has all three: slots.dir is VIGIL_SLOTS_DIR and --slots-dir;
+docs/configuration.md lists them). The installed version is read from the
+active slot, never from configuration.
+
+Example:
+  vigil-agent run --config /etc/vigil/agent.yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := a.resolve(cmd.Flags())
+			c, err := loadConfig(cmd.Flags())
 			if err != nil {
 				return err
 			}
@@ -123,7 +66,7 @@ from the active slot, never from configuration.`,
 			return daemon.Run(ctx, c, log, once)
 		},
 	}
-	a.register(cmd.Flags())
+	daemon.RegisterFlags(cmd.Flags())
 	cmd.Flags().BoolVar(&once, "once", false, "run one check and event delivery, then exit (cron, tests)")
 	return cmd
 }
@@ -148,20 +91,25 @@ type Status struct {
 const StatusEvents = 10
 
 func newStatusCmd(emit func(any, func(io.Writer)) error) *cobra.Command {
-	a := &agentFlags{}
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show the install state, the slots and the last events",
-		Args:  cobra.NoArgs,
+		Long: `Show what the agent is doing: the journaled install state and why, the
+slots and their versions, the events waiting for delivery, and the last
+events.
+
+Example:
+  vigil-agent status --config /etc/vigil/agent.yaml -o json`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := a.resolve(cmd.Flags())
+			c, err := loadConfig(cmd.Flags())
 			if err != nil {
 				return err
 			}
 			return status(cmd.Context(), c, emit)
 		},
 	}
-	a.register(cmd.Flags())
+	daemon.RegisterFlags(cmd.Flags())
 	return cmd
 }
 
@@ -210,17 +158,19 @@ func status(ctx context.Context, c daemon.Config, emit func(any, func(io.Writer)
 }
 
 func newProvisionCmd() *cobra.Command {
-	a := &agentFlags{}
 	var version, target string
 	cmd := &cobra.Command{
 		Use:   "provision",
 		Short: "Record the factory release of slot a on a new device",
 		Long: `At manufacturing, record which release slot a holds and make it active
 (dir backend: creates a/, b/ and the current link). The agent reads the
-installed version from the active slot from then on.`,
+installed version from the active slot from then on.
+
+Example:
+  vigil-agent provision --config /etc/vigil/agent.yaml --version 1.0.0`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := a.resolve(cmd.Flags())
+			c, err := loadConfig(cmd.Flags())
 			if err != nil {
 				return err
 			}
@@ -237,7 +187,7 @@ installed version from the active slot from then on.`,
 			return fmt.Errorf("backend %s cannot be provisioned", c.Slots.Backend)
 		},
 	}
-	a.register(cmd.Flags())
+	daemon.RegisterFlags(cmd.Flags())
 	cmd.Flags().StringVar(&version, "version", "", "the factory release version in slot a (required)")
 	cmd.Flags().StringVar(&target, "target", "factory", "the factory release's target name")
 	return cmd

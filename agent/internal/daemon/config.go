@@ -8,20 +8,20 @@
 package daemon
 
 import (
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"sort"
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"github.com/spf13/pflag"
 
 	"github.com/vigil-ota/vigil/agent/internal/engine"
 	"github.com/vigil-ota/vigil/agent/internal/interlock"
 	"github.com/vigil-ota/vigil/agent/internal/slot"
 	"github.com/vigil-ota/vigil/internal/keyfile"
+	"github.com/vigil-ota/vigil/internal/settings"
+	"github.com/vigil-ota/vigil/internal/tufclient"
 )
 
 // Defaults, with their units.
@@ -31,102 +31,11 @@ const (
 	DefaultDeferRetry    = 5 * time.Minute
 	DefaultEventInterval = 10 * time.Second
 	DefaultDataDir       = "/var/lib/vigil-agent"
+	// EnvPrefix starts every environment variable; EnvConfigFile names
+	// the YAML file when --config is not given.
+	EnvPrefix     = "VIGIL_"
+	EnvConfigFile = "VIGIL_AGENT_CONFIG"
 )
-
-// Duration is a time.Duration written as "30s" in YAML.
-type Duration time.Duration
-
-// UnmarshalYAML implements yaml.Unmarshaler.
-func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
-	v, err := time.ParseDuration(n.Value)
-	if err != nil {
-		return fmt.Errorf("line %d: %q is not a duration such as 30s or 5m", n.Line, n.Value)
-	}
-	*d = Duration(v)
-	return nil
-}
-
-// Config is the agent's configuration file (agent/packaging/agent.example.yaml).
-type Config struct {
-	Server      string `yaml:"server"`
-	DeviceID    string `yaml:"device_id"`
-	DeviceKey   string `yaml:"device_key"`
-	TrustedRoot string `yaml:"trusted_root"`
-	DataDir     string `yaml:"data_dir"`
-	Product     string `yaml:"product"`
-	Hardware    string `yaml:"hardware"`
-	Slots       struct {
-		Backend     string `yaml:"backend"` // dir or command
-		Dir         string `yaml:"dir"`
-		BootedSlot  string `yaml:"booted_slot"`
-		SetNextBoot string `yaml:"set_next_boot"`
-		MarkGood    string `yaml:"mark_good"`
-		WriteImage  string `yaml:"write_image"`
-		// MaxUnpackRatio bounds what an archive without a signed
-		// unpacked_length may unpack to, as a multiple of its size.
-		MaxUnpackRatio int64 `yaml:"max_unpack_ratio"`
-	} `yaml:"slots"`
-	HealthCheck struct {
-		Command string   `yaml:"command"`
-		Timeout Duration `yaml:"timeout"`
-	} `yaml:"health_check"`
-	Interlock struct {
-		Command string `yaml:"command"`
-		File    string `yaml:"file"`
-	} `yaml:"interlock"`
-	RestartCommand string `yaml:"restart_command"`
-	// Download bounds each image download (slow retrieval): an attempt
-	// with no byte for idle_timeout, or averaging less than min_rate
-	// bytes/s over a minute, ends and is resumed at the next poll.
-	Download struct {
-		IdleTimeout Duration `yaml:"idle_timeout"`
-		MinRate     int64    `yaml:"min_rate"`
-	} `yaml:"download"`
-	// InstallPolicy is "assigned" (install what the server's rollout
-	// assigns; needs device_key) or "newest" (install the newest
-	// installable release without rollouts).
-	InstallPolicy   string    `yaml:"install_policy"`
-	PollInterval    Duration  `yaml:"poll_interval"`
-	PollJitter      *Duration `yaml:"poll_jitter"` // nil: the default; 0 is allowed
-	DeferRetry      Duration  `yaml:"defer_retry"`
-	EventInterval   Duration  `yaml:"event_interval"`
-	MaxBootAttempts int       `yaml:"max_boot_attempts"`
-}
-
-// Defaults fills unset values.
-func (c *Config) Defaults() {
-	if c.DataDir == "" {
-		c.DataDir = DefaultDataDir
-	}
-	if c.Slots.Backend == "" {
-		c.Slots.Backend = "dir"
-	}
-	if c.PollInterval == 0 {
-		c.PollInterval = Duration(DefaultPollInterval)
-	}
-	if c.PollJitter == nil {
-		j := Duration(min(DefaultPollJitter, time.Duration(c.PollInterval)/6))
-		c.PollJitter = &j
-	}
-	if c.DeferRetry == 0 {
-		c.DeferRetry = Duration(DefaultDeferRetry)
-	}
-	if c.EventInterval == 0 {
-		c.EventInterval = Duration(DefaultEventInterval)
-	}
-	if c.HealthCheck.Timeout == 0 {
-		c.HealthCheck.Timeout = Duration(engine.DefaultHealthTimeout)
-	}
-	if c.MaxBootAttempts == 0 {
-		c.MaxBootAttempts = engine.DefaultMaxBootAttempts
-	}
-	if c.InstallPolicy == "" {
-		c.InstallPolicy = PolicyAssigned
-		if c.DeviceKey == "" {
-			c.InstallPolicy = PolicyNewest
-		}
-	}
-}
 
 // Install policies.
 const (
@@ -134,20 +43,150 @@ const (
 	PolicyNewest   = "newest"
 )
 
-// Load reads a YAML file; unknown keys are errors.
-func Load(path string) (Config, error) {
+// Config is the agent's configuration (agent/packaging/agent.example.yaml):
+// each setting is declared once, in declare, and read from the YAML file,
+// VIGIL_* variables and flags (internal/settings).
+type Config struct {
+	Server      string
+	DeviceID    string
+	DeviceKey   string
+	TrustedRoot string
+	DataDir     string
+	Product     string
+	Hardware    string
+	Slots       struct {
+		Backend     string // dir or command
+		Dir         string
+		BootedSlot  string
+		SetNextBoot string
+		MarkGood    string
+		WriteImage  string
+		// MaxUnpackRatio bounds what an archive without a signed
+		// unpacked_length may unpack to, as a multiple of its size.
+		MaxUnpackRatio int64
+	}
+	HealthCheck struct {
+		Command string
+		Timeout time.Duration
+	}
+	Interlock struct {
+		Command string
+		File    string
+	}
+	RestartCommand string
+	// Download bounds each image download (slow retrieval).
+	Download struct {
+		IdleTimeout time.Duration
+		MinRate     int64
+	}
+	// InstallPolicy is "assigned" (install what the server's rollout
+	// assigns; needs device_key) or "newest" (install the newest
+	// installable release without rollouts).
+	InstallPolicy   string
+	PollInterval    time.Duration
+	PollJitter      time.Duration
+	DeferRetry      time.Duration
+	EventInterval   time.Duration
+	MaxBootAttempts int64
+
+	set *settings.Set
+}
+
+// declare binds every setting to c, with its default (the one table).
+func (c *Config) declare() *settings.Set {
+	s := settings.New(EnvPrefix)
+	s.String(&c.Server, "server", "", "vigil-server (or a mirror of its /repo) URL")
+	s.String(&c.DeviceID, "device_id", "", "this device's id (serial number) as registered")
+	s.String(&c.DeviceKey, "device_key", "", "this device's ed25519 private key file (vigil keys generate), mode 0600")
+	s.String(&c.TrustedRoot, "trusted_root", "", "root metadata to trust on first start (shipped at manufacturing)")
+	s.String(&c.DataDir, "data_dir", DefaultDataDir, "journal, downloads, TUF metadata and the event outbox")
+	s.String(&c.Product, "product", "", "this device's product")
+	s.String(&c.Hardware, "hardware", "", "this device's hardware revision")
+	s.String(&c.Slots.Backend, "slots.backend", "dir", "dir (two directories and a `current` link) or command (bootloader hooks)")
+	s.String(&c.Slots.Dir, "slots.dir", "", "dir backend: the directory holding a/, b/ and current")
+	s.String(&c.Slots.BootedSlot, "slots.booted_slot", "", "command backend: prints the slot the device booted")
+	s.String(&c.Slots.SetNextBoot, "slots.set_next_boot", "", "command backend: makes $VIGIL_SLOT boot next")
+	s.String(&c.Slots.MarkGood, "slots.mark_good", "", "command backend: marks $VIGIL_SLOT good")
+	s.String(&c.Slots.WriteImage, "slots.write_image", "", "command backend: writes $VIGIL_IMAGE into $VIGIL_SLOT")
+	s.Int(&c.Slots.MaxUnpackRatio, "slots.max_unpack_ratio", slot.DefaultMaxUnpackRatio, 1, "an archive without a signed unpacked_length unpacks to at most this many times its size")
+	s.String(&c.HealthCheck.Command, "health_check.command", "", "health check run after a switch (exit 0: healthy)")
+	s.Duration(&c.HealthCheck.Timeout, "health_check.timeout", engine.DefaultHealthTimeout, "how long the health check may run")
+	s.String(&c.Interlock.Command, "interlock.command", "", "clinical-use check: exit 0 free, exit 1 busy (stdout: the reason)")
+	s.String(&c.Interlock.File, "interlock.file", "", "clinical-use check: the device is busy while this file exists")
+	s.String(&c.RestartCommand, "restart_command", "", "restarts what runs from the slots after a switch")
+	s.Duration(&c.Download.IdleTimeout, "download.idle_timeout", tufclient.DefaultIdleTimeout, "a download with no byte for this long ends (slow retrieval) and resumes at the next poll")
+	s.Int(&c.Download.MinRate, "download.min_rate", tufclient.DefaultMinRate, 1, "slowest accepted download rate, bytes/s averaged over a minute")
+	s.String(&c.InstallPolicy, "install_policy", PolicyAssigned, "assigned (what the server's rollouts assign; needs device_key) or newest (no rollouts)")
+	s.Duration(&c.PollInterval, "poll_interval", DefaultPollInterval, "time between update checks")
+	s.Duration(&c.PollJitter, "poll_jitter", DefaultPollJitter, "random spread of the poll interval, ± (at most a sixth of poll_interval by default)").AllowZero()
+	s.Duration(&c.DeferRetry, "defer_retry", DefaultDeferRetry, "time between retries while deferred or waiting to switch")
+	s.Duration(&c.EventInterval, "event_interval", DefaultEventInterval, "time between event deliveries")
+	s.Int(&c.MaxBootAttempts, "max_boot_attempts", engine.DefaultMaxBootAttempts, 1, "starts in a switched, unhealthy state before rolling back")
+	return s
+}
+
+// Settings returns the declarations (flags, generated documentation).
+func Settings() *settings.Set {
 	var c Config
-	f, err := os.Open(path)
-	if err != nil {
+	return c.declare()
+}
+
+// RegisterFlags adds --config and one flag per setting to fs.
+func RegisterFlags(fs *pflag.FlagSet) {
+	fs.String("config", "", "YAML configuration file (agent/packaging/agent.example.yaml; also "+EnvConfigFile+")")
+	Settings().RegisterFlags(fs)
+}
+
+// LoadConfig builds the configuration from defaults, the YAML file (the
+// --config flag, else $VIGIL_AGENT_CONFIG), VIGIL_* variables and the set
+// flags of fs (nil: none), then validates it.
+func LoadConfig(fs *pflag.FlagSet, lookupEnv func(string) (string, bool)) (Config, error) {
+	var c Config
+	c.set = c.declare()
+	path := ""
+	if v, ok := lookupEnv(EnvConfigFile); ok {
+		path = v
+	}
+	if fs != nil {
+		if f := fs.Lookup("config"); f != nil && f.Changed {
+			path = f.Value.String()
+		}
+	}
+	if err := c.set.Load(fs, path, lookupEnv); err != nil {
 		return c, err
 	}
-	defer f.Close()
-	dec := yaml.NewDecoder(f)
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
-		return c, fmt.Errorf("config %s: %w", path, err)
+	c.derive()
+	return c, c.Validate()
+}
+
+// Load reads a YAML file with defaults, as LoadConfig does without the
+// environment or flags.
+func Load(path string) (Config, error) {
+	var c Config
+	c.set = c.declare()
+	if err := c.set.Load(nil, path, func(string) (string, bool) { return "", false }); err != nil {
+		return c, err
 	}
+	c.derive()
 	return c, nil
+}
+
+// derive fills defaults that depend on other settings.
+func (c *Config) derive() {
+	if c.set.Source("poll_jitter") == settings.SourceDefault {
+		c.PollJitter = min(DefaultPollJitter, c.PollInterval/6)
+	}
+	if c.set.Source("install_policy") == settings.SourceDefault && c.DeviceKey == "" {
+		c.InstallPolicy = PolicyNewest
+	}
+}
+
+// Errorf makes an error naming a setting.
+func (c *Config) Errorf(key, format string, args ...any) error {
+	if c.set == nil {
+		c.set = Settings()
+	}
+	return c.set.Errorf(key, format, args...)
 }
 
 // Validate checks the configuration; errors name the setting.
@@ -160,56 +199,54 @@ func (c *Config) Validate() error {
 	}
 	if len(missing) > 0 {
 		sort.Strings(missing)
-		return fmt.Errorf("setting(s) %s missing", strings.Join(missing, ", "))
+		return fmt.Errorf("configuration: setting(s) %s missing (in the file, as VIGIL_* variables or as flags)", strings.Join(missing, ", "))
 	}
 	if !strings.HasPrefix(c.Server, "http://") && !strings.HasPrefix(c.Server, "https://") {
-		return fmt.Errorf("setting server: %q is not an http(s) URL", c.Server)
+		return c.Errorf("server", "%q is not an http(s) URL", c.Server)
 	}
 	if _, err := os.Stat(c.TrustedRoot); err != nil {
-		return fmt.Errorf("setting trusted_root: %w", err)
+		return c.Errorf("trusted_root", "%v", err)
 	}
 	if c.DeviceKey != "" {
 		if err := keyfile.CheckPrivatePerms(c.DeviceKey); err != nil {
-			return fmt.Errorf("setting device_key: %w", err)
+			return c.Errorf("device_key", "%v", err)
 		}
 		if _, err := keyfile.ReadPrivate(c.DeviceKey); err != nil {
-			return fmt.Errorf("setting device_key: %w", err)
+			return c.Errorf("device_key", "%v", err)
 		}
 	}
-	switch c.Slots.Backend {
-	case "dir":
-		if c.Slots.Dir == "" {
-			return errors.New("setting slots.dir: required with slots.backend dir")
-		}
-	case "command":
-		for name, v := range map[string]string{"slots.booted_slot": c.Slots.BootedSlot, "slots.set_next_boot": c.Slots.SetNextBoot, "slots.mark_good": c.Slots.MarkGood, "slots.write_image": c.Slots.WriteImage} {
-			if v == "" {
-				return fmt.Errorf("setting %s: required with slots.backend command", name)
-			}
-		}
-	default:
-		return fmt.Errorf("setting slots.backend: %q is not dir or command", c.Slots.Backend)
+	if err := c.validateSlots(); err != nil {
+		return err
 	}
 	switch c.InstallPolicy {
 	case PolicyNewest:
 	case PolicyAssigned:
 		if c.DeviceKey == "" {
-			return errors.New("setting install_policy: assigned needs device_key (the server authenticates check-ins)")
+			return c.Errorf("install_policy", "assigned needs device_key (the server authenticates check-ins)")
 		}
 	default:
-		return fmt.Errorf("setting install_policy: %q is not assigned or newest", c.InstallPolicy)
+		return c.Errorf("install_policy", "%q is not assigned or newest", c.InstallPolicy)
 	}
-	if c.Download.IdleTimeout < 0 || c.Download.MinRate < 0 {
-		return errors.New("setting download.idle_timeout / download.min_rate: must not be negative")
+	if c.PollJitter > c.PollInterval {
+		return c.Errorf("poll_jitter", "%s is longer than poll_interval %s", c.PollJitter, c.PollInterval)
 	}
-	if c.Slots.MaxUnpackRatio < 0 {
-		return fmt.Errorf("setting slots.max_unpack_ratio: %d is negative", c.Slots.MaxUnpackRatio)
-	}
-	if c.MaxBootAttempts < 1 {
-		return fmt.Errorf("setting max_boot_attempts: %d is below 1", c.MaxBootAttempts)
-	}
-	if *c.PollJitter < 0 || *c.PollJitter > c.PollInterval {
-		return fmt.Errorf("setting poll_jitter: %s is negative or longer than poll_interval %s", time.Duration(*c.PollJitter), time.Duration(c.PollInterval))
+	return nil
+}
+
+func (c *Config) validateSlots() error {
+	switch c.Slots.Backend {
+	case "dir":
+		if c.Slots.Dir == "" {
+			return c.Errorf("slots.dir", "required with slots.backend dir")
+		}
+	case "command":
+		for name, v := range map[string]string{"slots.booted_slot": c.Slots.BootedSlot, "slots.set_next_boot": c.Slots.SetNextBoot, "slots.mark_good": c.Slots.MarkGood, "slots.write_image": c.Slots.WriteImage} {
+			if v == "" {
+				return c.Errorf(name, "required with slots.backend command")
+			}
+		}
+	default:
+		return c.Errorf("slots.backend", "%q is not dir or command", c.Slots.Backend)
 	}
 	return nil
 }

@@ -5,6 +5,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/vigil-ota/vigil/agent/internal/daemon"
 	"github.com/vigil-ota/vigil/internal/keyfile"
@@ -32,11 +35,7 @@ func TestExampleConfigParsesAndBadConfigsAreNamed(t *testing.T) {
 	} {
 		p := filepath.Join(dir, "c.yaml")
 		os.WriteFile(p, []byte(body), 0o600)
-		c, err := daemon.Load(p)
-		if err == nil {
-			c.Defaults()
-			err = c.Validate()
-		}
+		_, err := loadFile(p)
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: got %v, want %q", body, err, want)
 		}
@@ -61,14 +60,49 @@ func TestADeviceKeyReadableByOthersIsRefused(t *testing.T) {
 	os.WriteFile(p, []byte(cfg), 0o600)
 	for mode, ok := range map[os.FileMode]bool{0o600: true, 0o640: false, 0o644: false} {
 		os.Chmod(keyPath, mode)
-		c, err := daemon.Load(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.Defaults()
-		err = c.Validate()
+		_, err := loadFile(p)
 		if ok != (err == nil) || (!ok && !strings.Contains(err.Error(), "too open")) {
 			t.Errorf("mode %04o: %v", mode, err)
 		}
+	}
+}
+
+// loadFile loads a configuration file as vigil-agent does, with no
+// environment and no flags.
+func loadFile(path string) (daemon.Config, error) {
+	return daemon.LoadConfig(nil, func(k string) (string, bool) {
+		if k == daemon.EnvConfigFile {
+			return path, true
+		}
+		return "", false
+	})
+}
+
+// One settings mechanism: every setting is read from the file, from its
+// VIGIL_* variable and from its flag, later ones winning, and a typo is
+// named with its line like the server's.
+func TestAgentSettingsComeFromFileThenEnvironmentThenFlags(t *testing.T) {
+	dir := t.TempDir()
+	root := filepath.Join(dir, "root.json")
+	os.WriteFile(root, []byte("{}"), 0o644)
+	p := filepath.Join(dir, "c.yaml")
+	os.WriteFile(p, []byte("server: http://file\ndevice_id: d\ntrusted_root: "+root+"\nproduct: p\nhardware: h\nslots: {dir: /from/file}\npoll_interval: 2h\n"), 0o600)
+	env := map[string]string{daemon.EnvConfigFile: p, "VIGIL_SLOTS_DIR": "/from/env", "VIGIL_POLL_INTERVAL": "3h"}
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	daemon.RegisterFlags(fs)
+	if err := fs.Parse([]string{"--poll-interval", "4h"}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := daemon.LoadConfig(fs, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Server != "http://file" || c.Slots.Dir != "/from/env" || c.PollInterval != 4*time.Hour || c.PollJitter != 10*time.Minute {
+		t.Fatalf("server %s, slots.dir %s, poll %s, jitter %s", c.Server, c.Slots.Dir, c.PollInterval, c.PollJitter)
+	}
+	os.WriteFile(p, []byte("server: http://s\nhardwre: rev-b\n"), 0o600)
+	_, err = loadFile(p)
+	if err == nil || !strings.Contains(err.Error(), `line 2: unknown setting "hardwre" (known: `) {
+		t.Fatalf("a typo: %v", err)
 	}
 }

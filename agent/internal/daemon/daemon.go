@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"math/rand/v2"
-	"net/http"
 	"os"
 	"time"
 
@@ -15,16 +14,18 @@ import (
 	"github.com/vigil-ota/vigil/agent/internal/events"
 	"github.com/vigil-ota/vigil/agent/internal/journal"
 	"github.com/vigil-ota/vigil/api"
+	"github.com/vigil-ota/vigil/api/client"
 	"github.com/vigil-ota/vigil/internal/keyfile"
 	"github.com/vigil-ota/vigil/internal/tufclient"
 )
 
-// client builds the device's signed-request client. Without device_key the
-// agent neither checks in nor can deliver events to a server that
-// authenticates devices; it then installs the newest installable release
-// on its own.
-func client(c Config) (*deviceClient, error) {
-	dc := &deviceClient{server: c.Server, id: c.DeviceID, hc: &http.Client{}}
+// deviceClient is the device's client of the server's API (api/client),
+// signing every request with device_key. Without device_key the agent
+// neither checks in nor can deliver events to a server that authenticates
+// devices; it then installs the newest installable release on its own
+// (install_policy newest).
+func deviceClient(c Config) (*client.Client, error) {
+	var key ed25519.PrivateKey
 	if c.DeviceKey != "" {
 		k, err := keyfile.ReadPrivate(c.DeviceKey)
 		if err != nil {
@@ -34,9 +35,9 @@ func client(c Config) (*deviceClient, error) {
 		if !ok {
 			return nil, fmt.Errorf("device_key: %s is not an ed25519 key", c.DeviceKey)
 		}
-		dc.key = ed
+		key = ed
 	}
-	return dc, nil
+	return client.NewDevice(c.Server, c.DeviceID, key), nil
 }
 
 // NewEngine builds the install engine for c.
@@ -45,11 +46,11 @@ func NewEngine(c Config, log *zap.Logger) (*engine.Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("trusted_root: %w", err)
 	}
-	dc, err := client(c)
+	dc, err := deviceClient(c)
 	if err != nil {
 		return nil, err
 	}
-	var checkIn func(ctx context.Context, installed, state string) (*api.Assignment, error)
+	var checkIn func(ctx context.Context, in api.CheckIn) (*api.Assignment, error)
 	if c.InstallPolicy == PolicyAssigned {
 		checkIn = dc.CheckIn
 	}
@@ -57,9 +58,9 @@ func NewEngine(c Config, log *zap.Logger) (*engine.Engine, error) {
 		CheckIn:  checkIn,
 		DeviceID: c.DeviceID, Product: c.Product, Hardware: c.Hardware, DataDir: c.DataDir,
 		Server: c.Server, TrustedRoot: root, Slots: c.Backend(),
-		HealthCommand: c.HealthCheck.Command, HealthTimeout: time.Duration(c.HealthCheck.Timeout),
-		RestartCommand: c.RestartCommand, Interlock: c.InterlockCheck(), MaxBootAttempts: c.MaxBootAttempts,
-		Download: tufclient.Limits{IdleTimeout: time.Duration(c.Download.IdleTimeout), MinRate: c.Download.MinRate},
+		HealthCommand: c.HealthCheck.Command, HealthTimeout: c.HealthCheck.Timeout,
+		RestartCommand: c.RestartCommand, Interlock: c.InterlockCheck(), MaxBootAttempts: int(c.MaxBootAttempts),
+		Download: tufclient.Limits{IdleTimeout: c.Download.IdleTimeout, MinRate: c.Download.MinRate},
 		Log:      log,
 	})
 }
@@ -79,7 +80,7 @@ func Run(ctx context.Context, c Config, log *zap.Logger, once bool) error {
 	if err != nil {
 		return err
 	}
-	sender, err := client(c)
+	sender, err := deviceClient(c)
 	if err != nil {
 		return err
 	}
@@ -94,11 +95,11 @@ func Run(ctx context.Context, c Config, log *zap.Logger, once bool) error {
 		return checkErr
 	}
 
-	go deliver(ctx, eng.Queue(), sender, time.Duration(c.EventInterval), log)
+	go deliver(ctx, eng.Queue(), sender, c.EventInterval, log)
 	failures := 0
 	for {
 		err := eng.Check(ctx)
-		wait := jittered(time.Duration(c.PollInterval), time.Duration(*c.PollJitter))
+		wait := jittered(c.PollInterval, c.PollJitter)
 		switch {
 		case ctx.Err() != nil:
 			return nil
@@ -109,7 +110,7 @@ func Run(ctx context.Context, c Config, log *zap.Logger, once bool) error {
 		default:
 			failures = 0
 			if p := eng.State().Phase; p == journal.Deferred || p == journal.Staged || p == journal.Switched {
-				wait = time.Duration(c.DeferRetry)
+				wait = c.DeferRetry
 			}
 		}
 		select {

@@ -82,7 +82,7 @@ type Config struct {
 	// CheckIn, when set, asks the server which release to install (the
 	// rollout's assignment); the agent still verifies it through TUF. Nil:
 	// the agent takes the newest installable release itself.
-	CheckIn func(ctx context.Context, installed, state string) (*api.Assignment, error)
+	CheckIn func(ctx context.Context, in api.CheckIn) (*api.Assignment, error)
 }
 
 // Engine drives installs.
@@ -140,7 +140,7 @@ func (e *Engine) to(phase journal.Phase, reason string, mutate func(*journal.Sta
 	}
 	e.st = saved
 	e.cfg.Log.Info("install state", zap.String("phase", string(phase)), zap.String("reason", reason), zap.String("target", targetOf(saved)))
-	return e.emit(string(phase), reason, strconv.Itoa(saved.BootAttempts))
+	return e.emit(phase, reason, strconv.Itoa(saved.BootAttempts))
 }
 
 func targetOf(s journal.State) string {
@@ -150,17 +150,17 @@ func targetOf(s journal.State) string {
 	return s.Release.Target
 }
 
-func (e *Engine) emit(state, reason, extra string) error {
+func (e *Engine) emit(state api.InstallState, reason, extra string) error {
 	var target, version string
 	if e.st.Release != nil {
 		target, version = e.st.Release.Target, e.st.Release.Version
 	}
 	disc := strconv.FormatInt(e.st.Attempt, 10) + "/" + extra
-	if state == string(journal.Deferred) {
+	if state == journal.Deferred {
 		disc += "/" + reason
 	}
 	return e.queue.Add(api.DeviceEvent{
-		ID: events.ID(e.cfg.DeviceID, target, state, disc), DeviceID: e.cfg.DeviceID,
+		ID: events.ID(e.cfg.DeviceID, target, string(state), disc), DeviceID: e.cfg.DeviceID,
 		Target: target, Version: version, State: state, Reason: reason, Time: time.Now().UTC(),
 	})
 }
@@ -225,7 +225,7 @@ func (e *Engine) choose(ctx context.Context) error {
 	dev := release.Device{Product: e.cfg.Product, Hardware: e.cfg.Hardware, InstalledVersion: installed}
 	var assigned string
 	if e.cfg.CheckIn != nil {
-		a, err := e.cfg.CheckIn(ctx, installed, string(e.st.Phase))
+		a, err := e.cfg.CheckIn(ctx, api.CheckIn{Installed: installed, State: e.st.Phase, Slot: active})
 		if err != nil {
 			return fmt.Errorf("check-in: %w", err)
 		}
@@ -413,7 +413,7 @@ func (e *Engine) beforeSwitch(ctx context.Context) (bool, error) {
 	if busy, reason := e.cfg.Interlock.Busy(ctx); busy {
 		if e.st.Reason != reason {
 			e.st.Reason = reason
-			if err := e.emit(string(journal.Deferred), reason, "staged"); err != nil {
+			if err := e.emit(journal.Deferred, reason, "staged"); err != nil {
 				return true, err
 			}
 			saved, err := journal.Save(e.cfg.DataDir, e.st)

@@ -181,9 +181,9 @@ func (q *Queue) Ack(names []string) error {
 	return journal.SyncDir(q.dir)
 }
 
-// Sender delivers queued events.
+// Sender delivers queued events (api/client's device client).
 type Sender interface {
-	Send(ctx context.Context, batch api.EventBatch) error
+	SendEvents(ctx context.Context, batch api.EventBatch) (api.EventBatchResponse, error)
 }
 
 // Flush sends every pending event, in batches; it stops at the first
@@ -196,7 +196,7 @@ func (q *Queue) Flush(ctx context.Context, s Sender) (int, error) {
 	sent := 0
 	for len(evs) > 0 {
 		n := min(len(evs), MaxBatch)
-		if err := s.Send(ctx, api.EventBatch{Events: evs[:n]}); err != nil {
+		if _, err := s.SendEvents(ctx, api.EventBatch{Events: evs[:n]}); err != nil {
 			return sent, err
 		}
 		if err := q.Ack(names[:n]); err != nil {

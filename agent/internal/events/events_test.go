@@ -15,16 +15,16 @@ type recorder struct {
 	batches [][]api.DeviceEvent
 }
 
-func (r *recorder) Send(_ context.Context, b api.EventBatch) error {
+func (r *recorder) SendEvents(_ context.Context, b api.EventBatch) (api.EventBatchResponse, error) {
 	if r.fail {
-		return errors.New("server unreachable")
+		return api.EventBatchResponse{}, errors.New("server unreachable")
 	}
 	r.batches = append(r.batches, b.Events)
-	return nil
+	return api.EventBatchResponse{Accepted: len(b.Events)}, nil
 }
 
 func ev(id, state string, at time.Time) api.DeviceEvent {
-	return api.DeviceEvent{ID: id, DeviceID: "pump-1", State: state, Time: at}
+	return api.DeviceEvent{ID: id, DeviceID: "pump-1", State: api.InstallState(state), Time: at}
 }
 
 func TestEventsSurviveOfflinePeriodsAndRestartsInOrder(t *testing.T) {

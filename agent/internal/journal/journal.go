@@ -21,31 +21,31 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vigil-ota/vigil/api"
 	"github.com/vigil-ota/vigil/internal/atomicfile"
 )
 
-// Phase is a state of the install state machine (docs/agent.md).
-type Phase string
+// Phase is a state of the install state machine (docs/agent.md): the
+// install states of the wire contract (api.InstallState), one type for the
+// journal, the events and the server.
+type Phase = api.InstallState
 
 // Phases.
 const (
-	Idle        Phase = "idle"
-	Downloading Phase = "downloading"
-	Verified    Phase = "verified"
-	Deferred    Phase = "deferred"
-	Staging     Phase = "staging"
-	Staged      Phase = "staged"
-	Switching   Phase = "switching"
-	Switched    Phase = "switched"
-	Committing  Phase = "committing"
-	Committed   Phase = "committed"
-	RollingBack Phase = "rolling_back"
-	RolledBack  Phase = "rolled_back"
-	Failed      Phase = "failed"
+	Idle        = api.StateIdle
+	Downloading = api.StateDownloading
+	Verified    = api.StateVerified
+	Deferred    = api.StateDeferred
+	Staging     = api.StateStaging
+	Staged      = api.StateStaged
+	Switching   = api.StateSwitching
+	Switched    = api.StateSwitched
+	Committing  = api.StateCommitting
+	Committed   = api.StateCommitted
+	RollingBack = api.StateRollingBack
+	RolledBack  = api.StateRolledBack
+	Failed      = api.StateFailed
 )
-
-var phases = map[Phase]bool{Idle: true, Downloading: true, Verified: true, Deferred: true, Staging: true, Staged: true,
-	Switching: true, Switched: true, Committing: true, Committed: true, RollingBack: true, RolledBack: true, Failed: true}
 
 // Release is the release an install is about, as the signed metadata says.
 type Release struct {
@@ -84,7 +84,7 @@ type State struct {
 
 // Validate checks that the state is one the agent can act on.
 func (s *State) Validate() error {
-	if !phases[s.Phase] {
+	if !s.Phase.Reported() {
 		return fmt.Errorf("unknown phase %q", s.Phase)
 	}
 	needsRelease := s.Phase != Idle

@@ -51,8 +51,12 @@ type Server struct {
 	State state.Store
 	Blobs blob.Store
 	Repo  *tufrepo.Repo
-	Fleet *fleet.Service
+	Fleet *fleet.Fleet
 	ops   *operator.Service
+
+	services httpapi.Services
+	routes   []httpapi.Route
+	holder   string // this replica's name in leases
 	http  *http.Server
 	ln    net.Listener
 }
@@ -142,11 +146,12 @@ func Open(ctx context.Context, cfg config.Config, log *zap.Logger) (*Server, err
 			}},
 		},
 	})
-	httpapi.RegisterRepository(router, s.Repo, ops)
-	s.Fleet = fleet.New(s.State).WithTargets(s.Repo, log.Named("fleet"))
-	httpapi.RegisterFleet(router, s.Fleet, ops)
-	httpapi.RegisterAudit(router, s.State, ops)
-	httpapi.RegisterTokens(router, ops, ops)
+	stores := s.State
+	s.Fleet = fleet.New(fleet.Stores{Registry: stores, Nonces: stores, Rollouts: stores, Progress: stores, Events: stores, Audit: stores}, s.Repo, log.Named("fleet"))
+	s.services = httpapi.Services{Repo: s.Repo, Registry: s.Fleet.Registry, DeviceAuth: s.Fleet.Auth, CheckIns: s.Fleet.CheckIns,
+		Events: s.Fleet.Events, Rollouts: s.Fleet.Rollouts, Operators: ops, Tokens: ops, Audit: stores}
+	s.routes = httpapi.Routes(s.services)
+	httpapi.Register(router, s.routes, s.services)
 	s.http = &http.Server{
 		Handler:           router,
 		ReadHeaderTimeout: ReadHeaderTimeout,
@@ -207,6 +212,10 @@ func (s *Server) Handler() http.Handler { return s.http.Handler }
 // Operators is the token service (in-process tests).
 func (s *Server) Operators() *operator.Service { return s.ops }
 
+// Routes is the server's route table (the authorization-matrix test, the
+// OpenAPI document).
+func (s *Server) Routes() []httpapi.Route { return s.routes }
+
 // Addr is the address the server listens on (useful with port 0).
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
@@ -226,10 +235,9 @@ func (s *Server) Run(ctx context.Context) error {
 		zap.String("data_dir", s.cfg.DataDir))
 	errc := make(chan error, 1)
 	go func() { errc <- s.http.Serve(s.ln) }()
-	rctx, stopRefresher := context.WithCancel(ctx)
-	defer stopRefresher()
-	go s.Repo.RunRefresher(rctx, s.cfg.OnlineRefreshInterval)
-	go s.Fleet.RunController(rctx, RolloutControllerInterval)
+	jctx, stopJobs := context.WithCancel(ctx)
+	defer stopJobs()
+	s.startJobs(jctx)
 	select {
 	case err := <-errc:
 		return err

@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/vigil-ota/vigil/api"
 	"github.com/vigil-ota/vigil/server/internal/app"
 	"github.com/vigil-ota/vigil/server/internal/config"
 	"github.com/vigil-ota/vigil/server/internal/httpapi"
@@ -18,16 +19,17 @@ import (
 )
 
 // TestEveryRouteAgainstEveryRole is the generated authorization matrix: it
-// asks every management route with a token of every role (and with none)
-// and checks the answer against the role's permissions. A route that
-// declares no permission fails the test.
+// walks the server's route table and asks every operator route with a token
+// of every role (and with none), every device route unsigned, and every
+// public route without anything, and checks each answer against what the
+// table declares. A route the table does not declare does not exist.
 func TestEveryRouteAgainstEveryRole(t *testing.T) {
 	srv := openServer(t, "bootstrap-secret")
 	h := srv.Handler()
 	ctx := context.Background()
 	tokens := map[string]string{}
 	for _, role := range operator.Roles() {
-		in := operator.TokenInput{Name: "matrix-" + role, Role: role}
+		in := api.TokenRequest{Name: "matrix-" + role, Role: role}
 		if role == operator.RoleSiteIT {
 			in.Sites = []string{"st-mary"}
 		}
@@ -37,30 +39,50 @@ func TestEveryRouteAgainstEveryRole(t *testing.T) {
 		}
 		tokens[role] = c.Secret
 	}
-	policy := httpapi.Policy()
-	if len(policy) < 15 {
-		t.Fatalf("only %d management routes declared a permission", len(policy))
+	routes := srv.Routes()
+	if len(httpapi.Policy(routes)) < 20 {
+		t.Fatalf("only %d operator routes in the table", len(httpapi.Policy(routes)))
 	}
-	for route, perm := range policy {
-		method, path, _ := strings.Cut(route, " ")
-		url := strings.NewReplacer(":id", "x", ":name", "st-mary", ":product", "demo-pump", ":file", "f.img", ":release", "demo-pump@1.0.0").Replace(path)
-		for _, role := range append(operator.Roles(), "none") {
-			req := httptest.NewRequest(method, url, strings.NewReader("{}"))
-			if role != "none" {
-				req.Header.Set("Authorization", "Bearer "+tokens[role])
+	fill := strings.NewReplacer(":id", "x", ":name", "st-mary", ":product", "demo-pump", ":file", "f.img", ":release", "demo-pump@1.0.0", "*path", "1.root.json")
+	ask := func(method, url, token string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(method, url, strings.NewReader("{}"))
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		return w
+	}
+	for _, rt := range routes {
+		url := fill.Replace(rt.Path)
+		route := rt.Method + " " + rt.Path
+		switch rt.Access {
+		case httpapi.Public:
+			if w := ask(rt.Method, url, ""); w.Code == http.StatusUnauthorized || w.Code == http.StatusForbidden {
+				t.Errorf("public %s: %d", route, w.Code)
 			}
-			w := httptest.NewRecorder()
-			h.ServeHTTP(w, req)
-			allowed := role != "none" && (operator.Principal{Role: role}).Can(perm)
+			continue
+		case httpapi.Device:
+			if w := ask(rt.Method, url, tokens[operator.RoleAdmin]); w.Code != http.StatusUnauthorized || !strings.Contains(w.Body.String(), api.CodeDeviceUnauthenticated) {
+				t.Errorf("device %s with an operator token and no signature: %d %s", route, w.Code, w.Body.String())
+			}
+			continue
+		}
+		if rt.Perm == "" {
+			t.Errorf("%s declares no permission", route)
+		}
+		for _, role := range append(operator.Roles(), "none") {
+			w := ask(rt.Method, url, tokens[role])
+			allowed := role != "none" && (operator.Principal{Role: role}).Can(rt.Perm)
 			switch {
 			case role == "none" && w.Code != http.StatusUnauthorized:
 				t.Errorf("%s without a token: %d, want 401", route, w.Code)
 			case role != "none" && !allowed && w.Code != http.StatusForbidden:
-				t.Errorf("%s as %s (lacks %s): %d, want 403", route, role, perm, w.Code)
+				t.Errorf("%s as %s (lacks %s): %d, want 403", route, role, rt.Perm, w.Code)
 			case allowed && (w.Code == http.StatusUnauthorized || w.Code == http.StatusForbidden):
 				// Site-scoped refusals are allowed only for another site.
 				if !(role == operator.RoleSiteIT && strings.Contains(w.Body.String(), "limited to sites")) {
-					t.Errorf("%s as %s (holds %s): %d %s", route, role, perm, w.Code, w.Body.String())
+					t.Errorf("%s as %s (holds %s): %d %s", route, role, rt.Perm, w.Code, w.Body.String())
 				}
 			}
 		}
@@ -69,7 +91,7 @@ func TestEveryRouteAgainstEveryRole(t *testing.T) {
 
 func TestSiteITActsOnlyForItsOwnSites(t *testing.T) {
 	srv := openServer(t, "")
-	c, _ := srv.Operators().Create(context.Background(), operator.TokenInput{Name: "it-st-mary", Role: operator.RoleSiteIT, Sites: []string{"st-mary"}})
+	c, _ := srv.Operators().Create(context.Background(), api.TokenRequest{Name: "it-st-mary", Role: operator.RoleSiteIT, Sites: []string{"st-mary"}})
 	do := func(method, url, body string) (int, string) {
 		req := httptest.NewRequest(method, url, strings.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+c.Secret)
@@ -130,13 +152,13 @@ func TestTheBootstrapTokenRetiresOnceAnAdminTokenExists(t *testing.T) {
 		t.Fatalf("bootstrap before any admin token: %d %s", code, body)
 	}
 	ctx := context.Background()
-	if _, err := srv.Operators().Create(ctx, operator.TokenInput{Name: "release-bot", Role: operator.RoleRelease}); err != nil {
+	if _, err := srv.Operators().Create(ctx, api.TokenRequest{Name: "release-bot", Role: operator.RoleRelease}); err != nil {
 		t.Fatal(err)
 	}
 	if code, _ := do("bootstrap-secret"); code != 200 {
 		t.Fatal("a non-admin token retired the bootstrap token")
 	}
-	admin, err := srv.Operators().Create(ctx, operator.TokenInput{Name: "alice", Role: operator.RoleAdmin})
+	admin, err := srv.Operators().Create(ctx, api.TokenRequest{Name: "alice", Role: operator.RoleAdmin})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +175,7 @@ func TestTheBootstrapTokenRetiresOnceAnAdminTokenExists(t *testing.T) {
 func TestSiteITCannotProbeForDevicesElsewhereAndTokensNeedTheBearerScheme(t *testing.T) {
 	w := newDeviceWorld(t)
 	w.admin("PUT", "/api/v1/sites/north", `{"time_zone":"America/Chicago"}`, 200)
-	it, err := w.srv.Operators().Create(context.Background(), operator.TokenInput{Name: "it-north", Role: operator.RoleSiteIT, Sites: []string{"north"}})
+	it, err := w.srv.Operators().Create(context.Background(), api.TokenRequest{Name: "it-north", Role: operator.RoleSiteIT, Sites: []string{"north"}})
 	if err != nil {
 		t.Fatal(err)
 	}

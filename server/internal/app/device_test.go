@@ -70,7 +70,7 @@ func TestDeviceRequestsAreAuthenticatedAndReplayProtected(t *testing.T) {
 	w := newDeviceWorld(t)
 	checkin := []byte(`{"installed_version":"1.0.0","state":"idle"}`)
 	now := time.Now()
-	if code, body := w.do(w.signed(api.PathDeviceCheckIn, checkin, now, "PUMP-1", w.key)); code != 200 || !strings.Contains(body, `"assignment":null`) {
+	if code, body := w.do(w.signed(api.RouteDeviceCheckIn, checkin, now, "PUMP-1", w.key)); code != 200 || !strings.Contains(body, `"assignment":null`) {
 		t.Fatalf("good check-in: %d %s", code, body)
 	}
 	_, stranger, _ := ed25519.GenerateKey(rand.Reader)
@@ -78,13 +78,13 @@ func TestDeviceRequestsAreAuthenticatedAndReplayProtected(t *testing.T) {
 		req  *http.Request
 		want string
 	}{
-		"unknown device":   {w.signed(api.PathDeviceCheckIn, checkin, now, "PUMP-404", w.key), "not registered"},
-		"wrong key":        {w.signed(api.PathDeviceCheckIn, checkin, now, "PUMP-1", stranger), "does not verify"},
-		"stale timestamp":  {w.signed(api.PathDeviceCheckIn, checkin, now.Add(-6*time.Minute), "PUMP-1", w.key), "away from the server's clock"},
-		"future timestamp": {w.signed(api.PathDeviceCheckIn, checkin, now.Add(6*time.Minute), "PUMP-1", w.key), "away from the server's clock"},
-		"unsigned":         {httptest.NewRequest("POST", api.PathDeviceCheckIn, bytes.NewReader(checkin)), "not signed"},
+		"unknown device":   {w.signed(api.RouteDeviceCheckIn, checkin, now, "PUMP-404", w.key), "not registered"},
+		"wrong key":        {w.signed(api.RouteDeviceCheckIn, checkin, now, "PUMP-1", stranger), "does not verify"},
+		"stale timestamp":  {w.signed(api.RouteDeviceCheckIn, checkin, now.Add(-6*time.Minute), "PUMP-1", w.key), "away from the server's clock"},
+		"future timestamp": {w.signed(api.RouteDeviceCheckIn, checkin, now.Add(6*time.Minute), "PUMP-1", w.key), "away from the server's clock"},
+		"unsigned":         {httptest.NewRequest("POST", api.RouteDeviceCheckIn, bytes.NewReader(checkin)), "not signed"},
 	}
-	tampered := w.signed(api.PathDeviceCheckIn, checkin, now, "PUMP-1", w.key)
+	tampered := w.signed(api.RouteDeviceCheckIn, checkin, now, "PUMP-1", w.key)
 	tampered.Body = httpBody(`{"installed_version":"9.9.9","state":"idle"}`)
 	cases["tampered body"] = struct {
 		req  *http.Request
@@ -97,7 +97,7 @@ func TestDeviceRequestsAreAuthenticatedAndReplayProtected(t *testing.T) {
 	}
 
 	// A replayed check-in inside the window is harmless: same answer.
-	req := w.signed(api.PathDeviceCheckIn, checkin, now, "PUMP-1", w.key)
+	req := w.signed(api.RouteDeviceCheckIn, checkin, now, "PUMP-1", w.key)
 	replay := req.Clone(context.Background())
 	replay.Body = httpBody(string(checkin))
 	if code, _ := w.do(req); code != 200 {
@@ -109,7 +109,7 @@ func TestDeviceRequestsAreAuthenticatedAndReplayProtected(t *testing.T) {
 
 	// A replayed event batch is refused: events change state.
 	ev, _ := json.Marshal(api.EventBatch{Events: []api.DeviceEvent{{ID: "00112233445566778899aabbccddeeff", DeviceID: "PUMP-1", State: "downloading", Time: now}}})
-	req = w.signed(api.PathDeviceEvents, ev, now, "PUMP-1", w.key)
+	req = w.signed(api.RouteDeviceEvents, ev, now, "PUMP-1", w.key)
 	replay = req.Clone(context.Background())
 	replay.Body = httpBody(string(ev))
 	if code, body := w.do(req); code != 200 {
@@ -121,13 +121,13 @@ func TestDeviceRequestsAreAuthenticatedAndReplayProtected(t *testing.T) {
 
 	// A device reports only for itself.
 	other, _ := json.Marshal(api.EventBatch{Events: []api.DeviceEvent{{ID: "ffeeddccbbaa99887766554433221100", DeviceID: "PUMP-2", State: "failed", Time: now}}})
-	if code, body := w.do(w.signed(api.PathDeviceEvents, other, now, "PUMP-1", w.key)); code != 403 {
+	if code, body := w.do(w.signed(api.RouteDeviceEvents, other, now, "PUMP-1", w.key)); code != 403 {
 		t.Fatalf("reporting for another device: %d %s", code, body)
 	}
 
 	// Decommissioning revokes the key.
 	w.admin("POST", "/api/v1/devices/PUMP-1/decommission", "", 200)
-	if code, body := w.do(w.signed(api.PathDeviceCheckIn, checkin, time.Now(), "PUMP-1", w.key)); code != 401 || !strings.Contains(body, "decommissioned") {
+	if code, body := w.do(w.signed(api.RouteDeviceCheckIn, checkin, time.Now(), "PUMP-1", w.key)); code != 401 || !strings.Contains(body, "decommissioned") {
 		t.Fatalf("decommissioned device: %d %s", code, body)
 	}
 }
@@ -167,20 +167,20 @@ func httpBody(s string) body { return body{strings.NewReader(s)} }
 func TestAReplayedOlderCheckInDoesNotRewriteTheInstalledVersion(t *testing.T) {
 	w := newDeviceWorld(t)
 	now := time.Now()
-	old := w.signed(api.PathDeviceCheckIn, []byte(`{"installed_version":"1.0.0","state":"idle"}`), now.Add(-30*time.Second), "PUMP-1", w.key)
+	old := w.signed(api.RouteDeviceCheckIn, []byte(`{"installed_version":"1.0.0","state":"idle"}`), now.Add(-30*time.Second), "PUMP-1", w.key)
 	captured := old.Clone(context.Background())
 	captured.Body = httpBody(`{"installed_version":"1.0.0","state":"idle"}`)
 	if code, body := w.do(old); code != 200 {
 		t.Fatalf("first check-in: %d %s", code, body)
 	}
-	if code, body := w.do(w.signed(api.PathDeviceCheckIn, []byte(`{"installed_version":"1.10.0","state":"committed"}`), now, "PUMP-1", w.key)); code != 200 {
+	if code, body := w.do(w.signed(api.RouteDeviceCheckIn, []byte(`{"installed_version":"1.10.0","state":"committed"}`), now, "PUMP-1", w.key)); code != 200 {
 		t.Fatalf("genuine check-in: %d %s", code, body)
 	}
 	if code, body := w.do(captured); code != 200 {
 		t.Fatalf("the replay is answered (harmlessly): %d %s", code, body)
 	}
 	ctx := context.Background()
-	if err := w.srv.Fleet.FlushLastSeen(ctx); err != nil {
+	if err := w.srv.Fleet.CheckIns.FlushLastSeen(ctx); err != nil {
 		t.Fatal(err)
 	}
 	d, err := w.srv.State.Device(ctx, "PUMP-1")
@@ -195,7 +195,7 @@ func TestAReplayedOlderCheckInDoesNotRewriteTheInstalledVersion(t *testing.T) {
 	}()); code != 200 {
 		t.Fatal("second replay refused")
 	}
-	w.srv.Fleet.FlushLastSeen(ctx)
+	w.srv.Fleet.CheckIns.FlushLastSeen(ctx)
 	if d, _ := w.srv.State.Device(ctx, "PUMP-1"); d.Installed != "1.10.0" {
 		t.Fatalf("recorded version after a replay past a flush: %q", d.Installed)
 	}
@@ -216,12 +216,12 @@ func TestDeviceHeadersAreCheckedBeforeTheBodyIsRead(t *testing.T) {
 	w := newDeviceWorld(t)
 	for name, mk := range map[string]func() *http.Request{
 		"unknown device": func() *http.Request {
-			return w.signed(api.PathDeviceEvents, []byte("{}"), time.Now(), "PUMP-404", w.key)
+			return w.signed(api.RouteDeviceEvents, []byte("{}"), time.Now(), "PUMP-404", w.key)
 		},
 		"stale": func() *http.Request {
-			return w.signed(api.PathDeviceEvents, []byte("{}"), time.Now().Add(-time.Hour), "PUMP-1", w.key)
+			return w.signed(api.RouteDeviceEvents, []byte("{}"), time.Now().Add(-time.Hour), "PUMP-1", w.key)
 		},
-		"unsigned": func() *http.Request { return httptest.NewRequest("POST", api.PathDeviceEvents, nil) },
+		"unsigned": func() *http.Request { return httptest.NewRequest("POST", api.RouteDeviceEvents, nil) },
 	} {
 		req := mk()
 		spy := &readSpy{t: t}
@@ -231,7 +231,7 @@ func TestDeviceHeadersAreCheckedBeforeTheBodyIsRead(t *testing.T) {
 		}
 	}
 	big := bytes.Repeat([]byte("x"), 2<<20)
-	if code, body := w.do(w.signed(api.PathDeviceEvents, big, time.Now(), "PUMP-1", w.key)); code != 413 {
+	if code, body := w.do(w.signed(api.RouteDeviceEvents, big, time.Now(), "PUMP-1", w.key)); code != 413 {
 		t.Fatalf("oversized device body: %d %s", code, body)
 	}
 }

@@ -54,7 +54,7 @@ func TestHostileInputIsRefusedAndNamed(t *testing.T) {
 
 	// Events dated year 1 (a broken clock).
 	ev, _ := json.Marshal(api.EventBatch{Events: []api.DeviceEvent{{ID: "00112233445566778899aabbccddee01", DeviceID: "PUMP-1", State: "downloading", Time: time.Date(1, 1, 2, 0, 0, 0, 0, time.UTC)}}})
-	if code, body := w.do(w.signed(api.PathDeviceEvents, ev, time.Now(), "PUMP-1", w.key)); code != 400 || !strings.Contains(body, "ago") {
+	if code, body := w.do(w.signed(api.RouteDeviceEvents, ev, time.Now(), "PUMP-1", w.key)); code != 400 || !strings.Contains(body, "ago") {
 		t.Errorf("event dated year 1: %d %s", code, body)
 	}
 

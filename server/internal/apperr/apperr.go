@@ -40,6 +40,11 @@ const (
 	// VerificationFailed means signed data did not verify: a signature,
 	// threshold, hash or length check failed. Never retry blindly.
 	VerificationFailed
+	// OutOfRange means a requested byte range lies outside the object:
+	// ask for another range (or the whole object).
+	OutOfRange
+	// MethodNotAllowed means the path exists but not with this method.
+	MethodNotAllowed
 )
 
 var kindNames = map[Kind]string{
@@ -52,6 +57,8 @@ var kindNames = map[Kind]string{
 	Unavailable:        "unavailable",
 	TooLarge:           "too_large",
 	VerificationFailed: "verification_failed",
+	OutOfRange:         "range_not_satisfiable",
+	MethodNotAllowed:   "method_not_allowed",
 }
 
 // String returns the kind's stable code, used as the default client code.

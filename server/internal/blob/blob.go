@@ -26,6 +26,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vigil-ota/vigil/api"
 	"github.com/vigil-ota/vigil/server/internal/apperr"
 )
 
@@ -35,7 +36,7 @@ import (
 const MaxKeyLength = 1024
 
 // ErrNotFound is returned (possibly wrapped) for a key that does not exist.
-var ErrNotFound = apperr.New(apperr.NotFound, "object not found").WithCode("object_not_found")
+var ErrNotFound = apperr.New(apperr.NotFound, "object not found").WithCode(api.CodeObjectNotFound)
 
 // Info describes a stored object.
 type Info struct {
@@ -99,8 +100,11 @@ func ValidateRange(rng *Range, size int64) error {
 	if rng == nil {
 		return nil
 	}
-	if rng.Offset < 0 || rng.Offset > size || (rng.Offset == size && size > 0) {
-		return apperr.New(apperr.Invalid, "range offset %d is outside the object (size %d)", rng.Offset, size).WithCode("range_not_satisfiable")
+	if rng.Offset < 0 {
+		return apperr.New(apperr.Invalid, "range offset %d is negative", rng.Offset)
+	}
+	if rng.Offset > size || (rng.Offset == size && size > 0) {
+		return apperr.New(apperr.OutOfRange, "range offset %d is outside the object (size %d)", rng.Offset, size)
 	}
 	return nil
 }
@@ -175,7 +179,7 @@ func (e *exactReader) probeEOF() error {
 // Invalid; other errors pass through unchanged.
 func SizeError(key string, err error) error {
 	if errors.Is(err, ErrSizeMismatch) {
-		return apperr.Wrap(err, apperr.Invalid, "object %q: body length does not match the declared size", key).WithCode("size_mismatch")
+		return apperr.Wrap(err, apperr.Invalid, "object %q: body length does not match the declared size", key).WithCode(api.CodeSizeMismatch)
 	}
 	return err
 }

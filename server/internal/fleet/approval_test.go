@@ -7,7 +7,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/vigil-ota/vigil/server/internal/fleet"
+	"github.com/vigil-ota/vigil/api"
 	"github.com/vigil-ota/vigil/server/internal/state/sqlstore"
 )
 
@@ -24,35 +24,35 @@ func TestApprovalOpensAWaveWhoseDevicesAreAllAtSitesThatDidNotApprove(t *testing
 		t.Fatal(err)
 	}
 	defer st.Close()
-	svc := fleet.New(st).WithTargets(fixedTargets{}, nil)
+	svc := newFleet(st, fixedTargets{})
 	for _, name := range []string{"st-mary", "north"} {
-		if err := svc.PutSite(ctx, fleet.SiteInput{Name: name, TimeZone: "America/Chicago"}); err != nil {
+		if err := svc.Registry.PutSite(ctx, api.Site{Name: name, TimeZone: "America/Chicago"}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	var ins []fleet.DeviceInput
+	var ins []api.Device
 	for i := range 200 { // every device is at north; st-mary has none
-		ins = append(ins, fleet.DeviceInput{ID: fmt.Sprintf("PUMP-%04d", i), Product: "demo-pump", Hardware: "rev-b", Site: "north",
+		ins = append(ins, api.Device{ID: fmt.Sprintf("PUMP-%04d", i), Product: "demo-pump", Hardware: "rev-b", Site: "north",
 			PublicKey: "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=", Installed: "1.0.0"})
 	}
-	if err := svc.RegisterDevices(ctx, ins); err != nil {
+	if err := svc.Registry.RegisterDevices(ctx, ins); err != nil {
 		t.Fatal(err)
 	}
-	r, err := svc.CreateRollout(ctx, fleet.PlanInput{Release: "demo-pump@1.1.0", Waves: "canary:50%,all:100%", Soak: "0s"})
+	r, err := svc.Rollouts.Create(ctx, api.RolloutPlan{Release: "demo-pump@1.1.0", Waves: "canary:50%,all:100%", Soak: "0s"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	st0, err := svc.Status(ctx, r.ID)
+	st0, err := svc.Rollouts.Status(ctx, r.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if st0.CurrentWave != "canary" || !slices.Equal(st0.WaitingFor, []string{"north"}) {
 		t.Fatalf("before any approval: wave %s, waiting for %v; want canary, [north]", st0.CurrentWave, st0.WaitingFor)
 	}
-	if err := svc.Approve(ctx, r.ID, fleet.ApprovalInput{Wave: "canary", Site: "st-mary"}); err != nil {
+	if err := svc.Rollouts.Approve(ctx, r.ID, api.Approval{Wave: "canary", Site: "st-mary"}); err != nil {
 		t.Fatal(err)
 	}
-	st1, err := svc.Status(ctx, r.ID)
+	st1, err := svc.Rollouts.Status(ctx, r.ID)
 	if err != nil {
 		t.Fatal(err)
 	}

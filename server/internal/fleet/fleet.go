@@ -1,117 +1,128 @@
-// Package fleet is the server's view of devices. So far it takes in the
-// install events agents report (an outbox on each device delivers them, at
-// least once) and lists them; the fleet issue adds the registry, device
-// authentication and rollouts on top.
+// Package fleet is the server's view of devices and rollouts. It has five
+// parts, each with its own rules, built on the per-replica cache (cache.go)
+// and the pure rollout rules (package rollout):
 //
-// Threat model (for now): events are not yet authenticated — device keys
-// and request signing arrive with the fleet registry — so ingest only
-// stores well-formed, bounded records and nothing acts on them yet.
+//   - Registry (registry.go): hospital sites and registered devices. Every
+//     input is validated and bounded before it is stored; registration is
+//     all or none; decommissioning revokes a device's key at once on this
+//     replica and within EpochCheckInterval on the others.
+//   - DeviceAuth (auth.go): a device request is admitted only when the
+//     registered, not decommissioned device's ed25519 key signed its method,
+//     path, timestamp (within MaxRequestSkew), nonce and body; requests that
+//     change state also spend their nonce (replay protection). The headers
+//     are checked before the body is read.
+//   - CheckIns (checkin.go): at most one assignment per answer, decided on
+//     the cached rollout state; a new assignment is recorded with
+//     insert-if-absent so caps hold across replicas; installed versions and
+//     last-seen times are buffered and written in batches, and a check-in
+//     signed no later than the newest one seen never moves the recorded
+//     version back. No lock is held across a database write.
+//   - Events (events.go): stores a device's own, well-formed, bounded events
+//     once each (ids are stable), and moves the device's progress only in
+//     rollouts that assigned it; a finished attempt applies the rules.
+//   - Rollouts (rollouts.go): create, status, pause/resume/abort, approvals,
+//     deferrals, emergency halts, and the automatic rules (halt on failures,
+//     open the next wave), applied with the rollout's revision so two
+//     replicas never both apply a change. Every operator action is audited.
+//
+// Threat model: devices and operators are untrusted input; site-scoped
+// operators (hospital IT) see and act on their own sites only, and learn
+// nothing about devices elsewhere.
 package fleet
 
 import (
 	"context"
-	"fmt"
-	"regexp"
+	"strings"
 	"time"
 
-	"github.com/vigil-ota/vigil/api"
-	"github.com/vigil-ota/vigil/server/internal/apperr"
-	"github.com/vigil-ota/vigil/server/internal/input"
-	"github.com/vigil-ota/vigil/server/internal/operator"
+	"github.com/google/uuid"
+	"go.uber.org/zap"
+
+	"github.com/vigil-ota/vigil/server/internal/audit"
 	"github.com/vigil-ota/vigil/server/internal/state"
 )
 
-// Limits, with their units.
+// Intervals and limits, with their units.
 const (
-	MaxEventsPerBatch = 100
-	MaxReasonBytes    = 1024
-	MaxFieldBytes     = 256
-	// MaxClockSkew bounds how far in the future an event's time may be.
-	MaxClockSkew = 24 * time.Hour
-	// MaxEventAge bounds how far in the past it may be (a device offline
-	// for months still delivers its outbox; year 1 is a broken clock).
-	MaxEventAge = 2 * 365 * 24 * time.Hour
-	// MaxListedEvents bounds one listing.
-	MaxListedEvents = 1000
+	// EpochCheckInterval bounds how stale a replica's cached rollout state
+	// may be: at most this long after a change elsewhere.
+	EpochCheckInterval = time.Second
+	// LastSeenFlushInterval: buffered check-ins are written this often.
+	LastSeenFlushInterval = 10 * time.Second
 )
 
-// States an agent reports (journal phases).
-var states = map[string]bool{
-	"idle": true, "downloading": true, "verified": true, "deferred": true, "staging": true, "staged": true,
-	"switching": true, "switched": true, "committing": true, "committed": true, "rolling_back": true,
-	"rolled_back": true, "failed": true,
+// Targets resolves a release to its target path (the TUF repository).
+type Targets interface {
+	ReleaseTarget(ctx context.Context, product, version string) (target, severity string, err error)
 }
 
-var (
-	eventID  = regexp.MustCompile(`^[0-9a-f]{16,64}$`)
-	deviceID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
-)
-
-// Ingest validates and stores a batch from an authenticated device, and
-// moves the device's progress in the rollouts its events are about; it
-// returns how many events were new.
-func (s *Service) Ingest(ctx context.Context, dev state.Device, b api.EventBatch) (api.EventBatchResponse, error) {
-	if len(b.Events) == 0 {
-		return api.EventBatchResponse{}, apperr.New(apperr.Invalid, "the batch holds no events")
-	}
-	if len(b.Events) > MaxEventsPerBatch {
-		return api.EventBatchResponse{}, apperr.New(apperr.TooLarge, "%d events in one batch; the limit is %d", len(b.Events), MaxEventsPerBatch)
-	}
-	evs := make([]state.DeviceEvent, 0, len(b.Events))
-	for i, e := range b.Events {
-		switch {
-		case !eventID.MatchString(e.ID):
-			return api.EventBatchResponse{}, apperr.New(apperr.Invalid, "event %d: id %q is not 16-64 lower-case hex digits", i, e.ID)
-		case e.DeviceID != dev.ID:
-			return api.EventBatchResponse{}, apperr.New(apperr.Forbidden, "event %d is about device %q; a device reports only for itself", i, e.DeviceID)
-		case !states[e.State]:
-			return api.EventBatchResponse{}, apperr.New(apperr.Invalid, "event %d: state %q is unknown", i, e.State)
-		case len(e.Reason) > MaxReasonBytes || len(e.Target) > MaxFieldBytes || len(e.Version) > MaxFieldBytes:
-			return api.EventBatchResponse{}, apperr.New(apperr.Invalid, "event %d: a field exceeds its limit", i)
-		case e.Time.IsZero() || e.Time.After(s.now().Add(MaxClockSkew)) || e.Time.Before(s.now().Add(-MaxEventAge)):
-			return api.EventBatchResponse{}, apperr.New(apperr.Invalid, "event %d: time %s is missing, in the future or more than %s ago", i, e.Time.Format(time.RFC3339), MaxEventAge)
-		}
-		if err := input.Text(fmt.Sprintf("event %d: reason", i), e.Reason, MaxReasonBytes); err != nil {
-			return api.EventBatchResponse{}, err
-		}
-		evs = append(evs, state.DeviceEvent{ID: e.ID, DeviceID: e.DeviceID, Target: e.Target, Version: e.Version, State: e.State, Reason: e.Reason, Time: e.Time.UTC()})
-	}
-	n, err := s.st.AddDeviceEvents(ctx, evs)
-	if err != nil {
-		return api.EventBatchResponse{}, err
-	}
-	if err := s.applyProgress(ctx, dev, evs); err != nil {
-		return api.EventBatchResponse{}, err
-	}
-	return api.EventBatchResponse{Accepted: n, Duplicate: len(evs) - n}, nil
+// Stores are the state areas the fleet uses, each given only to the parts
+// that own it.
+type Stores struct {
+	Registry state.RegistryStore
+	Nonces   state.NonceStore
+	Rollouts state.RolloutStore
+	Progress state.ProgressStore
+	Events   state.EventStore
+	Audit    audit.Recorder
 }
 
-// Events lists a device's events, oldest first.
-func (s *Service) Events(ctx context.Context, device string, limit int) ([]api.DeviceEvent, error) {
-	if !deviceID.MatchString(device) {
-		return nil, apperr.New(apperr.Invalid, "device id %q is not a device id", device)
-	}
-	if p, ok := operator.From(ctx); ok && p.SiteScoped() {
-		// One answer for "no such device" and "not at your sites", so a
-		// site's IT cannot learn which device ids exist elsewhere.
-		d, err := s.st.Device(ctx, device)
-		if (err != nil && apperr.Is(err, apperr.NotFound)) || (err == nil && !p.CanSite(d.Site)) {
-			return nil, apperr.New(apperr.NotFound, "device %q is not registered at your sites", device)
-		}
-		if err != nil {
-			return nil, err
-		}
-	}
-	if limit <= 0 || limit > MaxListedEvents {
-		limit = MaxListedEvents
-	}
-	evs, err := s.st.DeviceEvents(ctx, device, limit)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]api.DeviceEvent, 0, len(evs))
-	for _, e := range evs {
-		out = append(out, api.DeviceEvent{ID: e.ID, DeviceID: e.DeviceID, Target: e.Target, Version: e.Version, State: e.State, Reason: e.Reason, Time: e.Time})
-	}
-	return out, nil
+// Fleet is the five parts, sharing one per-replica cache.
+type Fleet struct {
+	Registry *Registry
+	Auth     *DeviceAuth
+	CheckIns *CheckIns
+	Events   *Events
+	Rollouts *Rollouts
+
+	cache *cache
+	clock *clock
 }
+
+// clock is the parts' shared, replaceable time source.
+type clock struct{ now func() time.Time }
+
+func (c *clock) Now() time.Time { return c.now() }
+
+// New builds the fleet. targets resolves releases (nil: rollouts cannot be
+// created); log may be nil.
+func New(st Stores, targets Targets, log *zap.Logger) *Fleet {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	clk := &clock{now: time.Now}
+	rec := recorder{st.Audit, log}
+	c := newCache(st.Registry, st.Rollouts, st.Progress, clk)
+	ro := &Rollouts{ro: st.Rollouts, prog: st.Progress, reg: st.Registry, cache: c, targets: targets, rec: rec, log: log, clock: clk}
+	return &Fleet{
+		Registry: &Registry{reg: st.Registry, cache: c, rec: rec, clock: clk},
+		Auth:     &DeviceAuth{cache: c, nonces: st.Nonces, clock: clk},
+		CheckIns: &CheckIns{cache: c, prog: st.Progress, reg: st.Registry, clock: clk, seen: map[string]state.Touch{}},
+		Events:   &Events{events: st.Events, prog: st.Progress, cache: c, rollouts: ro, clock: clk},
+		Rollouts: ro,
+		cache:    c,
+		clock:    clk,
+	}
+}
+
+// SetClock replaces the clock of every part (tests, simulations).
+func (f *Fleet) SetClock(now func() time.Time) { f.clock.now = now }
+
+// recorder writes audit entries; a failure is logged, not returned, since
+// the action itself already happened.
+type recorder struct {
+	r   audit.Recorder
+	log *zap.Logger
+}
+
+func (r recorder) record(ctx context.Context, action, subject string, details any) {
+	if r.r == nil {
+		return
+	}
+	if _, err := audit.Record(ctx, r.r, action, subject, details); err != nil {
+		r.log.Error("audit entry not written", zap.String("action", action), zap.Error(err))
+	}
+}
+
+// newID makes a rollout id.
+func newID() string { return "ro-" + strings.ReplaceAll(uuid.NewString(), "-", "")[:12] }

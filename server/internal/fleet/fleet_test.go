@@ -20,13 +20,13 @@ func TestIngestStoresWellFormedEventsOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	f := fleet.New(st)
+	f := newFleet(st, nil)
 	good := api.DeviceEvent{ID: "0123456789abcdef", DeviceID: "pump-1", State: "committed", Time: time.Now()}
-	res, err := f.Ingest(context.Background(), state.Device{ID: "pump-1", Product: "demo-pump"}, api.EventBatch{Events: []api.DeviceEvent{good}})
+	res, err := f.Events.Ingest(context.Background(), state.Device{ID: "pump-1", Product: "demo-pump"}, api.EventBatch{Events: []api.DeviceEvent{good}})
 	if err != nil || res.Accepted != 1 {
 		t.Fatalf("%+v %v", res, err)
 	}
-	res, _ = f.Ingest(context.Background(), state.Device{ID: "pump-1", Product: "demo-pump"}, api.EventBatch{Events: []api.DeviceEvent{good}})
+	res, _ = f.Events.Ingest(context.Background(), state.Device{ID: "pump-1", Product: "demo-pump"}, api.EventBatch{Events: []api.DeviceEvent{good}})
 	if res.Accepted != 0 || res.Duplicate != 1 {
 		t.Fatalf("resend: %+v", res)
 	}
@@ -40,15 +40,15 @@ func TestIngestStoresWellFormedEventsOnce(t *testing.T) {
 	for name, mutate := range bad {
 		e := good
 		mutate(&e)
-		if _, err := f.Ingest(context.Background(), state.Device{ID: "pump-1", Product: "demo-pump"}, api.EventBatch{Events: []api.DeviceEvent{e}}); !apperr.Is(err, apperr.Invalid) && !apperr.Is(err, apperr.Forbidden) {
+		if _, err := f.Events.Ingest(context.Background(), state.Device{ID: "pump-1", Product: "demo-pump"}, api.EventBatch{Events: []api.DeviceEvent{e}}); !apperr.Is(err, apperr.Invalid) && !apperr.Is(err, apperr.Forbidden) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
 	big := make([]api.DeviceEvent, fleet.MaxEventsPerBatch+1)
-	if _, err := f.Ingest(context.Background(), state.Device{ID: "pump-1", Product: "demo-pump"}, api.EventBatch{Events: big}); !apperr.Is(err, apperr.TooLarge) {
+	if _, err := f.Events.Ingest(context.Background(), state.Device{ID: "pump-1", Product: "demo-pump"}, api.EventBatch{Events: big}); !apperr.Is(err, apperr.TooLarge) {
 		t.Errorf("oversized batch: %v", err)
 	}
-	evs, err := f.Events(context.Background(), "pump-1", 0)
+	evs, err := f.Events.List(context.Background(), "pump-1", 0)
 	if err != nil || len(evs) != 1 {
 		t.Fatalf("events %v %v", evs, err)
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-ota/vigil/api"
 	"github.com/vigil-ota/vigil/api/devicesig"
 	"github.com/vigil-ota/vigil/server/internal/fleet"
 	"github.com/vigil-ota/vigil/server/internal/state/sqlstore"
@@ -51,14 +52,14 @@ func FuzzDeviceRequestVerification(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Cleanup(func() { st.Close() })
-	svc := fleet.New(st)
-	if err := svc.PutSite(ctx, fleet.SiteInput{Name: "st-mary", TimeZone: "America/Chicago"}); err != nil {
+	svc := newFleet(st, nil)
+	if err := svc.Registry.PutSite(ctx, api.Site{Name: "st-mary", TimeZone: "America/Chicago"}); err != nil {
 		f.Fatal(err)
 	}
 	seed := bytes.Repeat([]byte{7}, ed25519.SeedSize)
 	key := ed25519.NewKeyFromSeed(seed)
 	pub := key.Public().(ed25519.PublicKey)
-	if err := svc.RegisterDevices(ctx, []fleet.DeviceInput{{ID: "PUMP-1", Product: "demo-pump", Hardware: "rev-b", Site: "st-mary", PublicKey: devicesig.EncodePublicKey(pub)}}); err != nil {
+	if err := svc.Registry.RegisterDevices(ctx, []api.Device{{ID: "PUMP-1", Product: "demo-pump", Hardware: "rev-b", Site: "st-mary", PublicKey: devicesig.EncodePublicKey(pub)}}); err != nil {
 		f.Fatal(err)
 	}
 	now := time.Now().Unix()
@@ -69,7 +70,7 @@ func FuzzDeviceRequestVerification(f *testing.F) {
 	f.Add("POST", "/api/v1/device/checkin", "PUMP-1", strconv.FormatInt(now, 10), "n0nce\nx", good, body)
 	f.Add("GET", "/api/v1/device/checkin", "PUMP-2", "-9223372036854775808", "", "", []byte{})
 	f.Fuzz(func(t *testing.T, method, path, device, ts, nonce, sig string, b []byte) {
-		dev, err := svc.Authenticate(ctx, fleet.DeviceRequest{Method: method, Path: path, DeviceID: device, Timestamp: ts, Nonce: nonce, Signature: sig, Body: b})
+		dev, err := svc.Auth.Authenticate(ctx, fleet.DeviceRequest{Method: method, Path: path, DeviceID: device, Timestamp: ts, Nonce: nonce, Signature: sig, Body: b})
 		if err != nil {
 			return
 		}

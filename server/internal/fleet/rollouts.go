@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/vigil-ota/vigil/api"
 	"github.com/vigil-ota/vigil/internal/release"
 	"github.com/vigil-ota/vigil/server/internal/apperr"
 	"github.com/vigil-ota/vigil/server/internal/audit"
@@ -18,15 +19,19 @@ import (
 	"github.com/vigil-ota/vigil/server/internal/state"
 )
 
-// PlanInput is a rollout plan as release engineers write it (flags or a
-// YAML plan file).
-type PlanInput struct {
-	Release string `json:"release" yaml:"release"` // PRODUCT@VERSION
-	Select  string `json:"select" yaml:"select"`
-	Waves   string `json:"waves" yaml:"waves"`
-	Soak    string `json:"soak" yaml:"soak"`
-	Success string `json:"success" yaml:"success"`
-	HaltOn  string `json:"halt_on" yaml:"halt_on"`
+// MaxDeferral is the longest one deferral may last.
+const MaxDeferral = 90 * 24 * time.Hour
+
+// Rollouts carries out rollout plans (the package doc has its rules).
+type Rollouts struct {
+	ro      state.RolloutStore
+	prog    state.ProgressStore
+	reg     state.RegistryStore
+	cache   *cache
+	targets Targets
+	rec     recorder
+	log     *zap.Logger
+	clock   *clock
 }
 
 // ParseRelease splits PRODUCT@VERSION.
@@ -38,8 +43,8 @@ func ParseRelease(s string) (product, version string, err error) {
 	return p, v, nil
 }
 
-// Plan turns the input into a validated plan.
-func (in PlanInput) Plan() (rollout.Plan, error) {
+// Plan turns a plan as written into a validated plan.
+func Plan(in api.RolloutPlan) (rollout.Plan, error) {
 	var p rollout.Plan
 	var err error
 	bad := func(err error) (rollout.Plan, error) { return p, apperr.New(apperr.Invalid, "%v", err) }
@@ -78,120 +83,115 @@ func orDefault(v, d string) string {
 	return v
 }
 
-// CreateRollout starts a rollout of a published release.
-func (s *Service) CreateRollout(ctx context.Context, in PlanInput) (state.Rollout, error) {
-	p, err := in.Plan()
+// Create starts a rollout of a published release.
+func (s *Rollouts) Create(ctx context.Context, in api.RolloutPlan) (api.RolloutCreated, error) {
+	p, err := Plan(in)
 	if err != nil {
-		return state.Rollout{}, err
+		return api.RolloutCreated{}, err
 	}
 	if s.targets == nil {
-		return state.Rollout{}, apperr.New(apperr.Unavailable, "the repository is not available to resolve releases")
+		return api.RolloutCreated{}, apperr.New(apperr.Unavailable, "the repository is not available to resolve releases")
 	}
 	target, severity, err := s.targets.ReleaseTarget(ctx, p.Product, p.Version)
 	if err != nil {
-		return state.Rollout{}, err
+		return api.RolloutCreated{}, err
 	}
 	p.Severity = severity
 	plan, _ := json.Marshal(p)
-	now := s.now().UTC()
+	now := s.clock.Now().UTC()
 	r := state.Rollout{ID: newID(), Product: p.Product, Version: p.Version, Target: target, Plan: plan, State: string(rollout.Active), WaveOpened: now, Created: now}
-	if err := s.st.CreateRollout(ctx, r); err != nil {
-		return r, err
+	if err := s.ro.CreateRollout(ctx, r); err != nil {
+		return api.RolloutCreated{}, err
 	}
-	s.record(ctx, "rollout.create", r.ID, map[string]any{"release": in.Release, "plan": in})
+	s.cache.forget(r.ID, r.Product)
+	s.rec.record(ctx, "rollout.create", r.ID, map[string]any{"release": in.Release, "plan": in})
 	if err := s.advance(ctx, r.ID); err != nil {
-		return r, err
+		return api.RolloutCreated{}, err
 	}
-	return s.st.Rollout(ctx, r.ID)
-}
-
-// RolloutStatus is a rollout with its counts per wave and site.
-type RolloutStatus struct {
-	ID          string           `json:"id"`
-	Release     string           `json:"release"`
-	Target      string           `json:"target"`
-	State       string           `json:"state"`
-	CurrentWave string           `json:"current_wave"`
-	WaveOpened  time.Time        `json:"wave_opened"`
-	HaltReason  string           `json:"halt_reason,omitempty"`
-	Waves       []rollout.Wave   `json:"waves"`
-	Counts      []rollout.Counts `json:"counts"`
-	// WaitingFor names the sites whose approval the open wave still
-	// needs: they hold devices of that wave and have not approved it.
-	WaitingFor []string `json:"waiting_for,omitempty"`
+	r, err = s.ro.Rollout(ctx, r.ID)
+	return api.RolloutCreated{ID: r.ID, Target: r.Target, State: r.State}, err
 }
 
 // Status reports a rollout. It reads this replica's cached decision state
 // (kept current by events, re-read every EpochCheckInterval), so a read
 // costs O(waves × sites) however many devices the rollout has; only the
-// first read after the fleet changed loads it again.
-func (s *Service) Status(ctx context.Context, id string) (RolloutStatus, error) {
-	r, err := s.st.Rollout(ctx, id)
+// first read after the fleet changed loads it again. A site-scoped
+// operator sees only its own sites.
+func (s *Rollouts) Status(ctx context.Context, id string) (api.RolloutStatus, error) {
+	r, err := s.ro.Rollout(ctx, id)
 	if err != nil {
-		return RolloutStatus{}, err
+		return api.RolloutStatus{}, err
 	}
-	s.mu.Lock()
-	if err := s.syncLocked(ctx); err != nil {
-		s.mu.Unlock()
-		return RolloutStatus{}, err
+	if err := s.cache.refresh(ctx); err != nil {
+		return api.RolloutStatus{}, err
 	}
-	snap, ok := s.snapshots[id]
-	if !ok || snap.Rollout.CurrentWave != r.CurrentWave || string(snap.Rollout.State) != r.State || snap.Rollout.HaltReason != r.HaltReason {
-		if snap, err = s.loadSnapshot(ctx, r); err != nil {
-			s.mu.Unlock()
-			return RolloutStatus{}, err
-		}
-		s.snapshots[id] = snap
+	snap, err := s.cache.snapshot(ctx, r)
+	if err != nil {
+		return api.RolloutStatus{}, err
 	}
-	waves := snap.Rollout.Plan.Waves
-	counts := snap.Status(s.now())
-	waiting := snap.WaitingFor(s.now())
-	s.mu.Unlock()
+	var counts []api.WaveCounts
+	var waiting []string
+	now := s.clock.Now()
+	s.cache.with(func() {
+		counts = snap.Status(now)
+		waiting = snap.WaitingFor(now)
+	})
 	if p, ok := operator.From(ctx); ok && p.SiteScoped() {
-		var mine []rollout.Counts // site IT sees only its own sites
+		var mine []api.WaveCounts
 		for _, c := range counts {
 			if p.CanSite(c.Site) {
 				mine = append(mine, c)
 			}
 		}
-		counts = mine
 		var mySites []string
 		for _, site := range waiting {
 			if p.CanSite(site) {
 				mySites = append(mySites, site)
 			}
 		}
-		waiting = mySites
+		counts, waiting = mine, mySites
 	}
-	return RolloutStatus{ID: r.ID, Release: r.Product + "@" + r.Version, Target: r.Target, State: r.State, CurrentWave: waves[min(r.CurrentWave, len(waves)-1)].Name,
+	if counts == nil {
+		counts = []api.WaveCounts{}
+	}
+	waves := snap.Rollout.Plan.Waves
+	return api.RolloutStatus{ID: r.ID, Release: r.Product + "@" + r.Version, Target: r.Target, State: r.State, CurrentWave: waves[min(r.CurrentWave, len(waves)-1)].Name,
 		WaveOpened: r.WaveOpened, HaltReason: r.HaltReason, Waves: waves, Counts: counts, WaitingFor: waiting}, nil
 }
 
+// Rollout controls.
+const (
+	ControlPause  = "pause"
+	ControlResume = "resume"
+	ControlAbort  = "abort"
+)
+
 // Control applies pause, resume or abort.
-func (s *Service) Control(ctx context.Context, id, action string) (state.Rollout, error) {
-	r, err := s.st.Rollout(ctx, id)
+func (s *Rollouts) Control(ctx context.Context, id, action string) (api.RolloutState, error) {
+	r, err := s.ro.Rollout(ctx, id)
 	if err != nil {
-		return r, err
+		return api.RolloutState{}, err
 	}
 	switch {
-	case action == "pause" && r.State == string(rollout.Active):
+	case action == ControlPause && r.State == string(rollout.Active):
 		r.State = string(rollout.Paused)
-	case action == "resume" && (r.State == string(rollout.Paused) || r.State == string(rollout.Halted)):
+	case action == ControlResume && (r.State == string(rollout.Paused) || r.State == string(rollout.Halted)):
 		r.State, r.HaltReason = string(rollout.Active), ""
-	case action == "abort" && r.State != string(rollout.Aborted):
+	case action == ControlAbort && r.State != string(rollout.Aborted):
 		r.State = string(rollout.Aborted)
 	default:
-		return r, apperr.New(apperr.Conflict, "cannot %s a rollout that is %s", action, r.State).WithCode("bad_transition")
+		return api.RolloutState{}, apperr.New(apperr.Conflict, "cannot %s a rollout that is %s", action, r.State).WithCode(api.CodeBadTransition)
 	}
-	if r, err = s.st.UpdateRollout(ctx, r); err != nil {
-		return r, err
+	if r, err = s.ro.UpdateRollout(ctx, r); err != nil {
+		return api.RolloutState{}, err
 	}
-	s.record(ctx, "rollout."+action, id, nil)
-	return r, nil
+	s.cache.forget(id, r.Product)
+	s.rec.record(ctx, "rollout."+action, id, nil)
+	return api.RolloutState{ID: r.ID, State: r.State}, nil
 }
 
 // HaltRelease halts every active or paused rollout of a release at once.
-func (s *Service) HaltRelease(ctx context.Context, rel, reason string) ([]string, error) {
+func (s *Rollouts) HaltRelease(ctx context.Context, rel, reason string) ([]string, error) {
 	product, version, err := ParseRelease(rel)
 	if err != nil {
 		return nil, err
@@ -204,22 +204,23 @@ func (s *Service) HaltRelease(ctx context.Context, rel, reason string) ([]string
 			return nil, err // an unknown release: nothing to halt, nothing to audit
 		}
 	}
-	rs, err := s.st.Rollouts(ctx, product)
+	rs, err := s.ro.Rollouts(ctx, product)
 	if err != nil {
 		return nil, err
 	}
-	var halted []string
+	halted := []string{}
 	for _, r := range rs {
 		if r.Version != version || (r.State != string(rollout.Active) && r.State != string(rollout.Paused)) {
 			continue
 		}
 		r.State, r.HaltReason = string(rollout.Halted), "emergency halt of "+rel+": "+reason
-		if _, err := s.st.UpdateRollout(ctx, r); err != nil {
+		if _, err := s.ro.UpdateRollout(ctx, r); err != nil {
 			return halted, err
 		}
+		s.cache.forget(r.ID, r.Product)
 		halted = append(halted, r.ID)
 	}
-	s.record(ctx, "release.halt", rel, map[string]any{"rollouts": halted, "reason": reason})
+	s.rec.record(ctx, "release.halt", rel, map[string]any{"rollouts": halted, "reason": reason})
 	return halted, nil
 }
 
@@ -232,8 +233,8 @@ func waveIndex(p rollout.Plan, name string) (int, error) {
 	return 0, apperr.New(apperr.Invalid, "the rollout has no wave %q", name)
 }
 
-func (s *Service) planOf(ctx context.Context, id string) (state.Rollout, rollout.Plan, error) {
-	r, err := s.st.Rollout(ctx, id)
+func (s *Rollouts) planOf(ctx context.Context, id string) (state.Rollout, rollout.Plan, error) {
+	r, err := s.ro.Rollout(ctx, id)
 	if err != nil {
 		return r, rollout.Plan{}, err
 	}
@@ -241,39 +242,22 @@ func (s *Service) planOf(ctx context.Context, id string) (state.Rollout, rollout
 	return r, p, json.Unmarshal(r.Plan, &p)
 }
 
-// ApprovalInput is hospital IT's decision for one wave at one site.
-type ApprovalInput struct {
-	Wave      string    `json:"wave"`
-	Site      string    `json:"site"`
-	Comment   string    `json:"comment"`
-	NotBefore time.Time `json:"not_before"`
-	Revoke    bool      `json:"revoke"`
-}
-
-// scoped refuses a site-scoped operator acting on another site.
-func scoped(ctx context.Context, site string) error {
-	if p, ok := operator.From(ctx); ok && !p.CanSite(site) {
-		return apperr.New(apperr.Forbidden, "your token is limited to sites %v; %q is not one of them", p.Sites, site)
-	}
-	return nil
-}
-
 // Approve records (or revokes) an approval.
-func (s *Service) Approve(ctx context.Context, id string, in ApprovalInput) error {
+func (s *Rollouts) Approve(ctx context.Context, id string, in api.Approval) error {
 	by := audit.ActorFrom(ctx)
 	if err := input.Text("comment", in.Comment, input.MaxComment); err != nil {
 		return err
 	}
-	p, w, err := s.waveAtSite(ctx, id, in.Wave, in.Site)
+	r, p, w, err := s.waveAtSite(ctx, id, in.Wave, in.Site)
 	if err != nil {
 		return err
 	}
 	if in.Revoke {
-		prog, err := s.st.Progress(ctx, id)
+		prog, err := s.prog.Progress(ctx, id)
 		if err != nil {
 			return err
 		}
-		devs, err := s.st.DevicesOf(ctx, p.Product)
+		devs, err := s.reg.DevicesOf(ctx, p.Product)
 		if err != nil {
 			return err
 		}
@@ -283,84 +267,65 @@ func (s *Service) Approve(ctx context.Context, id string, in ApprovalInput) erro
 		}
 		for _, pr := range prog {
 			if pr.Wave == w && siteOf[pr.DeviceID] == in.Site {
-				return apperr.New(apperr.Conflict, "devices at %s already started wave %s; pause or halt the rollout instead", in.Site, in.Wave).WithCode("wave_started")
+				return apperr.New(apperr.Conflict, "devices at %s already started wave %s; pause or halt the rollout instead", in.Site, in.Wave).WithCode(api.CodeWaveStarted)
 			}
 		}
 	}
-	if err := s.st.PutApproval(ctx, state.Approval{RolloutID: id, Wave: w, Site: in.Site, By: by, Comment: in.Comment, NotBefore: in.NotBefore, At: s.now(), Revoked: in.Revoke}); err != nil {
+	if err := s.ro.PutApproval(ctx, state.Approval{RolloutID: id, Wave: w, Site: in.Site, By: by, Comment: in.Comment, NotBefore: in.NotBefore, At: s.clock.Now(), Revoked: in.Revoke}); err != nil {
 		return err
 	}
 	action := "rollout.approve"
 	if in.Revoke {
 		action = "rollout.approval_revoke"
 	}
-	s.record(ctx, action, id, in)
-	s.forget(id)
+	s.rec.record(ctx, action, id, in)
+	s.cache.forget(id, r.Product)
 	return s.advance(ctx, id) // an approval can complete a wave with nothing left to do
 }
 
-// forget drops this replica's cached decision state of a rollout, so the
-// next decision reads approvals and deferrals afresh (other replicas see
-// the change through the fleet epoch).
-func (s *Service) forget(id string) {
-	s.mu.Lock()
-	delete(s.snapshots, id)
-	s.mu.Unlock()
-}
-
-// MaxDeferral is the longest one deferral may last.
-const MaxDeferral = 90 * 24 * time.Hour
-
-// DeferralInput is a site's "not now" for a wave.
-type DeferralInput struct {
-	Wave   string    `json:"wave"`
-	Site   string    `json:"site"`
-	Reason string    `json:"reason"`
-	Until  time.Time `json:"until"`
-}
-
 // Defer records a site's deferral.
-func (s *Service) Defer(ctx context.Context, id string, in DeferralInput) error {
-	_, w, err := s.waveAtSite(ctx, id, in.Wave, in.Site)
+func (s *Rollouts) Defer(ctx context.Context, id string, in api.Deferral) error {
+	r, _, w, err := s.waveAtSite(ctx, id, in.Wave, in.Site)
 	if err != nil {
 		return err
 	}
-	if in.Reason == "" || !in.Until.After(s.now()) {
+	now := s.clock.Now()
+	if in.Reason == "" || !in.Until.After(now) {
 		return apperr.New(apperr.Invalid, "a deferral needs a reason and an expiry in the future")
 	}
 	if err := input.Text("reason", in.Reason, input.MaxComment); err != nil {
 		return err
 	}
-	if in.Until.After(s.now().Add(MaxDeferral)) {
+	if in.Until.After(now.Add(MaxDeferral)) {
 		return apperr.New(apperr.Invalid, "a deferral lasts at most %s; defer again when it ends", MaxDeferral)
 	}
-	if err := s.st.PutDeferral(ctx, state.Deferral{RolloutID: id, Wave: w, Site: in.Site, Reason: in.Reason, Until: in.Until}); err != nil {
+	if err := s.ro.PutDeferral(ctx, state.Deferral{RolloutID: id, Wave: w, Site: in.Site, Reason: in.Reason, Until: in.Until}); err != nil {
 		return err
 	}
-	s.record(ctx, "rollout.defer", id, in)
-	s.forget(id)
+	s.rec.record(ctx, "rollout.defer", id, in)
+	s.cache.forget(id, r.Product)
 	return nil
 }
 
 // waveAtSite resolves a site's decision about one wave of a rollout: the
 // operator may act for the site, the wave and the site exist.
-func (s *Service) waveAtSite(ctx context.Context, id, wave, site string) (rollout.Plan, int, error) {
+func (s *Rollouts) waveAtSite(ctx context.Context, id, wave, site string) (state.Rollout, rollout.Plan, int, error) {
 	if err := scoped(ctx, site); err != nil {
-		return rollout.Plan{}, 0, err
+		return state.Rollout{}, rollout.Plan{}, 0, err
 	}
-	_, p, err := s.planOf(ctx, id)
+	r, p, err := s.planOf(ctx, id)
 	if err != nil {
-		return p, 0, err
+		return r, p, 0, err
 	}
 	w, err := waveIndex(p, wave)
 	if err != nil {
-		return p, 0, err
+		return r, p, 0, err
 	}
-	return p, w, s.siteExists(ctx, site)
+	return r, p, w, s.siteExists(ctx, site)
 }
 
-func (s *Service) siteExists(ctx context.Context, name string) error {
-	sites, err := s.st.Sites(ctx)
+func (s *Rollouts) siteExists(ctx context.Context, name string) error {
+	sites, err := s.reg.Sites(ctx)
 	if err != nil {
 		return err
 	}
@@ -372,110 +337,49 @@ func (s *Service) siteExists(ctx context.Context, name string) error {
 	return apperr.New(apperr.NotFound, "site %q does not exist", name)
 }
 
-// applyProgress moves a device's rollout progress from its events.
-func (s *Service) applyProgress(ctx context.Context, dev state.Device, evs []state.DeviceEvent) error {
-	s.mu.Lock()
-	rs, ok := s.rollouts[dev.Product]
-	s.mu.Unlock()
-	if !ok {
-		var err error
-		if rs, err = s.st.Rollouts(ctx, dev.Product); err != nil {
-			return err
-		}
-	}
-	touched := map[string]bool{}
-	for _, r := range rs {
-		var mine []state.DeviceEvent
-		for _, e := range evs {
-			if e.Target == r.Target && e.State != "idle" {
-				mine = append(mine, e)
-			}
-		}
-		if len(mine) == 0 {
-			continue
-		}
-		// Only a device the rollout assigned moves its counters.
-		p, err := s.st.DeviceProgress(ctx, r.ID, dev.ID)
-		if apperr.Is(err, apperr.NotFound) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		for _, e := range mine {
-			if rollout.IsFinal(p.State) {
-				break
-			}
-			p.State, p.Updated = e.State, e.Time
-		}
-		if _, err := s.st.SetProgress(ctx, p, false); err != nil {
-			return err
-		}
-		s.mu.Lock() // this replica's cached decisions see it at once
-		if snap, ok := s.snapshots[r.ID]; ok {
-			snap.SetProgress(dev.ID, p.State, p.Updated)
-		}
-		s.mu.Unlock()
-		// Only finished attempts move the rules (success, halt).
-		if rollout.IsFinal(p.State) {
-			touched[r.ID] = true
-		}
-	}
-	for id := range touched {
-		if err := s.advance(ctx, id); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // advance applies a rollout's automatic rules (halt, next wave) now. It
 // decides on this replica's cached state when it is current, and stores
 // the change with the rollout's revision, so replicas never both apply it.
-func (s *Service) advance(ctx context.Context, id string) error {
-	r, err := s.st.Rollout(ctx, id)
+func (s *Rollouts) advance(ctx context.Context, id string) error {
+	r, err := s.ro.Rollout(ctx, id)
 	if err != nil || r.State != string(rollout.Active) {
 		return err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	snap, ok := s.snapshots[id]
-	if !ok || snap.Rollout.CurrentWave != r.CurrentWave || string(snap.Rollout.State) != r.State {
-		if snap, err = s.loadSnapshot(ctx, r); err != nil {
-			return err
-		}
+	snap, err := s.cache.snapshot(ctx, r)
+	if err != nil {
+		return err
 	}
-	change := snap.Advance(s.now())
+	var change string
+	s.cache.with(func() { change = snap.Advance(s.clock.Now()) })
 	if change == "" {
-		s.snapshots[id] = snap
 		return nil
 	}
-	r.State, r.CurrentWave, r.WaveOpened, r.HaltReason = string(snap.Rollout.State), snap.Rollout.CurrentWave, snap.Rollout.WaveOpened, snap.Rollout.HaltReason
-	if _, err := s.st.UpdateRollout(ctx, r); err != nil {
-		delete(s.snapshots, id)
+	next := r
+	s.cache.with(func() {
+		next.State, next.CurrentWave, next.WaveOpened, next.HaltReason = string(snap.Rollout.State), snap.Rollout.CurrentWave, snap.Rollout.WaveOpened, snap.Rollout.HaltReason
+	})
+	if _, err := s.ro.UpdateRollout(ctx, next); err != nil {
+		s.cache.forget(id, r.Product) // the cached snapshot moved on; the database did not
 		if apperr.Is(err, apperr.Conflict) {
 			return nil // another replica advanced it first
 		}
 		return err
 	}
-	s.snapshots[id] = snap
-	delete(s.rollouts, r.Product) // the cached list holds the old wave
+	s.cache.forget(id, r.Product)
+	s.cache.put(snap)
 	s.log.Info("rollout advanced", zap.String("rollout", id), zap.String("change", change))
 	action := "rollout.wave_open"
-	if snap.Rollout.State == rollout.Halted {
+	if next.State == string(rollout.Halted) {
 		action = "rollout.halt"
 	}
-	s.record(ctx, action, id, map[string]string{"change": change})
+	s.rec.record(ctx, action, id, map[string]string{"change": change})
 	return nil
 }
 
-// Tick is one controller pass: write buffered check-ins, then apply the
-// automatic rules to every active rollout (soak times end without events).
-func (s *Service) Tick(ctx context.Context) {
-	if err := s.FlushLastSeen(ctx); err != nil {
-		s.log.Warn("writing check-ins", zap.Error(err))
-	}
-	rs, err := s.st.Rollouts(ctx, "")
+// Evaluate applies the automatic rules to every active rollout (soak times
+// end without any event). One replica runs it at a time (app: a lease).
+func (s *Rollouts) Evaluate(ctx context.Context) {
+	rs, err := s.ro.Rollouts(ctx, "")
 	if err != nil {
 		s.log.Warn("rollout controller", zap.Error(err))
 		return
@@ -486,20 +390,5 @@ func (s *Service) Tick(ctx context.Context) {
 				s.log.Warn("rollout controller", zap.String("rollout", r.ID), zap.Error(err))
 			}
 		}
-	}
-}
-
-// RunController runs Tick every interval until ctx ends.
-func (s *Service) RunController(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(min(interval, LastSeenFlushInterval))
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			s.FlushLastSeen(context.WithoutCancel(ctx))
-			return
-		case <-t.C:
-		}
-		s.Tick(ctx)
 	}
 }

@@ -56,40 +56,40 @@ func (c *simClock) add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Un
 type sim struct {
 	t        *testing.T
 	st       state.Store
-	svc      *fleet.Service
+	svc      *fleet.Fleet
 	clock    *simClock
 	devs     []state.Device
 	assigned map[string]time.Time
-	final    map[string]string
-	outcome  func(i int) string
+	final    map[string]api.InstallState
+	outcome  func(i int) api.InstallState
 	maxSite  map[string]int
 }
 
 func newSim(t *testing.T, st state.Store) *sim {
 	ctx := context.Background()
 	c := &simClock{t: time.Date(2026, 11, 29, 0, 0, 0, 0, time.UTC)}
-	svc := fleet.New(st).WithTargets(fixedTargets{}, nil)
+	svc := newFleet(st, fixedTargets{})
 	svc.SetClock(c.now)
 	for _, name := range simSites {
-		in := fleet.SiteInput{Name: name, TimeZone: "America/Chicago", SiteCap: 200, CareAreaCap: 25}
+		in := api.Site{Name: name, TimeZone: "America/Chicago", SiteCap: 200, CareAreaCap: 25}
 		if name == "east" {
 			in.TimeZone = "Europe/Berlin"
 			for _, d := range []string{"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"} {
 				in.Windows = append(in.Windows, d+" 01:00-05:00 Europe/Berlin")
 			}
 		}
-		if err := svc.PutSite(ctx, in); err != nil {
+		if err := svc.Registry.PutSite(ctx, in); err != nil {
 			t.Fatal(err)
 		}
 	}
-	s := &sim{t: t, st: st, svc: svc, clock: c, assigned: map[string]time.Time{}, final: map[string]string{}, maxSite: map[string]int{},
-		outcome: func(int) string { return rollout.Committed }}
-	var ins []fleet.DeviceInput
+	s := &sim{t: t, st: st, svc: svc, clock: c, assigned: map[string]time.Time{}, final: map[string]api.InstallState{}, maxSite: map[string]int{},
+		outcome: func(int) api.InstallState { return rollout.Committed }}
+	var ins []api.Device
 	for i := range simDevices {
-		ins = append(ins, fleet.DeviceInput{ID: fmt.Sprintf("PUMP-%05d", i), Product: "demo-pump", Hardware: "rev-b", Site: simSites[i%5],
+		ins = append(ins, api.Device{ID: fmt.Sprintf("PUMP-%05d", i), Product: "demo-pump", Hardware: "rev-b", Site: simSites[i%5],
 			CareArea: fmt.Sprintf("ward-%d", (i/5)%10), PublicKey: "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=", Installed: "1.0.0"})
 	}
-	if err := svc.RegisterDevices(ctx, ins); err != nil {
+	if err := svc.Registry.RegisterDevices(ctx, ins); err != nil {
 		t.Fatal(err)
 	}
 	s.devs, _ = st.DevicesOf(ctx, "demo-pump")
@@ -113,7 +113,7 @@ func (s *sim) tick() {
 		if at, ok := s.assigned[d.ID]; ok {
 			if now.Sub(at) >= simStep {
 				st := s.outcome(i)
-				_, err := s.svc.Ingest(ctx, d, api.EventBatch{Events: []api.DeviceEvent{{ID: eventID(d.ID, st), DeviceID: d.ID,
+				_, err := s.svc.Events.Ingest(ctx, d, api.EventBatch{Events: []api.DeviceEvent{{ID: eventID(d.ID, string(st)), DeviceID: d.ID,
 					Target: "demo-pump/demo-pump-1.1.0.img", Version: "1.1.0", State: st, Time: now}}})
 				if err != nil {
 					s.t.Fatal(err)
@@ -122,7 +122,7 @@ func (s *sim) tick() {
 			}
 			continue
 		}
-		a, err := s.svc.CheckIn(ctx, d, api.CheckIn{Installed: "1.0.0", State: "idle"}, now)
+		a, err := s.svc.CheckIns.CheckIn(ctx, fleet.Authenticated{Device: d, SignedAt: now}, api.CheckIn{Installed: "1.0.0", State: api.StateIdle})
 		if err != nil {
 			s.t.Fatal(err)
 		}
@@ -142,7 +142,8 @@ func (s *sim) tick() {
 	for site, n := range open {
 		s.maxSite[site] = max(s.maxSite[site], n)
 	}
-	s.svc.Tick(ctx)
+	s.svc.CheckIns.FlushLastSeen(ctx)
+	s.svc.Rollouts.Evaluate(ctx)
 	s.clock.add(simStep)
 }
 
@@ -157,7 +158,7 @@ func siteOf(id string) string {
 func (s *sim) approveAll(id string, sites ...string) {
 	for _, site := range sites {
 		for _, w := range []string{"canary", "pilot", "broad", "all"} {
-			if err := s.svc.Approve(context.Background(), id, fleet.ApprovalInput{Wave: w, Site: site, Comment: "CHG"}); err != nil {
+			if err := s.svc.Rollouts.Approve(context.Background(), id, api.Approval{Wave: w, Site: site, Comment: "CHG"}); err != nil {
 				s.t.Fatal(err)
 			}
 		}
@@ -167,7 +168,7 @@ func (s *sim) approveAll(id string, sites ...string) {
 func runStoreSimulation(t *testing.T, st state.Store) {
 	ctx := context.Background()
 	s := newSim(t, st)
-	ro, err := s.svc.CreateRollout(ctx, fleet.PlanInput{Release: "demo-pump@1.1.0", Select: "product=demo-pump,version<1.1.0",
+	ro, err := s.svc.Rollouts.Create(ctx, api.RolloutPlan{Release: "demo-pump@1.1.0", Select: "product=demo-pump,version<1.1.0",
 		Waves: "canary:1%,pilot:10%,broad:50%,all:100%", Soak: "24h", Success: "95%", HaltOn: "failure>=5% min=20"})
 	if err != nil {
 		t.Fatal(err)
@@ -195,7 +196,7 @@ func runStoreSimulation(t *testing.T, st state.Store) {
 			t.Errorf("site %s had %d installing at once (cap 200)", site, s.maxSite[site])
 		}
 	}
-	status, err := s.svc.Status(ctx, ro.ID)
+	status, err := s.svc.Rollouts.Status(ctx, ro.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,14 +210,14 @@ func runStoreSimulation(t *testing.T, st state.Store) {
 
 	// A second release that rolls back one in ten: it halts by itself.
 	bad := newSim(t, freshStore(t))
-	bad.outcome = func(i int) string {
+	bad.outcome = func(i int) api.InstallState {
 		if i%10 == 0 {
 			return rollout.RolledBack
 		}
 		return rollout.Committed
 	}
 	// min scales with the fleet: 20 at 10,000 devices.
-	ro2, err := bad.svc.CreateRollout(ctx, fleet.PlanInput{Release: "demo-pump@1.1.0", Waves: "canary:1%,pilot:10%,broad:50%,all:100%",
+	ro2, err := bad.svc.Rollouts.Create(ctx, api.RolloutPlan{Release: "demo-pump@1.1.0", Waves: "canary:1%,pilot:10%,broad:50%,all:100%",
 		Soak: "24h", Success: "95%", HaltOn: fmt.Sprintf("failure>=5%% min=%d", max(1, simDevices/500))})
 	if err != nil {
 		t.Fatal(err)

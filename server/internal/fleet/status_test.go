@@ -30,7 +30,7 @@ func (c *countingStore) Progress(ctx context.Context, id string) ([]state.Progre
 	return c.Store.Progress(ctx, id)
 }
 
-func statusFleet(t testing.TB, n int) (*fleet.Service, *countingStore, *simClock, string) {
+func statusFleet(t testing.TB, n int) (*fleet.Fleet, *countingStore, *simClock, string) {
 	ctx := context.Background()
 	raw, err := sqlstore.Open(ctx, filepath.Join(t.TempDir(), "v.db"))
 	if err != nil {
@@ -39,22 +39,22 @@ func statusFleet(t testing.TB, n int) (*fleet.Service, *countingStore, *simClock
 	t.Cleanup(func() { raw.Close() })
 	st := &countingStore{Store: raw}
 	clock := &simClock{t: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
-	svc := fleet.New(st).WithTargets(fixedTargets{}, nil)
+	svc := newFleet(st, fixedTargets{})
 	svc.SetClock(clock.now)
 	for _, site := range simSites {
-		if err := svc.PutSite(ctx, fleet.SiteInput{Name: site, TimeZone: "America/Chicago"}); err != nil {
+		if err := svc.Registry.PutSite(ctx, api.Site{Name: site, TimeZone: "America/Chicago"}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	var ins []fleet.DeviceInput
+	var ins []api.Device
 	for i := range n {
-		ins = append(ins, fleet.DeviceInput{ID: fmt.Sprintf("PUMP-%06d", i), Product: "demo-pump", Hardware: "rev-b", Site: simSites[i%5],
+		ins = append(ins, api.Device{ID: fmt.Sprintf("PUMP-%06d", i), Product: "demo-pump", Hardware: "rev-b", Site: simSites[i%5],
 			PublicKey: "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=", Installed: "1.0.0"})
 	}
-	if err := svc.RegisterDevices(ctx, ins); err != nil {
+	if err := svc.Registry.RegisterDevices(ctx, ins); err != nil {
 		t.Fatal(err)
 	}
-	r, err := svc.CreateRollout(ctx, fleet.PlanInput{Release: "demo-pump@1.1.0", Waves: "canary:10%,all:100%", Soak: "0s"})
+	r, err := svc.Rollouts.Create(ctx, api.RolloutPlan{Release: "demo-pump@1.1.0", Waves: "canary:10%,all:100%", Soak: "0s"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,15 +69,15 @@ func TestRolloutStatusReadsCountersNotDevices(t *testing.T) {
 	ctx := context.Background()
 	svc, st, clock, id := statusFleet(t, 2000)
 	for _, site := range simSites {
-		svc.Approve(ctx, id, fleet.ApprovalInput{Wave: "canary", Site: site})
+		svc.Rollouts.Approve(ctx, id, api.Approval{Wave: "canary", Site: site})
 	}
-	first, err := svc.Status(ctx, id)
+	first, err := svc.Rollouts.Status(ctx, id)
 	if err != nil {
 		t.Fatal(err)
 	}
 	before := st.devicesOf.Load() + st.progress.Load()
 	for range 50 {
-		if _, err := svc.Status(ctx, id); err != nil {
+		if _, err := svc.Rollouts.Status(ctx, id); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -94,7 +94,7 @@ func TestRolloutStatusReadsCountersNotDevices(t *testing.T) {
 	var dev state.Device
 	for i := range 2000 {
 		d, _ := st.Device(ctx, fmt.Sprintf("PUMP-%06d", i))
-		if a, _ := svc.CheckIn(ctx, d, api.CheckIn{Installed: "1.0.0"}, clock.now()); a != nil {
+		if a, _ := svc.CheckIns.CheckIn(ctx, fleet.Authenticated{Device: d, SignedAt: clock.now()}, api.CheckIn{Installed: "1.0.0"}); a != nil {
 			dev = d
 			break
 		}
@@ -102,11 +102,11 @@ func TestRolloutStatusReadsCountersNotDevices(t *testing.T) {
 	if dev.ID == "" || eligible == 0 {
 		t.Fatalf("no canary device among 2,000 (eligible %d)", eligible)
 	}
-	if _, err := svc.Ingest(ctx, dev, api.EventBatch{Events: []api.DeviceEvent{{ID: eventID(dev.ID, "c"), DeviceID: dev.ID,
+	if _, err := svc.Events.Ingest(ctx, dev, api.EventBatch{Events: []api.DeviceEvent{{ID: eventID(dev.ID, "c"), DeviceID: dev.ID,
 		Target: "demo-pump/demo-pump-1.1.0.img", Version: "1.1.0", State: "committed", Time: clock.now()}}}); err != nil {
 		t.Fatal(err)
 	}
-	after, _ := svc.Status(ctx, id)
+	after, _ := svc.Rollouts.Status(ctx, id)
 	committed, assigned := 0, 0
 	for _, c := range after.Counts {
 		committed += c.Committed
@@ -122,10 +122,10 @@ func TestRolloutStatusReadsCountersNotDevices(t *testing.T) {
 func BenchmarkRolloutStatus100k(b *testing.B) {
 	svc, _, _, id := statusFleet(b, 100_000)
 	ctx := context.Background()
-	svc.Status(ctx, id) // the one load after the fleet changed
+	svc.Rollouts.Status(ctx, id) // the one load after the fleet changed
 	b.ResetTimer()
 	for b.Loop() {
-		if _, err := svc.Status(ctx, id); err != nil {
+		if _, err := svc.Rollouts.Status(ctx, id); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -35,19 +35,17 @@ func statusOf(k apperr.Kind) int {
 		return http.StatusRequestEntityTooLarge
 	case apperr.VerificationFailed:
 		return http.StatusUnprocessableEntity
+	case apperr.OutOfRange:
+		return http.StatusRequestedRangeNotSatisfiable
+	case apperr.MethodNotAllowed:
+		return http.StatusMethodNotAllowed
 	default:
 		return http.StatusInternalServerError
 	}
 }
 
-// StatusOf reports the HTTP status for err (exported for tests and for the
-// blob-serving handlers that write their own bodies).
-func StatusOf(err error) int {
-	if code, _ := apperr.Public(err); code == "range_not_satisfiable" {
-		return http.StatusRequestedRangeNotSatisfiable
-	}
-	return statusOf(apperr.KindOf(err))
-}
+// StatusOf reports the HTTP status for err.
+func StatusOf(err error) int { return statusOf(apperr.KindOf(err)) }
 
 // WriteError sends err as {code, message, request_id} with its status and
 // logs the detail. Handlers call it and return.

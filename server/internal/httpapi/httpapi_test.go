@@ -34,7 +34,7 @@ func newRouter(t *testing.T, checks ...httpapi.Check) *gin.Engine {
 			"internal":    errors.New("pq: relation \"secret_table\" does not exist"),
 			"deadline":    context.DeadlineExceeded,
 			"verify":      apperr.New(apperr.VerificationFailed, "signature threshold not met"),
-			"range":       apperr.New(apperr.Invalid, "bad range").WithCode("range_not_satisfiable"),
+			"range":       apperr.New(apperr.OutOfRange, "bad range"),
 		}
 		httpapi.WriteError(c, kinds[c.Param("kind")])
 	})

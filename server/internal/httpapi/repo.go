@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,42 +14,26 @@ import (
 
 	"github.com/vigil-ota/vigil/api"
 	"github.com/vigil-ota/vigil/server/internal/apperr"
-	"github.com/vigil-ota/vigil/server/internal/audit"
 	"github.com/vigil-ota/vigil/server/internal/blob"
-	"github.com/vigil-ota/vigil/server/internal/operator"
 	"github.com/vigil-ota/vigil/server/internal/tufrepo"
 )
 
-// Repository is what the repository routes need (tufrepo.Repo).
-type Repository interface {
-	Open(ctx context.Context, area, path string, rng *blob.Range) (io.ReadCloser, blob.Info, error)
-	Stat(ctx context.Context, area, path string) (blob.Info, error)
-	Submit(ctx context.Context, req api.SubmitRequest) (map[string]int64, error)
-	OnlineKeys() (api.OnlineKeys, error)
-	Upload(ctx context.Context, product, file, sha256hex string, length int64, body io.Reader) (bool, error)
+// serveArea serves one area of the repository ("metadata" or "targets").
+func serveArea(repo Repository, area string) gin.HandlerFunc {
+	return func(c *gin.Context) { serveBlob(c, repo, area, c.Param("path")) }
 }
 
-// RegisterRepository adds the public repository routes (GET/HEAD
-// /repo/metadata/FILE and /repo/targets/PATH) and the management routes,
-// which need the bootstrap token.
-func RegisterRepository(r *gin.Engine, repo Repository, auth Authenticator) {
-	serve := func(area string) gin.HandlerFunc {
-		return func(c *gin.Context) { serveBlob(c, repo, area, c.Param("path")) }
-	}
-	for _, area := range []string{"metadata", "targets"} {
-		r.GET(api.RepoPrefix+"/"+area+"/*path", serve(area))
-		r.HEAD(api.RepoPrefix+"/"+area+"/*path", serve(area))
-	}
-	m := r.Group("/api/v1/repo")
-	m.GET("/online-keys", authorize(auth, "GET", "/api/v1/repo/online-keys", operator.PermRepoWrite), func(c *gin.Context) {
+func onlineKeys(repo Repository) gin.HandlerFunc {
+	return func(c *gin.Context) {
 		keys, err := repo.OnlineKeys()
-		if err != nil {
-			WriteError(c, err)
-			return
-		}
-		c.JSON(http.StatusOK, keys)
-	})
-	m.POST("/metadata", authorize(auth, "POST", "/api/v1/repo/metadata", operator.PermRepoWrite), func(c *gin.Context) {
+		respond(c, http.StatusOK, keys, err)
+	}
+}
+
+// submit verifies and publishes signed metadata; the body is limited while
+// it is read (413) and must arrive within the body read timeout.
+func submit(repo Repository) gin.HandlerFunc {
+	return func(c *gin.Context) {
 		var req api.SubmitRequest
 		if c.Request.ContentLength > tufrepo.MaxSubmitBytes {
 			WriteError(c, apperr.New(apperr.TooLarge, "the submission is %d bytes; the limit is %d", c.Request.ContentLength, int64(tufrepo.MaxSubmitBytes)))
@@ -69,13 +52,13 @@ func RegisterRepository(r *gin.Engine, repo Repository, auth Authenticator) {
 			return
 		}
 		versions, err := repo.Submit(c.Request.Context(), req)
-		if err != nil {
-			WriteError(c, err)
-			return
-		}
-		c.JSON(http.StatusOK, api.SubmitResponse{Versions: versions})
-	})
-	m.PUT("/targets/:product/:file", authorize(auth, "PUT", "/api/v1/repo/targets/:product/:file", operator.PermRepoWrite), func(c *gin.Context) {
+		respond(c, http.StatusOK, api.SubmitResponse{Versions: versions}, err)
+	}
+}
+
+// upload streams an image in: 201 when stored, 200 when it was there.
+func upload(repo Repository) gin.HandlerFunc {
+	return func(c *gin.Context) {
 		length, err := strconv.ParseInt(c.Query("length"), 10, 64)
 		if err != nil || length <= 0 {
 			WriteError(c, apperr.New(apperr.Invalid, "query parameter length=%q is not a positive number of bytes", c.Query("length")))
@@ -86,52 +69,11 @@ func RegisterRepository(r *gin.Engine, repo Repository, auth Authenticator) {
 			return
 		}
 		stored, err := repo.Upload(c.Request.Context(), c.Param("product"), c.Param("file"), c.Query("sha256"), length, uploadBody(c))
-		if err != nil {
-			WriteError(c, err)
-			return
-		}
 		status := http.StatusCreated
 		if !stored {
 			status = http.StatusOK
 		}
-		c.JSON(status, gin.H{"stored": stored})
-	})
-}
-
-// Authenticator resolves bearer tokens (operator.Service).
-type Authenticator interface {
-	Authenticate(ctx context.Context, bearer string) (operator.Principal, error)
-}
-
-// policy records each management route's permission, for the
-// authorization matrix test: every route must declare one.
-var policy = map[string]operator.Permission{}
-
-// Policy returns "METHOD /path" → permission for every management route.
-func Policy() map[string]operator.Permission { return policy }
-
-// authorize admits a request whose bearer token holds perm, and records
-// who acts (for the audit log and site scoping). Deny by default.
-func authorize(auth Authenticator, method, path string, perm operator.Permission) gin.HandlerFunc {
-	policy[method+" "+path] = perm
-	return func(c *gin.Context) {
-		// RFC 6750: "Bearer TOKEN"; a bare token is not accepted (finding 13).
-		scheme, bearer, _ := strings.Cut(c.GetHeader("Authorization"), " ")
-		if !strings.EqualFold(scheme, "Bearer") {
-			bearer = ""
-		}
-		p, err := auth.Authenticate(c.Request.Context(), strings.TrimSpace(bearer))
-		if err != nil {
-			WriteError(c, err)
-			return
-		}
-		if !p.Can(perm) {
-			WriteError(c, apperr.New(apperr.Forbidden, "role %s may not do this (needs %s)", p.Role, perm))
-			return
-		}
-		ctx := operator.WithPrincipal(audit.WithActor(c.Request.Context(), p.Name), p)
-		c.Request = c.Request.WithContext(ctx)
-		c.Next()
+		respond(c, status, api.Uploaded{Stored: stored}, err)
 	}
 }
 
@@ -184,7 +126,7 @@ func serveBlob(c *gin.Context, repo Repository, area, path string) {
 		start, end, ok := rng.resolve(info.Size)
 		if !ok {
 			h.Set("Content-Range", fmt.Sprintf("bytes */%d", info.Size))
-			writeError(c, http.StatusRequestedRangeNotSatisfiable, apperr.New(apperr.Invalid, "range %s is outside the object (%d bytes)", c.GetHeader("Range"), info.Size).WithCode("range_not_satisfiable"))
+			WriteError(c, apperr.New(apperr.OutOfRange, "range %s is outside the object (%d bytes)", c.GetHeader("Range"), info.Size))
 			return
 		}
 		if c.Request.Method == http.MethodGet {

@@ -45,6 +45,12 @@ func (b *blobRepo) Upload(_ context.Context, _, _, _ string, _ int64, r io.Reade
 	return err == nil, err
 }
 
+// registerRepo registers the route table with only the repository behind it.
+func registerRepo(r *gin.Engine, repo httpapi.Repository, token string) {
+	svc := httpapi.Services{Repo: repo, Operators: operator.New(nil, token)}
+	httpapi.Register(r, httpapi.Routes(svc), svc)
+}
+
 func repoServer(t *testing.T, token string) (*httptest.Server, *blobRepo) {
 	bs, err := localblob.Open(t.TempDir())
 	if err != nil {
@@ -53,7 +59,7 @@ func repoServer(t *testing.T, token string) (*httptest.Server, *blobRepo) {
 	bs.Put(context.Background(), "targets/demo-pump/abc.img", strings.NewReader("0123456789"), 10)
 	r := httpapi.New(httpapi.Deps{Log: zap.NewNop(), Version: "t"})
 	br := &blobRepo{blobs: bs}
-	httpapi.RegisterRepository(r, br, operator.New(nil, token))
+	registerRepo(r, br, token)
 	s := httptest.NewServer(r)
 	t.Cleanup(s.Close)
 	return s, br
@@ -110,26 +116,26 @@ func TestRepositoryFilesServeRangesETagsAndHead(t *testing.T) {
 func TestManagementNeedsTheBootstrapToken(t *testing.T) {
 	s, br := repoServer(t, "tok")
 	for hdr, want := range map[string]int{"": 401, "Bearer wrong": 401, "Bearer tok": 200} {
-		res, _ := req(t, "GET", s.URL+api.PathOnlineKeys, map[string]string{"Authorization": hdr}, nil)
+		res, _ := req(t, "GET", s.URL+api.RouteOnlineKeys, map[string]string{"Authorization": hdr}, nil)
 		if res.StatusCode != want {
 			t.Errorf("Authorization %q: %d, want %d", hdr, res.StatusCode, want)
 		}
 	}
-	res, _ := req(t, "PUT", s.URL+api.PathUploadTarget+"/demo-pump/x.img?sha256=ab&length=5", map[string]string{"Authorization": "Bearer tok"}, bytes.NewReader([]byte("hello")))
+	res, _ := req(t, "PUT", s.URL+api.Path(api.RouteUploadTarget, "demo-pump", "x.img")+"?sha256=ab&length=5", map[string]string{"Authorization": "Bearer tok"}, bytes.NewReader([]byte("hello")))
 	if res.StatusCode != 201 || string(br.uploaded) != "hello" {
 		t.Fatalf("upload: %d %q", res.StatusCode, br.uploaded)
 	}
-	res, body := req(t, "PUT", s.URL+api.PathUploadTarget+"/demo-pump/x.img?sha256=ab&length=9", map[string]string{"Authorization": "Bearer tok"}, bytes.NewReader([]byte("hello")))
+	res, body := req(t, "PUT", s.URL+api.Path(api.RouteUploadTarget, "demo-pump", "x.img")+"?sha256=ab&length=9", map[string]string{"Authorization": "Bearer tok"}, bytes.NewReader([]byte("hello")))
 	if res.StatusCode != 400 || !strings.Contains(body, "Content-Length") {
 		t.Fatalf("length mismatch: %d %s", res.StatusCode, body)
 	}
-	res, body = req(t, "POST", s.URL+api.PathSubmit, map[string]string{"Authorization": "Bearer tok"}, strings.NewReader(`{"rooot":{}}`))
+	res, body = req(t, "POST", s.URL+api.RouteSubmit, map[string]string{"Authorization": "Bearer tok"}, strings.NewReader(`{"rooot":{}}`))
 	if res.StatusCode != 400 || !strings.Contains(body, "rooot") {
 		t.Fatalf("bad submission body: %d %s", res.StatusCode, body)
 	}
 
 	off, _ := repoServer(t, "")
-	res, body = req(t, "GET", off.URL+api.PathOnlineKeys, map[string]string{"Authorization": "Bearer anything"}, nil)
+	res, body = req(t, "GET", off.URL+api.RouteOnlineKeys, map[string]string{"Authorization": "Bearer anything"}, nil)
 	if res.StatusCode != 401 || !strings.Contains(body, "unauthenticated") {
 		t.Fatalf("no token configured: %d %s", res.StatusCode, body)
 	}
@@ -142,16 +148,16 @@ func TestSubmissionAndUploadLimitsAreEnforcedWhileReading(t *testing.T) {
 	s, _ := repoServer(t, "tok")
 	auth := map[string]string{"Authorization": "Bearer tok"}
 	big := `{"root":"` + strings.Repeat("x", tufrepo.MaxSubmitBytes) + `"}`
-	res, body := req(t, "POST", s.URL+api.PathSubmit, auth, strings.NewReader(big))
+	res, body := req(t, "POST", s.URL+api.RouteSubmit, auth, strings.NewReader(big))
 	if res.StatusCode != 413 {
 		t.Fatalf("announced oversized submission: %d %.200s", res.StatusCode, body)
 	}
-	res, body = req(t, "POST", s.URL+api.PathSubmit, auth, io.MultiReader(strings.NewReader(big))) // chunked: no Content-Length
+	res, body = req(t, "POST", s.URL+api.RouteSubmit, auth, io.MultiReader(strings.NewReader(big))) // chunked: no Content-Length
 	if res.StatusCode != 413 {
 		t.Fatalf("chunked oversized submission: %d %.200s", res.StatusCode, body)
 	}
 	for _, l := range []string{"0", "-1", "x"} {
-		res, body = req(t, "PUT", s.URL+api.PathUploadTarget+"/demo-pump/x.img?sha256=ab&length="+l, auth, strings.NewReader(""))
+		res, body = req(t, "PUT", s.URL+api.Path(api.RouteUploadTarget, "demo-pump", "x.img")+"?sha256=ab&length="+l, auth, strings.NewReader(""))
 		if res.StatusCode != 400 {
 			t.Errorf("upload length=%s: %d %s", l, res.StatusCode, body)
 		}
@@ -165,12 +171,12 @@ func TestStalledBodiesEndAfterTheBodyReadTimeout(t *testing.T) {
 	bs, _ := localblob.Open(t.TempDir())
 	r := httpapi.New(httpapi.Deps{Log: zap.NewNop(), Version: "t", BodyReadTimeout: 300 * time.Millisecond})
 	br := &blobRepo{blobs: bs}
-	httpapi.RegisterRepository(r, br, operator.New(nil, "tok"))
+	registerRepo(r, br, "tok")
 	s := httptest.NewServer(r)
 	defer s.Close()
 	for name, head := range map[string]string{
-		"submission": "POST " + api.PathSubmit + " HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer tok\r\nContent-Length: 100\r\n\r\n{\"root\":",
-		"upload":     "PUT " + api.PathUploadTarget + "/demo-pump/x.img?sha256=ab&length=100 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer tok\r\nContent-Length: 100\r\n\r\n0123456789",
+		"submission": "POST " + api.RouteSubmit + " HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer tok\r\nContent-Length: 100\r\n\r\n{\"root\":",
+		"upload":     "PUT " + api.Path(api.RouteUploadTarget, "demo-pump", "x.img") + "?sha256=ab&length=100 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer tok\r\nContent-Length: 100\r\n\r\n0123456789",
 	} {
 		conn, err := net.Dial("tcp", s.Listener.Addr().String())
 		if err != nil {

@@ -85,8 +85,8 @@ func newRequestID() string {
 	return hex.EncodeToString(b)
 }
 
-// New builds the router with middleware, probes and metrics. Later features
-// add their routes to the returned engine's /api/v1 group through Routes.
+// New builds the router with middleware, probes and metrics (public
+// routes); Register adds the route table (Routes).
 func New(d Deps) *gin.Engine {
 	gin.SetMode(gin.ReleaseMode)
 	if d.Registry == nil {
@@ -105,17 +105,17 @@ func New(d Deps) *gin.Engine {
 	}
 	r.Use(requestContext(d.Log, d.BodyReadTimeout), recovery(), m.middleware(), accessLog())
 
-	r.GET("/healthz", func(c *gin.Context) {
-		c.JSON(http.StatusOK, gin.H{"status": "ok", "version": d.Version})
+	r.GET(PathHealth, func(c *gin.Context) {
+		c.JSON(http.StatusOK, Health{Status: "ok", Version: d.Version})
 	})
-	r.GET("/readyz", readiness(d.Ready))
-	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{Registry: d.Registry})))
+	r.GET(PathReady, readiness(d.Ready))
+	r.GET(PathMetrics, gin.WrapH(promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{Registry: d.Registry})))
 
 	r.NoRoute(func(c *gin.Context) {
 		WriteError(c, apperr.New(apperr.NotFound, "no such path: %s", c.Request.URL.Path))
 	})
 	r.NoMethod(func(c *gin.Context) {
-		writeError(c, http.StatusMethodNotAllowed, &apperr.Error{Kind: apperr.Invalid, Code: "method_not_allowed", Message: fmt.Sprintf("method %s is not allowed on %s", c.Request.Method, c.Request.URL.Path)})
+		WriteError(c, apperr.New(apperr.MethodNotAllowed, "method %s is not allowed on %s", c.Request.Method, c.Request.URL.Path))
 	})
 	return r
 }
@@ -160,7 +160,7 @@ func accessLog() gin.HandlerFunc {
 		c.Next()
 		if log := loggerOf(c); log != nil {
 			logf := log.Info
-			if c.FullPath() == api.PathDeviceCheckIn && c.Writer.Status() < 400 {
+			if c.FullPath() == api.RouteDeviceCheckIn && c.Writer.Status() < 400 {
 				// The hot path: thousands a second; successful ones only at debug.
 				logf = log.Debug
 			}
@@ -231,6 +231,29 @@ func (m *metrics) middleware() gin.HandlerFunc {
 	}
 }
 
+// Probe and metrics paths (public).
+const (
+	PathHealth  = "/healthz"
+	PathReady   = "/readyz"
+	PathMetrics = "/metrics"
+)
+
+// Health answers /healthz.
+type Health struct {
+	Status  string `json:"status"`
+	Version string `json:"version"`
+}
+
+// Readiness answers /readyz: the state of each dependency; when one is
+// down it is a 503 with the standard error fields.
+type Readiness struct {
+	Code      string            `json:"code,omitempty"`
+	Message   string            `json:"message,omitempty"`
+	RequestID string            `json:"request_id,omitempty"`
+	Status    string            `json:"status,omitempty"`
+	Checks    map[string]string `json:"checks"`
+}
+
 type checkResult struct {
 	name string
 	err  error
@@ -262,12 +285,11 @@ func readiness(checks []Check) gin.HandlerFunc {
 		}
 		if len(failed) > 0 {
 			sort.Strings(failed)
-			c.AbortWithStatusJSON(http.StatusServiceUnavailable, gin.H{
-				"code": apperr.Unavailable.String(), "message": fmt.Sprintf("not ready: %v unavailable", failed),
-				"request_id": RequestID(c), "checks": status,
+			c.AbortWithStatusJSON(statusOf(apperr.Unavailable), Readiness{
+				Code: apperr.Unavailable.String(), Message: fmt.Sprintf("not ready: %v unavailable", failed), RequestID: RequestID(c), Checks: status,
 			})
 			return
 		}
-		c.JSON(http.StatusOK, gin.H{"status": "ready", "checks": status})
+		c.JSON(http.StatusOK, Readiness{Status: "ready", Checks: status})
 	}
 }

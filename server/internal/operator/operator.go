@@ -23,6 +23,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vigil-ota/vigil/api"
 	"github.com/vigil-ota/vigil/server/internal/apperr"
 	"github.com/vigil-ota/vigil/server/internal/audit"
 	"github.com/vigil-ota/vigil/server/internal/input"
@@ -88,15 +89,22 @@ func (p Principal) CanSite(site string) bool {
 	return !p.SiteScoped() || slices.Contains(p.Sites, site)
 }
 
+// Store is what the service keeps: tokens, and the audit log it records
+// token changes in.
+type Store interface {
+	state.TokenStore
+	audit.Recorder
+}
+
 // Service authenticates tokens.
 type Service struct {
-	st        state.Store
+	st        Store
 	bootstrap string
 	now       func() time.Time
 }
 
 // New returns the service; bootstrap may be empty.
-func New(st state.Store, bootstrap string) *Service {
+func New(st Store, bootstrap string) *Service {
 	return &Service{st: st, bootstrap: bootstrap, now: time.Now}
 }
 
@@ -117,7 +125,7 @@ func (s *Service) Authenticate(ctx context.Context, bearer string) (Principal, e
 			return Principal{}, err
 		}
 		if admin != "" {
-			return Principal{}, apperr.New(apperr.Unauthorized, "the bootstrap token is retired: admin token %s exists; use an admin token", admin).WithCode("bootstrap_retired")
+			return Principal{}, apperr.New(apperr.Unauthorized, "the bootstrap token is retired: admin token %s exists; use an admin token", admin).WithCode(api.CodeBootstrapRetired)
 		}
 		return Principal{Name: "bootstrap-token", Role: RoleAdmin}, nil
 	}
@@ -164,44 +172,27 @@ func (s *Service) AdminTokenExists(ctx context.Context) (string, error) {
 	return "", nil
 }
 
-// TokenInput asks for a new token.
-type TokenInput struct {
-	Name      string        `json:"name"`
-	Role      string        `json:"role"`
-	Sites     []string      `json:"sites"`
-	ExpiresIn time.Duration `json:"expires_in"`
-}
-
-// Created is a new token; Secret is shown this once.
-type Created struct {
-	ID      string    `json:"id"`
-	Secret  string    `json:"token"`
-	Role    string    `json:"role"`
-	Sites   []string  `json:"sites,omitempty"`
-	Expires time.Time `json:"expires"`
-}
-
 // Create makes a token.
-func (s *Service) Create(ctx context.Context, in TokenInput) (Created, error) {
+func (s *Service) Create(ctx context.Context, in api.TokenRequest) (api.TokenCreated, error) {
 	if _, ok := rolePerms[in.Role]; !ok {
-		return Created{}, apperr.New(apperr.Invalid, "role %q is not one of %s", in.Role, strings.Join(Roles(), ", "))
+		return api.TokenCreated{}, apperr.New(apperr.Invalid, "role %q is not one of %s", in.Role, strings.Join(Roles(), ", "))
 	}
 	if err := input.Required("token name (who or what uses it)", in.Name, input.MaxName); err != nil {
-		return Created{}, err
+		return api.TokenCreated{}, err
 	}
 	if (in.Role == RoleSiteIT) != (len(in.Sites) > 0) {
-		return Created{}, apperr.New(apperr.Invalid, "site-it tokens, and only they, list the sites they may act on")
+		return api.TokenCreated{}, apperr.New(apperr.Invalid, "site-it tokens, and only they, list the sites they may act on")
 	}
 	if len(in.Sites) > MaxTokenSites {
-		return Created{}, apperr.New(apperr.TooLarge, "a token lists at most %d sites", MaxTokenSites)
+		return api.TokenCreated{}, apperr.New(apperr.TooLarge, "a token lists at most %d sites", MaxTokenSites)
 	}
 	seen := map[string]bool{}
 	for _, site := range in.Sites {
 		if err := input.Identifier("site", site); err != nil {
-			return Created{}, err
+			return api.TokenCreated{}, err
 		}
 		if seen[site] {
-			return Created{}, apperr.New(apperr.Invalid, "site %q is listed twice", site)
+			return api.TokenCreated{}, apperr.New(apperr.Invalid, "site %q is listed twice", site)
 		}
 		seen[site] = true
 	}
@@ -209,7 +200,7 @@ func (s *Service) Create(ctx context.Context, in TokenInput) (Created, error) {
 		in.ExpiresIn = DefaultTokenLifetime
 	}
 	if in.ExpiresIn < 0 || in.ExpiresIn > MaxTokenLifetime {
-		return Created{}, apperr.New(apperr.Invalid, "expiry must be between now and %s", MaxTokenLifetime)
+		return api.TokenCreated{}, apperr.New(apperr.Invalid, "expiry must be between now and %s", MaxTokenLifetime)
 	}
 	idb, secb := make([]byte, 6), make([]byte, 24)
 	rand.Read(idb)
@@ -217,12 +208,12 @@ func (s *Service) Create(ctx context.Context, in TokenInput) (Created, error) {
 	id, secret := hex.EncodeToString(idb), hex.EncodeToString(secb)
 	exp := s.now().Add(in.ExpiresIn).UTC().Truncate(time.Second)
 	if err := s.st.CreateToken(ctx, state.Token{ID: id, SecretHash: hashSecret(secret), Name: in.Name, Role: in.Role, Sites: in.Sites, Expires: exp}); err != nil {
-		return Created{}, err
+		return api.TokenCreated{}, err
 	}
 	if _, err := audit.Record(ctx, s.st, "token.create", id, map[string]any{"name": in.Name, "role": in.Role, "sites": in.Sites, "expires": exp}); err != nil {
-		return Created{}, err
+		return api.TokenCreated{}, err
 	}
-	return Created{ID: id, Secret: tokenPrefix + id + "_" + secret, Role: in.Role, Sites: in.Sites, Expires: exp}, nil
+	return api.TokenCreated{ID: id, Secret: tokenPrefix + id + "_" + secret, Role: in.Role, Sites: in.Sites, Expires: exp}, nil
 }
 
 // Revoke revokes a token.
@@ -235,12 +226,13 @@ func (s *Service) Revoke(ctx context.Context, id string) error {
 }
 
 // List lists tokens (never their secrets).
-func (s *Service) List(ctx context.Context) ([]state.Token, error) {
+func (s *Service) List(ctx context.Context) ([]api.Token, error) {
 	ts, err := s.st.Tokens(ctx)
-	for i := range ts {
-		ts[i].SecretHash = ""
+	out := make([]api.Token, 0, len(ts))
+	for _, t := range ts {
+		out = append(out, api.Token{ID: t.ID, Name: t.Name, Role: t.Role, Sites: t.Sites, Expires: t.Expires, Revoked: t.Revoked, Created: t.Created})
 	}
-	return ts, err
+	return out, err
 }
 
 type principalKey struct{}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sort"
 	"time"
+
+	"github.com/vigil-ota/vigil/api"
 )
 
 // State is a rollout's lifecycle state.
@@ -18,23 +20,14 @@ const (
 )
 
 // Device progress states: "assigned" (the server handed out the release)
-// and the agent's reported install states.
+// and the agent's reported install states (api.InstallState).
 const (
-	Assigned   = "assigned"
-	Deferred   = "deferred"
-	Committed  = "committed"
-	RolledBack = "rolled_back"
-	Failed     = "failed"
+	Assigned   = api.StateAssigned
+	Deferred   = api.StateDeferred
+	Committed  = api.StateCommitted
+	RolledBack = api.StateRolledBack
+	Failed     = api.StateFailed
 )
-
-// IsFinal reports whether an install attempt ended.
-func IsFinal(state string) bool {
-	return state == Committed || state == RolledBack || state == Failed
-}
-
-// IsFailure reports whether a state counts toward the halt rule. Deferred
-// never does: a device in clinical use is doing its job.
-func IsFailure(state string) bool { return state == RolledBack || state == Failed }
 
 // Rollout is a plan being carried out.
 type Rollout struct {
@@ -71,7 +64,7 @@ type Deferral struct {
 type Progress struct {
 	DeviceID string
 	Wave     int
-	State    string
+	State    api.InstallState
 	Updated  time.Time
 }
 
@@ -130,7 +123,7 @@ func (s *Snapshot) prepare() {
 		c.Eligible++
 		if p != nil {
 			c.Assigned++
-			c.add(p.State, +1)
+			add(c, p.State, +1)
 		}
 	}
 }
@@ -146,7 +139,7 @@ func (s *Snapshot) cell(wave int, site string) *Counts {
 }
 
 // add moves the per-state count of one device.
-func (c *Counts) add(state string, delta int) {
+func add(c *Counts, state api.InstallState, delta int) {
 	switch state {
 	case Committed:
 		c.Committed += delta
@@ -163,10 +156,10 @@ func (c *Counts) add(state string, delta int) {
 
 // count keeps the installing counters (caps) and the attempt totals (halt
 // rule) for one device's state.
-func (s *Snapshot) count(id, state string, delta int) {
-	if IsFinal(state) {
+func (s *Snapshot) count(id string, state api.InstallState, delta int) {
+	if state.Final() {
 		s.finished += delta
-		if IsFailure(state) {
+		if state.Failure() {
 			s.failed += delta
 		}
 		return
@@ -200,9 +193,29 @@ func (s *Snapshot) ReplaceProgress(p map[string]*Progress) {
 	s.prepare()
 }
 
+// Unassign takes back an assignment this replica recorded in the snapshot
+// but could not store (the database refused): the device is as before.
+func (s *Snapshot) Unassign(id string) {
+	s.prepare()
+	p, ok := s.Progress[id]
+	if !ok || p.State != Assigned {
+		return
+	}
+	s.count(id, p.State, -1)
+	if d, known := s.Devices[id]; known {
+		c := s.cell(s.WaveOfDevice(id), d.Site)
+		add(c, p.State, -1)
+		c.Assigned--
+		if !s.Rollout.Plan.Select.Matches(d) {
+			c.Eligible--
+		}
+	}
+	delete(s.Progress, id)
+}
+
 // SetProgress records a device's new state in the snapshot, keeping the
 // installing counters current.
-func (s *Snapshot) SetProgress(id, state string, now time.Time) {
+func (s *Snapshot) SetProgress(id string, state api.InstallState, now time.Time) {
 	s.prepare()
 	d, known := s.Devices[id]
 	var c *Counts
@@ -212,7 +225,7 @@ func (s *Snapshot) SetProgress(id, state string, now time.Time) {
 	if p, ok := s.Progress[id]; ok {
 		s.count(id, p.State, -1)
 		if c != nil {
-			c.add(p.State, -1)
+			add(c, p.State, -1)
 		}
 		p.State, p.Updated = state, now
 	} else {
@@ -226,7 +239,7 @@ func (s *Snapshot) SetProgress(id, state string, now time.Time) {
 	}
 	s.count(id, state, +1)
 	if c != nil {
-		c.add(state, +1)
+		add(c, state, +1)
 	}
 }
 
@@ -278,7 +291,7 @@ func (s *Snapshot) Decide(now time.Time, d Device) (*Assignment, string) {
 		return nil, fmt.Sprintf("rollout %s is %s", r.ID, r.State)
 	}
 	if !r.Plan.Select.Matches(d) {
-		if p := s.Progress[d.ID]; p != nil && !IsFinal(p.State) {
+		if p := s.Progress[d.ID]; p != nil && !p.State.Final() {
 			// An assigned device keeps its assignment even after it
 			// reports progress; selection applies to new hand-outs.
 		} else {
@@ -287,8 +300,8 @@ func (s *Snapshot) Decide(now time.Time, d Device) (*Assignment, string) {
 	}
 	wave := s.WaveOfDevice(d.ID)
 	if p := s.Progress[d.ID]; p != nil {
-		if IsFinal(p.State) {
-			return nil, "already " + p.State
+		if p.State.Final() {
+			return nil, "already " + string(p.State)
 		}
 		return s.assignment(wave, d, now), ""
 	}
@@ -341,18 +354,7 @@ func (s *Site) windowEnd(t time.Time) time.Time {
 }
 
 // Counts are the numbers status shows for one wave at one site.
-type Counts struct {
-	Wave       string `json:"wave"`
-	Site       string `json:"site"`
-	Eligible   int    `json:"eligible"`
-	Approved   bool   `json:"approved"`
-	Assigned   int    `json:"assigned"`
-	Installing int    `json:"installing"`
-	Deferred   int    `json:"deferred"`
-	Committed  int    `json:"committed"`
-	RolledBack int    `json:"rolled_back"`
-	Failed     int    `json:"failed"`
-}
+type Counts = api.WaveCounts
 
 // Status counts devices per wave and site, in wave then site order.
 func (s *Snapshot) Status(now time.Time) []Counts {

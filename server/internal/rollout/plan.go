@@ -29,6 +29,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vigil-ota/vigil/api"
 	"github.com/vigil-ota/vigil/internal/release"
 )
 
@@ -52,10 +53,7 @@ func Bucket(rolloutID, deviceID string) int {
 
 // Wave is one step of a rollout: it covers the selection up to Share
 // (cumulative, 0 < Share ≤ 1).
-type Wave struct {
-	Name  string  `json:"name"`
-	Share float64 `json:"share"`
-}
+type Wave = api.Wave
 
 // HaltRule halts the rollout when at least MinAttempts devices finished an
 // attempt and the failed share of them is at least FailureRate.

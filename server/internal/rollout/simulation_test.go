@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-ota/vigil/api"
 	"github.com/vigil-ota/vigil/server/internal/rollout"
 )
 
@@ -71,8 +72,8 @@ type world struct {
 	snap       *rollout.Snapshot
 	now        time.Time
 	assignedAt map[string]time.Time
-	outcome    func(id string) string // final state a device reports
-	deferUntil map[string]time.Time   // devices in clinical use until
+	outcome    func(id string) api.InstallState // final state a device reports
+	deferUntil map[string]time.Time             // devices in clinical use until
 	maxSite    map[string]int
 	maxArea    map[string]int
 	events     []string
@@ -84,7 +85,7 @@ func newWorld(t testing.TB, p rollout.Plan, sites map[string]*rollout.Site, appr
 		snap:       &rollout.Snapshot{Rollout: r, Sites: sites, Devices: fleet(), Approvals: approvals, Progress: map[string]*rollout.Progress{}},
 		assignedAt: map[string]time.Time{}, deferUntil: map[string]time.Time{},
 		maxSite: map[string]int{}, maxArea: map[string]int{},
-		outcome: func(string) string { return rollout.Committed },
+		outcome: func(string) api.InstallState { return rollout.Committed },
 	}
 }
 
@@ -97,7 +98,7 @@ func (w *world) tick() {
 	for id, d := range w.snap.Devices {
 		if p := w.snap.Progress[id]; p != nil {
 			switch {
-			case rollout.IsFinal(p.State):
+			case p.State.Final():
 			case w.now.Before(w.deferUntil[id]):
 				if p.State != rollout.Deferred {
 					w.snap.SetProgress(id, rollout.Deferred, w.now)
@@ -137,7 +138,7 @@ func (w *world) check(d rollout.Device) {
 func (w *world) measureCaps() {
 	site, area := map[string]int{}, map[string]int{}
 	for id, p := range w.snap.Progress {
-		if rollout.IsFinal(p.State) {
+		if p.State.Final() {
 			continue
 		}
 		d := w.snap.Devices[id]
@@ -253,7 +254,7 @@ func TestSimulationAutoHaltsAtTheFailureThreshold(t *testing.T) {
 	w := newWorld(t, p, standardSites(t), approveAll(siteNames, 4, start))
 	// One in ten installs rolls back: 10 % ≥ 5 %.
 	n := 0
-	w.outcome = func(string) string {
+	w.outcome = func(string) api.InstallState {
 		n++
 		if n%10 == 0 {
 			return rollout.RolledBack
@@ -268,9 +269,9 @@ func TestSimulationAutoHaltsAtTheFailureThreshold(t *testing.T) {
 	}
 	finished, failed := 0, 0
 	for _, p := range w.snap.Progress {
-		if rollout.IsFinal(p.State) {
+		if p.State.Final() {
 			finished++
-			if rollout.IsFailure(p.State) {
+			if p.State.Failure() {
 				failed++
 			}
 		}

@@ -3,6 +3,8 @@ package state
 import (
 	"context"
 	"time"
+
+	"github.com/vigil-ota/vigil/api"
 )
 
 // Site is a hospital site as stored.
@@ -88,12 +90,12 @@ type Progress struct {
 	RolloutID string
 	DeviceID  string
 	Wave      int
-	State     string
+	State     api.InstallState
 	Updated   time.Time
 }
 
-// FleetStore keeps sites, devices and rollouts.
-type FleetStore interface {
+// RegistryStore keeps sites and devices.
+type RegistryStore interface {
 	// PutSite creates or replaces a site.
 	PutSite(ctx context.Context, s Site) error
 	Sites(ctx context.Context) ([]Site, error)
@@ -106,10 +108,20 @@ type FleetStore interface {
 	// TouchDevices records check-ins' installed versions and times; a
 	// touch signed no later than the device's LastCheckIn changes nothing.
 	TouchDevices(ctx context.Context, ts []Touch) error
+	// FleetEpoch changes whenever sites, devices, rollouts, approvals or
+	// deferrals change: replicas reload cached state when it moves.
+	FleetEpoch(ctx context.Context) (int64, error)
+}
+
+// NonceStore keeps device request nonces for replay protection.
+type NonceStore interface {
 	// UseNonce records a device request nonce; a nonce seen before (and
 	// not expired) is a Conflict: a replay.
 	UseNonce(ctx context.Context, deviceID, nonce string, now, expires time.Time) error
+}
 
+// RolloutStore keeps rollouts and hospitals' decisions about them.
+type RolloutStore interface {
 	CreateRollout(ctx context.Context, r Rollout) error
 	Rollout(ctx context.Context, id string) (Rollout, error)
 	// Rollouts lists rollouts, newest first; product "" means all.
@@ -120,15 +132,16 @@ type FleetStore interface {
 	Approvals(ctx context.Context, rolloutID string) ([]Approval, error)
 	PutDeferral(ctx context.Context, d Deferral) error
 	Deferrals(ctx context.Context, rolloutID string) ([]Deferral, error)
+}
+
+// ProgressStore keeps each device's state in each rollout.
+type ProgressStore interface {
 	// SetProgress records a device's state in a rollout. With onlyIfNew it
 	// inserts only when the device has no row yet and reports whether it did.
 	SetProgress(ctx context.Context, p Progress, onlyIfNew bool) (bool, error)
 	Progress(ctx context.Context, rolloutID string) ([]Progress, error)
 	// DeviceProgress returns one device's progress in a rollout, or NotFound.
 	DeviceProgress(ctx context.Context, rolloutID, deviceID string) (Progress, error)
-	// FleetEpoch changes whenever sites, devices, rollouts, approvals or
-	// deferrals change: replicas reload cached state when it moves.
-	FleetEpoch(ctx context.Context) (int64, error)
 }
 
 // Token is an operator API token (the secret itself is never stored).

@@ -1,16 +1,28 @@
-// Package state defines what the server keeps in its database, behind one
-// interface with two backends (sqlstore: SQLite, the embedded default, and
-// PostgreSQL, for many replicas). Every backend passes the conformance suite
-// in statetest.
+// Package state defines what the server keeps in its database, as one small
+// interface per area, each seen only by the code that owns that area:
+//
+//	RepoStore      the TUF repository's role versions and the publish lock (tufrepo)
+//	RegistryStore  sites and devices, the fleet epoch (fleet's registry and caches)
+//	NonceStore     device request nonces (fleet's device authentication)
+//	RolloutStore   rollouts, approvals, deferrals (fleet's rollouts)
+//	ProgressStore  each device's state in each rollout (check-ins, events, rollouts)
+//	EventStore     device events (fleet's event ingest)
+//	AuditStore     the hash-chained audit log (everything that records)
+//	TokenStore     operator tokens (operator)
+//	LeaseStore     leases for singleton jobs (app)
+//
+// Store is all of them; only the app package (wiring) and the conformance
+// suite (statetest) see it whole. Two backends implement it (sqlstore:
+// SQLite, the embedded default, and PostgreSQL, for many replicas), and
+// both pass statetest.
 //
 // Concurrency: servers are stateless and may run as many replicas on one
-// database. Anything that must happen in order across replicas (the next
-// snapshot version of the TUF repository, say) goes through Publish, which
-// holds a database-wide lock for the length of one transaction. Nothing is
-// coordinated through process memory.
-//
-// This store keeps only the TUF repository's metadata versions; later
-// features (devices, rollouts, approvals, audit) add their own methods.
+// database. Anything that must happen in order across replicas goes through
+// the database: Publish holds a database-wide lock for one transaction,
+// AppendAudit chains entries under a lock, UpdateRollout refuses a stale
+// revision, SetProgress inserts an assignment only once, and a lease gives
+// a periodic job to one replica at a time. Nothing is coordinated through
+// process memory.
 package state
 
 import (
@@ -62,10 +74,19 @@ func (v RoleVersion) Validate() error {
 // MaxRoleNameLength is the longest role name the store accepts, in bytes.
 const MaxRoleNameLength = 128
 
-// Store is the server's state.
+// Store is the whole of the server's state: every area, and the database
+// itself. Only the app package and statetest use it; everything else takes
+// the area interfaces it needs.
 type Store interface {
-	FleetStore
+	RepoStore
+	RegistryStore
+	NonceStore
+	RolloutStore
+	ProgressStore
+	EventStore
+	AuditStore
 	TokenStore
+	LeaseStore
 
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error
@@ -73,26 +94,14 @@ type Store interface {
 	Close() error
 	// Backend names the backend ("sqlite" or "postgres").
 	Backend() string
+}
 
+// RepoStore keeps the TUF repository's published role versions.
+type RepoStore interface {
 	// RoleVersion returns a role's current version, or ErrNotFound.
 	RoleVersion(ctx context.Context, role string) (RoleVersion, error)
 	// RoleVersions lists every role's current version, ordered by role.
 	RoleVersions(ctx context.Context) ([]RoleVersion, error)
-
-	// AddDeviceEvents stores device events; an event whose id is already
-	// stored is skipped. It returns how many were new.
-	AddDeviceEvents(ctx context.Context, evs []DeviceEvent) (int, error)
-	// DeviceEvents lists a device's events, oldest first, at most limit.
-	DeviceEvents(ctx context.Context, deviceID string, limit int) ([]DeviceEvent, error)
-
-	// AppendAudit appends e to the hash chain: it assigns the next sequence
-	// number, links the previous entry's hash and computes e's, all under
-	// a database-wide lock so replicas never fork the chain.
-	AppendAudit(ctx context.Context, e audit.Entry) (audit.Entry, error)
-	// AuditEntries lists entries with seq > afterSeq and time ≥ since, in
-	// order, at most limit.
-	AuditEntries(ctx context.Context, afterSeq int64, since time.Time, limit int) ([]audit.Entry, error)
-
 	// Publish runs fn while holding the repository's publish lock, inside
 	// one transaction: publishes from any number of goroutines, processes
 	// and replicas run one at a time, and each sees what the previous one
@@ -101,13 +110,43 @@ type Store interface {
 	Publish(ctx context.Context, fn func(ctx context.Context, tx PublishTx) error) error
 }
 
+// EventStore keeps the install events devices report.
+type EventStore interface {
+	// AddDeviceEvents stores device events; an event whose id is already
+	// stored is skipped. It returns how many were new.
+	AddDeviceEvents(ctx context.Context, evs []DeviceEvent) (int, error)
+	// DeviceEvents lists a device's events, oldest first, at most limit.
+	DeviceEvents(ctx context.Context, deviceID string, limit int) ([]DeviceEvent, error)
+}
+
+// AuditStore keeps the hash-chained audit log.
+type AuditStore interface {
+	// AppendAudit appends e to the hash chain: it assigns the next sequence
+	// number, links the previous entry's hash and computes e's, all under
+	// a database-wide lock so replicas never fork the chain.
+	AppendAudit(ctx context.Context, e audit.Entry) (audit.Entry, error)
+	// AuditEntries lists entries with seq > afterSeq and time ≥ since, in
+	// order, at most limit.
+	AuditEntries(ctx context.Context, afterSeq int64, since time.Time, limit int) ([]audit.Entry, error)
+}
+
+// LeaseStore gives periodic jobs to one replica at a time.
+type LeaseStore interface {
+	// TryLease takes or renews the lease name for holder until now+ttl. It
+	// succeeds when nobody holds the lease, when it expired, or when holder
+	// holds it already; otherwise it reports false (not an error).
+	TryLease(ctx context.Context, name, holder string, now time.Time, ttl time.Duration) (bool, error)
+	// ReleaseLease gives the lease up if holder holds it.
+	ReleaseLease(ctx context.Context, name, holder string) error
+}
+
 // DeviceEvent is one install state change reported by a device.
 type DeviceEvent struct {
 	ID       string
 	DeviceID string
 	Target   string
 	Version  string
-	State    string
+	State    api.InstallState
 	Reason   string
 	Time     time.Time
 	Received time.Time // set by the store

@@ -93,7 +93,7 @@ type Options struct {
 // goes through the state store, so any number of replicas may share one
 // database and bucket.
 type Repo struct {
-	st    state.Store
+	st    state.RepoStore
 	blobs blob.Store
 	o     Options
 
@@ -105,7 +105,7 @@ type Repo struct {
 
 // New returns a repository on st and blobs. Without online keys it serves
 // what is published but refuses submissions.
-func New(st state.Store, blobs blob.Store, o Options) *Repo {
+func New(st state.RepoStore, blobs blob.Store, o Options) *Repo {
 	if o.TimestampExpiry == 0 {
 		o.TimestampExpiry = DefaultTimestampExpiry
 	}
@@ -126,7 +126,7 @@ func (r *Repo) Signing() bool { return r.o.Snapshot != nil && r.o.Timestamp != n
 
 func (r *Repo) now() time.Time { return r.o.Now().UTC().Truncate(time.Second) }
 
-var errNotSigning = apperr.New(apperr.Unavailable, "repository signing is not configured on this server: set snapshot_key and timestamp_key").WithCode("signing_not_configured")
+var errNotSigning = apperr.New(apperr.Unavailable, "repository signing is not configured on this server: set snapshot_key and timestamp_key").WithCode(api.CodeSigningNotConfigured)
 
 // OnlineKeys returns the public online keys for building a root.
 func (r *Repo) OnlineKeys() (api.OnlineKeys, error) {

@@ -10,6 +10,7 @@ import (
 	"io"
 	"regexp"
 
+	"github.com/vigil-ota/vigil/api"
 	"github.com/vigil-ota/vigil/internal/release"
 	"github.com/vigil-ota/vigil/server/internal/apperr"
 	"github.com/vigil-ota/vigil/server/internal/blob"
@@ -60,10 +61,10 @@ func (r *Repo) Upload(ctx context.Context, product, fileName, sha256hex string, 
 			if apperr.KindOf(re.err) != apperr.Internal {
 				return false, re.err
 			}
-			return false, apperr.Wrap(re.err, apperr.Invalid, "the upload of %s/%s ended after %d of %d bytes; nothing was stored", product, fileName, hr.n, length).WithCode("upload_incomplete")
+			return false, apperr.Wrap(re.err, apperr.Invalid, "the upload of %s/%s ended after %d of %d bytes; nothing was stored", product, fileName, hr.n, length).WithCode(api.CodeUploadIncomplete)
 		}
 		if errors.Is(err, ErrHashMismatch) {
-			return false, apperr.Wrap(err, apperr.VerificationFailed, "upload of %s/%s: the bytes hash to %s, not the declared %s; nothing was stored", product, fileName, hr.got, sha256hex).WithCode("hash_mismatch")
+			return false, apperr.Wrap(err, apperr.VerificationFailed, "upload of %s/%s: the bytes hash to %s, not the declared %s; nothing was stored", product, fileName, hr.got, sha256hex).WithCode(api.CodeHashMismatch)
 		}
 		return false, err
 	}

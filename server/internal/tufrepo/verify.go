@@ -22,7 +22,7 @@ import (
 // refuse is a submission that failed a check; the check is named in the
 // message so the release engineer knows what to fix.
 func refuse(check, format string, args ...any) error {
-	return apperr.New(apperr.VerificationFailed, "%s: %s", check, fmt.Sprintf(format, args...)).WithCode("verification_failed")
+	return apperr.New(apperr.VerificationFailed, "%s: %s", check, fmt.Sprintf(format, args...)).WithCode(api.CodeVerificationFailed)
 }
 
 func versionConflict(format string, args ...any) error {
@@ -44,7 +44,7 @@ func (r *Repo) verifySubmission(ctx context.Context, cur map[string]state.RoleVe
 	rootV, initialised := cur[metadata.ROOT]
 	if !initialised {
 		if req.Root == nil || req.Targets == nil {
-			return nil, apperr.New(apperr.Conflict, "the repository is not initialised: submit a root and a targets role first (vigil repo init)").WithCode("not_initialised")
+			return nil, apperr.New(apperr.Conflict, "the repository is not initialised: submit a root and a targets role first (vigil repo init)").WithCode(api.CodeNotInitialised)
 		}
 	} else {
 		var err error

@@ -10,7 +10,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vigil-ota/vigil/api/auditchain"
-	"github.com/vigil-ota/vigil/api/client"
 )
 
 // auditPage is how many entries one request fetches.
@@ -24,22 +23,38 @@ func newAuditCmd(g *globals) *cobra.Command {
 approvals, token and device changes) is appended to a hash-chained log: each
 entry carries the hash of the one before it.
 
-  vigil audit verify --server URL          check the whole chain; names the first broken entry
-  vigil audit export --server URL --since 2026-11-01 [--out FILE]   JSON lines
+  vigil audit verify                       check the whole chain; names the first broken entry
+  vigil audit export --since 2026-11-01 [--out FILE]   JSON lines
 
 Export the log regularly to storage the server cannot write: the chain shows
 tampering, an exported copy proves what the log said.`,
 	}
-	var server, since, out string
-	verify := &cobra.Command{
-		Use:   "verify",
-		Short: "Verify the audit chain end to end",
-		Args:  cobra.NoArgs,
+	cmd.AddCommand(newAuditVerifyCmd(g), newAuditExportCmd(g))
+	return cmd
+}
+
+// AuditVerification is what audit verify prints.
+type AuditVerification struct {
+	OK       bool   `json:"ok"`
+	Verified int    `json:"verified"`
+	HeadSeq  int64  `json:"head_seq,omitempty"`
+	HeadHash string `json:"head_hash,omitempty"`
+	BrokenAt int64  `json:"broken_at,omitempty"`
+	Reason   string `json:"reason,omitempty"`
+}
+
+func newAuditVerifyCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:     "verify",
+		Short:   "Verify the audit chain end to end",
+		Long:    "Read the whole audit log and check every entry's hash and link; name the first broken entry.",
+		Example: "  vigil audit verify",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if server == "" {
-				return usagef("--server is required")
+			api, err := g.client()
+			if err != nil {
+				return err
 			}
-			api := client.New(server, os.Getenv(EnvToken))
 			prevHash, prevSeq, n := auditchain.GenesisHash, int64(0), 0
 			for {
 				page, err := api.AuditPage(cmd.Context(), prevSeq, "", auditPage)
@@ -49,7 +64,7 @@ tampering, an exported copy proves what the log said.`,
 				if err := auditchain.Verify(page, prevHash, prevSeq); err != nil {
 					var be *auditchain.BrokenError
 					if errors.As(err, &be) {
-						g.emit(map[string]any{"ok": false, "verified": n, "broken_at": be.Seq, "reason": be.Reason}, func(io.Writer) {})
+						g.emit(AuditVerification{Verified: n, BrokenAt: be.Seq, Reason: be.Reason}, func(io.Writer) {})
 					}
 					return err
 				}
@@ -61,19 +76,25 @@ tampering, an exported copy proves what the log said.`,
 					break
 				}
 			}
-			return g.emit(map[string]any{"ok": true, "verified": n, "head_seq": prevSeq, "head_hash": prevHash}, func(w io.Writer) {
+			return g.emit(AuditVerification{OK: true, Verified: n, HeadSeq: prevSeq, HeadHash: prevHash}, func(w io.Writer) {
 				fmt.Fprintf(w, "audit chain verified: %d entries, head %d %s\n", n, prevSeq, prevHash)
 			})
 		},
 	}
-	verify.Flags().StringVar(&server, "server", "", "vigil-server URL (required)")
+}
+
+func newAuditExportCmd(g *globals) *cobra.Command {
+	var since, out string
 	export := &cobra.Command{
-		Use:   "export",
-		Short: "Write audit entries as JSON lines",
-		Args:  cobra.NoArgs,
+		Use:     "export",
+		Short:   "Write audit entries as JSON lines",
+		Long:    "Write the audit log (from --since) as JSON lines, to --out or standard output.",
+		Example: "  vigil audit export --since 2026-11-01 --out audit-2026-11.jsonl",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if server == "" {
-				return usagef("--server is required")
+			api, err := g.client()
+			if err != nil {
+				return err
 			}
 			w := g.stdout
 			if out != "" {
@@ -84,7 +105,6 @@ tampering, an exported copy proves what the log said.`,
 				defer f.Close()
 				w = f
 			}
-			api := client.New(server, os.Getenv(EnvToken))
 			enc := json.NewEncoder(w)
 			after := int64(0)
 			for {
@@ -104,9 +124,7 @@ tampering, an exported copy proves what the log said.`,
 			}
 		},
 	}
-	export.Flags().StringVar(&server, "server", "", "vigil-server URL (required)")
 	export.Flags().StringVar(&since, "since", "", "only entries from this date (2026-11-01) or time (RFC 3339)")
 	export.Flags().StringVar(&out, "out", "", "file to write (default standard output)")
-	cmd.AddCommand(verify, export)
-	return cmd
+	return export
 }

@@ -14,15 +14,17 @@ import (
 
 func newReleaseCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "release",
-		Short: "Publish and inspect signed releases",
+		Use:     "release",
+		Short:   "Publish and inspect signed releases",
+		Long:    "Publish patches as signed releases, list and show what is published (verified through TUF),\nand halt every rollout of a release in an emergency.",
+		Example: "  vigil release list --keys-dir ./keys",
 	}
 	cmd.AddCommand(newReleasePublishCmd(g), newReleaseListCmd(g), newReleaseShowCmd(g), newReleaseHaltCmd(g))
 	return cmd
 }
 
 type publishOptions struct {
-	serverOptions
+	repoOptions
 	product, version, file, name string
 	hardware, downgradeFrom      string
 	minFrom, severity, cycle     string
@@ -59,56 +61,19 @@ func newReleasePublishCmd(g *globals) *cobra.Command {
   1. the image is hashed and streamed to the server (never held in memory);
   2. the next version of the product role is built with the new target and its
      signed release fields (product, version, hardware, min_from_version,
-     severity, cycle, downgrade_from, notes);
+     severity, cycle, downgrade_from, notes, and for archives unpacked_length);
   3. it is signed here with the product key(s) and submitted; the server checks
      it and publishes a new snapshot and timestamp.
 
 Devices install a release only if it is for their product and hardware, newer
 than what they run (or a signed recall naming their version in
---downgrade-from), and their version is at least --min-from-version.
-
-Example:
-  vigil release publish --product demo-pump --version 1.1.0 --file pump.img \
-      --hardware rev-b,rev-c --severity security --server URL --keys-dir KEYS`,
+--downgrade-from), and their version is at least --min-from-version.`,
+		Example: `  vigil release publish --product demo-pump --version 1.1.0 --file pump.img \
+      --hardware rev-b,rev-c --severity security --keys-dir KEYS`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			sess, err := o.session()
-			if err != nil {
-				return err
-			}
-			if o.product == "" || o.version == "" || o.file == "" {
-				return usagef("--product, --version and --file are required")
-			}
-			if err := release.ValidateProduct(o.product); err != nil {
-				return UsageError{err}
-			}
-			if st, err := os.Stat(o.file); err != nil || !st.Mode().IsRegular() || st.Size() == 0 {
-				return usagef("--file %q is not a non-empty regular file", o.file)
-			}
-			c, err := o.custom(cmd.Flags().Changed("cycle"))
-			if err != nil {
-				return UsageError{err}
-			}
-			if len(o.keys) == 0 {
-				if o.keysDir == "" {
-					return usagef("--key or --keys-dir is required")
-				}
-				o.keys = repotool.ProductKeyFiles(o.keysDir, o.product)
-			}
-			keys, err := repotool.LoadSigners(o.keys)
-			if err != nil {
-				return UsageError{err}
-			}
-			res, err := sess.Publish(cmd.Context(), repotool.PublishOptions{Product: o.product, File: o.file, Name: o.name, Custom: c, Keys: keys})
-			if err != nil {
-				return err
-			}
-			return g.emit(res, func(w io.Writer) {
-				fmt.Fprintf(w, "%s %s (%d bytes, sha256 %s)\n%s\n", dryWord(o.dryRun, "published"), res.Target, res.Length, res.SHA256, versionLine(res.Versions))
-			})
-		},
+		RunE: func(cmd *cobra.Command, _ []string) error { return publish(cmd, g, o) },
 	}
-	o.register(cmd)
+	o.register(cmd, g)
 	f := cmd.Flags()
 	f.StringVar(&o.product, "product", "", "product (role) name (required)")
 	f.StringVar(&o.version, "version", "", "release version, semantic versioning (required)")
@@ -124,15 +89,48 @@ Example:
 	return cmd
 }
 
+func publish(cmd *cobra.Command, g *globals, o *publishOptions) error {
+	sess, err := o.session()
+	if err != nil {
+		return err
+	}
+	if o.product == "" || o.version == "" || o.file == "" {
+		return usagef("--product, --version and --file are required")
+	}
+	if err := release.ValidateProduct(o.product); err != nil {
+		return UsageError{err}
+	}
+	if st, err := os.Stat(o.file); err != nil || !st.Mode().IsRegular() || st.Size() == 0 {
+		return usagef("--file %q is not a non-empty regular file", o.file)
+	}
+	c, err := o.custom(cmd.Flags().Changed("cycle"))
+	if err != nil {
+		return UsageError{err}
+	}
+	keys, err := o.keyset("key", o.keys, func(dir string) ([]string, error) { return repotool.ProductKeyFiles(dir, o.product), nil }, 0, "product keys")
+	if err != nil {
+		return err
+	}
+	res, err := sess.Publish(cmd.Context(), repotool.PublishOptions{Product: o.product, File: o.file, Name: o.name, Custom: c, Keys: keys})
+	if err != nil {
+		return err
+	}
+	return g.emit(res, func(w io.Writer) {
+		fmt.Fprintf(w, "%s %s (%d bytes, sha256 %s)\n%s\n", dryWord(o.dryRun, "published"), res.Target, res.Length, res.SHA256, versionLine(res.Versions))
+	})
+}
+
 func newReleaseListCmd(g *globals) *cobra.Command {
-	var so serverOptions
+	var o repoOptions
 	var product string
 	cmd := &cobra.Command{
-		Use:   "list",
-		Short: "List published releases, verified through TUF",
-		Args:  cobra.NoArgs,
+		Use:     "list",
+		Short:   "List published releases, verified through TUF",
+		Long:    "List the releases the repository publishes, read through TUF from the trusted root (a\ncompromised server cannot show releases that were never signed).",
+		Example: "  vigil release list --product demo-pump --keys-dir ./keys",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			sess, err := so.session()
+			sess, err := o.session()
 			if err != nil {
 				return err
 			}
@@ -152,19 +150,21 @@ func newReleaseListCmd(g *globals) *cobra.Command {
 			})
 		},
 	}
-	so.register(cmd)
+	o.register(cmd, g)
 	cmd.Flags().StringVar(&product, "product", "", "only this product")
 	return cmd
 }
 
 func newReleaseShowCmd(g *globals) *cobra.Command {
-	var so serverOptions
+	var o repoOptions
 	cmd := &cobra.Command{
-		Use:   "show PRODUCT VERSION",
-		Short: "Show one release's signed fields",
-		Args:  cobra.ExactArgs(2),
+		Use:     "show PRODUCT VERSION",
+		Short:   "Show one release's signed fields",
+		Long:    "Show the signed release fields of one release, verified through TUF.",
+		Example: "  vigil release show demo-pump 1.1.0 --keys-dir ./keys",
+		Args:    cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			sess, err := so.session()
+			sess, err := o.session()
 			if err != nil {
 				return err
 			}
@@ -174,16 +174,54 @@ func newReleaseShowCmd(g *globals) *cobra.Command {
 			}
 			for _, r := range list {
 				if r.Version == args[1] {
-					return g.emit(r, func(w io.Writer) {
-						c := r.Custom
-						fmt.Fprintf(w, "product:          %s\nversion:          %s\ntarget:           %s\nsha256:           %s\nlength:           %d\nhardware:         %s\nmin_from_version: %s\nseverity:         %s\ncycle:            %s\ndowngrade_from:   %s\nnotes:            %s\n",
-							c.Product, c.Version, r.Target, r.SHA256, r.Length, strings.Join(c.Hardware, ","), c.MinFromVersion, c.Severity, c.Cycle, strings.Join(c.DowngradeFrom, ","), c.Notes)
-					})
+					return g.emit(r, func(w io.Writer) { printRelease(w, r) })
 				}
 			}
 			return fmt.Errorf("%s has no release %s", args[0], args[1])
 		},
 	}
-	so.register(cmd)
+	o.register(cmd, g)
+	return cmd
+}
+
+func printRelease(w io.Writer, r repotool.ReleaseInfo) {
+	c := r.Custom
+	fmt.Fprintf(w, "product:          %s\nversion:          %s\ntarget:           %s\nsha256:           %s\nlength:           %d\n", c.Product, c.Version, r.Target, r.SHA256, r.Length)
+	fmt.Fprintf(w, "hardware:         %s\nmin_from_version: %s\nseverity:         %s\ncycle:            %s\ndowngrade_from:   %s\n",
+		strings.Join(c.Hardware, ","), c.MinFromVersion, c.Severity, c.Cycle, strings.Join(c.DowngradeFrom, ","))
+	if c.UnpackedLength > 0 {
+		fmt.Fprintf(w, "unpacked_length:  %d\n", c.UnpackedLength)
+	}
+	fmt.Fprintf(w, "notes:            %s\n", c.Notes)
+}
+
+func newReleaseHaltCmd(g *globals) *cobra.Command {
+	var reason string
+	var yes bool
+	cmd := &cobra.Command{
+		Use:     "halt PRODUCT@VERSION",
+		Short:   "Emergency halt of every rollout of a release (needs --yes)",
+		Long:    "Halt every active or paused rollout of a release at once: no device gets it from them\nany more. The reason goes to the audit log. Resume a rollout with 'vigil rollout resume'.",
+		Example: `  vigil release halt demo-pump@1.2.0 --reason "field report FR-88" --yes`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := confirm(yes, false, "halting every rollout of "+args[0]); err != nil {
+				return err
+			}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			out, err := c.HaltRelease(cmd.Context(), args[0], reason)
+			if err != nil {
+				return err
+			}
+			return g.emit(out, func(w io.Writer) {
+				fmt.Fprintf(w, "halted %d rollout(s) of %s: %s\n", len(out.Halted), args[0], strings.Join(out.Halted, " "))
+			})
+		},
+	}
+	cmd.Flags().StringVar(&reason, "reason", "", "why (required; recorded in the audit log)")
+	cmd.Flags().BoolVar(&yes, "yes", false, "confirm")
 	return cmd
 }

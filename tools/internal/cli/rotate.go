@@ -24,56 +24,50 @@ func newRepoRotateCmd(g *globals) *cobra.Command {
 
 Generate the new keys first with 'vigil keys generate' on the offline machine.
 Rotation cannot be undone: run it with --dry-run first, then again with --yes.`,
+		Example: "  vigil repo rotate product demo-pump --new-key keys/product-demo-pump-2.key --keys-dir keys --dry-run",
 	}
 	cmd.AddCommand(newRotateRootCmd(g), newRotateProductCmd(g))
 	return cmd
 }
 
+type rotateOptions struct {
+	repoOptions
+	oldKeys, newKeys []string
+	threshold        int
+	targetsKey       string
+	yes              bool
+}
+
 func newRotateRootCmd(g *globals) *cobra.Command {
-	var so serverOptions
-	var oldKeys, newKeys []string
-	var threshold int
-	var yes bool
+	o := &rotateOptions{}
 	cmd := &cobra.Command{
-		Use:   "root",
-		Short: "Publish a new root with new root keys",
-		Args:  cobra.NoArgs,
+		Use:     "root",
+		Short:   "Publish a new root with new root keys",
+		Long:    "Publish root version N+1 with new root keys and threshold, signed by a threshold of the\ncurrent root keys and of the new ones, and update the trusted root file.",
+		Example: "  vigil repo rotate root --new-key k/root-4.key --new-key k/root-5.key --new-key k/root-6.key --threshold 2 --keys-dir k --yes",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			sess, err := so.session()
+			sess, err := o.session()
 			if err != nil {
 				return err
 			}
-			if err := so.confirm(yes); err != nil {
+			if err := confirm(o.yes, o.dryRun, "a root rotation"); err != nil {
 				return err
 			}
-			if len(newKeys) == 0 {
-				return usagef("--new-key is required")
-			}
-			if len(oldKeys) == 0 {
-				if so.keysDir == "" {
-					return usagef("--old-key or --keys-dir is required")
-				}
-				if oldKeys, err = repotool.RootKeyFiles(so.keysDir); err != nil {
-					return UsageError{err}
-				}
-			}
-			ok, err := repotool.LoadSigners(oldKeys)
-			if err != nil {
-				return UsageError{err}
-			}
-			nk, err := repotool.LoadSigners(newKeys)
-			if err != nil {
-				return UsageError{err}
-			}
-			if threshold < 1 || threshold > len(nk) {
-				return usagef("--threshold %d needs between 1 and %d new keys", threshold, len(nk))
-			}
-			resp, err := sess.RotateRoot(cmd.Context(), ok, nk, threshold)
+			oldKeys, err := o.keyset("old-key", o.oldKeys, repotool.RootKeyFiles, 0, "root keys")
 			if err != nil {
 				return err
 			}
-			return g.emit(map[string]any{"versions": resp.Versions, "trusted_root": sess.TrustedRoot}, func(w io.Writer) {
-				if so.dryRun {
+			newKeys, err := o.keyset("new-key", o.newKeys, nil, o.threshold, "new root keys")
+			if err != nil {
+				return err
+			}
+			resp, err := sess.RotateRoot(cmd.Context(), oldKeys, newKeys, o.threshold)
+			if err != nil {
+				return err
+			}
+			return g.emit(RepoResult{Versions: resp.Versions, TrustedRoot: sess.TrustedRoot, DryRun: o.dryRun}, func(w io.Writer) {
+				if o.dryRun {
 					fmt.Fprintf(w, "root %s: %s\n", dryWord(true, "rotated"), versionLine(resp.Versions))
 					return
 				}
@@ -81,67 +75,51 @@ func newRotateRootCmd(g *globals) *cobra.Command {
 			})
 		},
 	}
-	so.register(cmd)
-	cmd.Flags().StringArrayVar(&oldKeys, "old-key", nil, "current root private key file (repeat; default KEYS_DIR/root-*.key)")
-	cmd.Flags().StringArrayVar(&newKeys, "new-key", nil, "new root private key file (repeat; required)")
-	cmd.Flags().IntVar(&threshold, "threshold", repotool.DefaultRootThreshold, "signatures the new root requires")
-	cmd.Flags().BoolVar(&yes, "yes", false, "confirm the irreversible rotation")
+	o.register(cmd, g)
+	cmd.Flags().StringArrayVar(&o.oldKeys, "old-key", nil, "current root private key file (repeat; default KEYS_DIR/root-*.key)")
+	cmd.Flags().StringArrayVar(&o.newKeys, "new-key", nil, "new root private key file (repeat; required)")
+	cmd.Flags().IntVar(&o.threshold, "threshold", repotool.DefaultRootThreshold, "signatures the new root requires")
+	cmd.Flags().BoolVar(&o.yes, "yes", false, "confirm the irreversible rotation")
 	return cmd
 }
 
 func newRotateProductCmd(g *globals) *cobra.Command {
-	var so serverOptions
-	var newKeys []string
-	var threshold int
-	var targetsKey string
-	var yes bool
+	o := &rotateOptions{}
 	cmd := &cobra.Command{
-		Use:   "product NAME",
-		Short: "Move a product role to new keys",
-		Args:  cobra.ExactArgs(1),
+		Use:     "product NAME",
+		Short:   "Move a product role to new keys",
+		Long:    "Re-delegate product NAME to new keys (signed by the targets key) and re-sign its role\nwith them; the old product keys stop working at once.",
+		Example: "  vigil repo rotate product demo-pump --new-key keys/product-demo-pump-2.key --keys-dir keys --yes",
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			sess, err := so.session()
+			sess, err := o.session()
 			if err != nil {
 				return err
 			}
-			if err := so.confirm(yes); err != nil {
+			if err := confirm(o.yes, o.dryRun, "a product key rotation"); err != nil {
 				return err
 			}
-			if len(newKeys) == 0 {
-				return usagef("--new-key is required")
-			}
-			nk, err := repotool.LoadSigners(newKeys)
-			if err != nil {
-				return UsageError{err}
-			}
-			tk, err := so.targetsSigner(targetsKey)
+			newKeys, err := o.keyset("new-key", o.newKeys, nil, o.threshold, "new product keys")
 			if err != nil {
 				return err
 			}
-			if threshold < 1 || threshold > len(nk) {
-				return usagef("--threshold %d needs between 1 and %d new keys", threshold, len(nk))
-			}
-			resp, err := sess.RotateProduct(cmd.Context(), args[0], tk, nk, threshold)
+			tk, err := o.signer(o.targetsKey, "targets.key")
 			if err != nil {
 				return err
 			}
-			return g.emit(map[string]any{"product": args[0], "versions": resp.Versions}, func(w io.Writer) {
-				fmt.Fprintf(w, "product %s %s: %s\n", args[0], dryWord(so.dryRun, "rotated"), versionLine(resp.Versions))
+			resp, err := sess.RotateProduct(cmd.Context(), args[0], tk, newKeys, o.threshold)
+			if err != nil {
+				return err
+			}
+			return g.emit(RepoResult{Product: args[0], Versions: resp.Versions, DryRun: o.dryRun}, func(w io.Writer) {
+				fmt.Fprintf(w, "product %s %s: %s\n", args[0], dryWord(o.dryRun, "rotated"), versionLine(resp.Versions))
 			})
 		},
 	}
-	so.register(cmd)
-	cmd.Flags().StringArrayVar(&newKeys, "new-key", nil, "new product private key file (repeat; required)")
-	cmd.Flags().IntVar(&threshold, "threshold", 1, "product signatures required")
-	cmd.Flags().StringVar(&targetsKey, "targets-key", "", "targets private key file (default KEYS_DIR/targets.key)")
-	cmd.Flags().BoolVar(&yes, "yes", false, "confirm the irreversible rotation")
+	o.register(cmd, g)
+	cmd.Flags().StringArrayVar(&o.newKeys, "new-key", nil, "new product private key file (repeat; required)")
+	cmd.Flags().IntVar(&o.threshold, "threshold", 1, "product signatures required")
+	cmd.Flags().StringVar(&o.targetsKey, "targets-key", "", "targets private key file (default KEYS_DIR/targets.key)")
+	cmd.Flags().BoolVar(&o.yes, "yes", false, "confirm the irreversible rotation")
 	return cmd
-}
-
-// confirm refuses an irreversible action without --yes (a dry run needs none).
-func (o *serverOptions) confirm(yes bool) error {
-	if yes || o.dryRun {
-		return nil
-	}
-	return usagef("key rotation cannot be undone: check it with --dry-run, then run it again with --yes")
 }

@@ -3,12 +3,12 @@ package cli
 import (
 	"fmt"
 	"io"
-	"net/url"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/vigil-ota/vigil/api"
 	"github.com/vigil-ota/vigil/tools/internal/repotool"
 )
 
@@ -18,76 +18,81 @@ func newTokenCmd(g *globals) *cobra.Command {
 		Short: "Create, list and revoke operator API tokens (admin)",
 		Long: `Roles: admin (everything), release (publish, devices, rollouts), site-it
 (approve, defer and edit windows for the listed sites only), auditor
-(read-only, audit log). The secret is printed once; only its hash is kept.`,
+(read-only, audit log). The secret is printed once; only its hash is kept.
+The server's bootstrap token retires itself once an admin token exists.`,
+		Example: "  vigil token create --name it-st-mary --role site-it --sites st-mary",
 	}
-	var m mgmt
-	var name, role, sites string
-	var expires time.Duration
-	create := &cobra.Command{
-		Use:   "create",
-		Short: "Create a token (the secret is shown once)",
-		Args:  cobra.NoArgs,
+	cmd.AddCommand(newTokenCreateCmd(g), newTokenRevokeCmd(g), newTokenListCmd(g))
+	return cmd
+}
+
+func newTokenCreateCmd(g *globals) *cobra.Command {
+	var t api.TokenRequest
+	var sites string
+	cmd := &cobra.Command{
+		Use:     "create",
+		Short:   "Create a token (the secret is shown once)",
+		Long:    "Create an operator token with a role (and, for site-it, its sites) and a lifetime.",
+		Example: "  vigil token create --name release-ci --role release --expires-in 720h",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := m.client()
+			c, err := g.client()
 			if err != nil {
 				return err
 			}
-			var out struct {
-				ID      string    `json:"id"`
-				Token   string    `json:"token"`
-				Role    string    `json:"role"`
-				Expires time.Time `json:"expires"`
-			}
-			body := map[string]any{"name": name, "role": role, "sites": repotool.SplitList(sites), "expires_in": expires}
-			if err := c.Do(cmd.Context(), "POST", "/api/v1/tokens", body, &out); err != nil {
+			t.Sites = repotool.SplitList(sites)
+			out, err := c.CreateToken(cmd.Context(), t)
+			if err != nil {
 				return err
 			}
 			return g.emit(out, func(w io.Writer) {
-				fmt.Fprintf(w, "token %s (%s) until %s:\n%s\nStore it now: it is not shown again.\n", out.ID, out.Role, out.Expires.Format(time.RFC3339), out.Token)
+				fmt.Fprintf(w, "token %s (%s) until %s:\n%s\nStore it now: it is not shown again.\n", out.ID, out.Role, out.Expires.Format(time.RFC3339), out.Secret)
 			})
 		},
 	}
-	m.register(create)
-	create.Flags().StringVar(&name, "name", "", "who or what uses it (required)")
-	create.Flags().StringVar(&role, "role", "", "admin, release, site-it or auditor (required)")
-	create.Flags().StringVar(&sites, "sites", "", "site-it only: the sites, comma-separated")
-	create.Flags().DurationVar(&expires, "expires-in", 90*24*time.Hour, "lifetime")
-	var rm mgmt
-	revoke := &cobra.Command{
-		Use:   "revoke ID",
-		Short: "Revoke a token at once",
-		Args:  cobra.ExactArgs(1),
+	f := cmd.Flags()
+	f.StringVar(&t.Name, "name", "", "who or what uses it (required)")
+	f.StringVar(&t.Role, "role", "", "admin, release, site-it or auditor (required)")
+	f.StringVar(&sites, "sites", "", "site-it only: the sites, comma-separated")
+	f.DurationVar(&t.ExpiresIn, "expires-in", 90*24*time.Hour, "lifetime")
+	return cmd
+}
+
+func newTokenRevokeCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:     "revoke ID",
+		Short:   "Revoke a token at once",
+		Long:    "Revoke a token: it stops working at once, on every replica.",
+		Example: "  vigil token revoke 0a1b2c3d4e5f",
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := rm.client()
+			c, err := g.client()
 			if err != nil {
 				return err
 			}
-			if err := c.Do(cmd.Context(), "DELETE", "/api/v1/tokens/"+url.PathEscape(args[0]), nil, nil); err != nil {
+			out, err := c.RevokeToken(cmd.Context(), args[0])
+			if err != nil {
 				return err
 			}
-			return g.emit(map[string]string{"revoked": args[0]}, func(w io.Writer) { fmt.Fprintf(w, "token %s revoked\n", args[0]) })
+			return g.emit(out, func(w io.Writer) { fmt.Fprintf(w, "token %s revoked\n", out.Revoked) })
 		},
 	}
-	rm.register(revoke)
-	var lm mgmt
-	list := &cobra.Command{
-		Use:   "list",
-		Short: "List tokens (never their secrets)",
-		Args:  cobra.NoArgs,
+}
+
+func newTokenListCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:     "list",
+		Short:   "List tokens (never their secrets)",
+		Long:    "List every token with its role, sites, expiry and whether it is revoked.",
+		Example: "  vigil token list -o json",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := lm.client()
+			c, err := g.client()
 			if err != nil {
 				return err
 			}
-			var out struct {
-				Tokens []struct {
-					ID, Name, Role string
-					Sites          []string
-					Expires        time.Time
-					Revoked        bool
-				} `json:"tokens"`
-			}
-			if err := c.Do(cmd.Context(), "GET", "/api/v1/tokens", nil, &out); err != nil {
+			out, err := c.Tokens(cmd.Context())
+			if err != nil {
 				return err
 			}
 			return g.emit(out, func(w io.Writer) {
@@ -97,7 +102,4 @@ func newTokenCmd(g *globals) *cobra.Command {
 			})
 		},
 	}
-	lm.register(list)
-	cmd.AddCommand(create, revoke, list)
-	return cmd
 }

@@ -199,8 +199,8 @@ func testRanges(t *testing.T, s blob.Store) {
 			t.Errorf("range %+v: info.Size %d, want the whole object's %d", c.rng, info.Size, len(data))
 		}
 	}
-	if _, _, err := s.Get(ctx(t), "r", &blob.Range{Offset: 20, Length: 1}); !apperr.Is(err, apperr.Invalid) {
-		t.Errorf("range past the end: got %v, want Invalid", err)
+	if _, _, err := s.Get(ctx(t), "r", &blob.Range{Offset: 20, Length: 1}); !apperr.Is(err, apperr.OutOfRange) {
+		t.Errorf("range past the end: got %v, want OutOfRange", err)
 	}
 	if _, _, err := s.Get(ctx(t), "r", &blob.Range{Offset: -1, Length: 1}); !apperr.Is(err, apperr.Invalid) {
 		t.Errorf("negative range: got %v, want Invalid", err)

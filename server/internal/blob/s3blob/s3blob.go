@@ -309,7 +309,7 @@ func (s *Store) classify(key string, err error) error {
 	case resp.StatusCode == http.StatusPreconditionFailed:
 		return apperr.Wrap(err, apperr.Conflict, "object %q changed while being read", key)
 	case resp.Code == "InvalidRange" || resp.StatusCode == http.StatusRequestedRangeNotSatisfiable:
-		return apperr.Wrap(err, apperr.Invalid, "range not satisfiable for %q", key).WithCode("range_not_satisfiable")
+		return apperr.Wrap(err, apperr.OutOfRange, "range not satisfiable for %q", key)
 	case resp.StatusCode == http.StatusForbidden || resp.StatusCode == http.StatusUnauthorized:
 		return apperr.Wrap(err, apperr.Unavailable, "object storage refused the server's credentials")
 	}

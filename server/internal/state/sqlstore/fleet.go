@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vigil-ota/vigil/api"
 	"github.com/vigil-ota/vigil/server/internal/apperr"
 	"github.com/vigil-ota/vigil/server/internal/state"
 )
@@ -132,7 +133,7 @@ func (s *Store) AddDevices(ctx context.Context, ds []state.Device) error {
 				return s.fail("add devices", err)
 			}
 			if n, _ := res.RowsAffected(); n == 0 {
-				return apperr.New(apperr.Conflict, "device %s is already registered", d.ID).WithCode("device_exists")
+				return apperr.New(apperr.Conflict, "device %s is already registered", d.ID).WithCode(api.CodeDeviceExists)
 			}
 		}
 		return nil
@@ -221,7 +222,7 @@ func (s *Store) UseNonce(ctx context.Context, deviceID, nonce string, now, expir
 		return s.fail("use nonce", err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		return apperr.New(apperr.Unauthorized, "request nonce was used before (replay)").WithCode("replayed_request")
+		return apperr.New(apperr.Unauthorized, "request nonce was used before (replay)").WithCode(api.CodeReplayedRequest)
 	}
 	return s.fail("use nonce", tx.Commit())
 }
@@ -282,7 +283,7 @@ func (s *Store) UpdateRollout(ctx context.Context, r state.Rollout) (state.Rollo
 			return s.fail("update rollout", err)
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			return apperr.New(apperr.Conflict, "rollout %s changed meanwhile; re-read it", r.ID).WithCode("stale_rollout")
+			return apperr.New(apperr.Conflict, "rollout %s changed meanwhile; re-read it", r.ID).WithCode(api.CodeStaleRollout)
 		}
 		return nil
 	})
@@ -365,7 +366,7 @@ func (s *Store) SetProgress(ctx context.Context, p state.Progress, onlyIfNew boo
 	}
 	// Progress does not move the fleet epoch: replicas re-read progress on
 	// their own schedule (fleet.EpochCheckInterval).
-	res, err := s.w.ExecContext(ctx, s.d.rebind(q), p.RolloutID, p.DeviceID, p.Wave, p.State, ms(p.Updated))
+	res, err := s.w.ExecContext(ctx, s.d.rebind(q), p.RolloutID, p.DeviceID, p.Wave, string(p.State), ms(p.Updated))
 	if err != nil {
 		return false, s.fail("set progress", err)
 	}

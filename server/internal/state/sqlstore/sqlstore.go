@@ -405,7 +405,7 @@ func (s *Store) AddDeviceEvents(ctx context.Context, evs []state.DeviceEvent) (i
 	now := s.now().UnixMilli()
 	added := 0
 	for _, e := range evs {
-		res, err := tx.ExecContext(ctx, q, e.ID, e.DeviceID, e.Target, e.Version, e.State, e.Reason, e.Time.UnixMilli(), now)
+		res, err := tx.ExecContext(ctx, q, e.ID, e.DeviceID, e.Target, e.Version, string(e.State), e.Reason, e.Time.UnixMilli(), now)
 		if err != nil {
 			return 0, s.fail("add event", err)
 		}

@@ -40,6 +40,8 @@ func Run(t *testing.T, newDB func(t *testing.T) Opener) {
 	t.Run("ReopenKeepsStateAndSchema", func(t *testing.T) { testReopen(t, newDB(t)) })
 	t.Run("DeviceEventsAreStoredOncePerID", func(t *testing.T) { testEvents(t, one(t)) })
 	t.Run("AuditChainFromTwoReplicasStaysLinearAndVerifies", func(t *testing.T) { testAudit(t, newDB(t)) })
+	t.Run("LeaseIsHeldByOneReplicaAtATime", func(t *testing.T) { testLeases(t, newDB(t)) })
+	t.Run("TokensAreStoredFoundListedAndRevoked", func(t *testing.T) { testTokens(t, one(t)) })
 	runFleet(t, one)
 }
 

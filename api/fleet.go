@@ -1,0 +1,130 @@
+package api
+
+import "time"
+
+// Site is a hospital site as operators describe it (PUT RouteSite).
+type Site struct {
+	Name        string   `json:"name"`
+	TimeZone    string   `json:"time_zone"`
+	Windows     []string `json:"windows"`
+	CareAreas   []string `json:"care_areas"`
+	SiteCap     int      `json:"site_cap"`
+	CareAreaCap int      `json:"care_area_cap"`
+	Policy      string   `json:"policy"`
+}
+
+// SiteSaved answers PUT RouteSite.
+type SiteSaved struct {
+	Site string `json:"site"`
+}
+
+// Device is a device as registered.
+type Device struct {
+	ID        string   `json:"id"`
+	UDIDI     string   `json:"udi_di"`
+	Product   string   `json:"product"`
+	Hardware  string   `json:"hardware"`
+	Site      string   `json:"site"`
+	CareArea  string   `json:"care_area"`
+	Tags      []string `json:"tags"`
+	PublicKey string   `json:"public_key"` // base64 raw ed25519
+	Installed string   `json:"installed_version"`
+}
+
+// DevicesRegistered answers a registration or an import.
+type DevicesRegistered struct {
+	Registered int `json:"registered"`
+}
+
+// Decommissioned answers POST RouteDecommission.
+type Decommissioned struct {
+	Decommissioned string `json:"decommissioned"`
+}
+
+// RolloutPlan is a rollout plan as release engineers write it (flags or a
+// YAML plan file with the same keys).
+type RolloutPlan struct {
+	Release string `json:"release" yaml:"release"` // PRODUCT@VERSION
+	Select  string `json:"select" yaml:"select"`
+	Waves   string `json:"waves" yaml:"waves"`
+	Soak    string `json:"soak" yaml:"soak"`
+	Success string `json:"success" yaml:"success"`
+	HaltOn  string `json:"halt_on" yaml:"halt_on"`
+}
+
+// RolloutCreated answers POST RouteRollouts.
+type RolloutCreated struct {
+	ID     string `json:"id"`
+	Target string `json:"target"`
+	State  string `json:"state"`
+}
+
+// RolloutState answers pause, resume and abort.
+type RolloutState struct {
+	ID    string `json:"id"`
+	State string `json:"state"`
+}
+
+// Wave is one step of a rollout: it covers the selection up to Share
+// (cumulative, 0 < Share ≤ 1).
+type Wave struct {
+	Name  string  `json:"name"`
+	Share float64 `json:"share"`
+}
+
+// WaveCounts are the numbers status shows for one wave at one site.
+type WaveCounts struct {
+	Wave       string `json:"wave"`
+	Site       string `json:"site"`
+	Eligible   int    `json:"eligible"`
+	Approved   bool   `json:"approved"`
+	Assigned   int    `json:"assigned"`
+	Installing int    `json:"installing"`
+	Deferred   int    `json:"deferred"`
+	Committed  int    `json:"committed"`
+	RolledBack int    `json:"rolled_back"`
+	Failed     int    `json:"failed"`
+}
+
+// RolloutStatus is a rollout with its counts per wave and site.
+type RolloutStatus struct {
+	ID          string       `json:"id"`
+	Release     string       `json:"release"`
+	Target      string       `json:"target"`
+	State       string       `json:"state"`
+	CurrentWave string       `json:"current_wave"`
+	WaveOpened  time.Time    `json:"wave_opened"`
+	HaltReason  string       `json:"halt_reason,omitempty"`
+	Waves       []Wave       `json:"waves"`
+	Counts      []WaveCounts `json:"counts"`
+	// WaitingFor names the sites whose approval an open wave still needs:
+	// they hold devices of that wave and have not approved it.
+	WaitingFor []string `json:"waiting_for,omitempty"`
+}
+
+// Approval is hospital IT's decision for one wave at one site.
+type Approval struct {
+	Wave      string    `json:"wave"`
+	Site      string    `json:"site"`
+	Comment   string    `json:"comment"`
+	NotBefore time.Time `json:"not_before"`
+	Revoke    bool      `json:"revoke"`
+}
+
+// Deferral is a site's "not now" for a wave, until a time.
+type Deferral struct {
+	Wave   string    `json:"wave"`
+	Site   string    `json:"site"`
+	Reason string    `json:"reason"`
+	Until  time.Time `json:"until"`
+}
+
+// HaltRequest asks for the emergency halt of every rollout of a release.
+type HaltRequest struct {
+	Reason string `json:"reason"`
+}
+
+// Halted lists the rollouts a halt stopped.
+type Halted struct {
+	Halted []string `json:"halted"`
+}

@@ -1,0 +1,33 @@
+package api
+
+import "encoding/json"
+
+// SubmitRequest carries signed TUF metadata made offline: a new root, a new
+// top-level targets, and new product roles, each optional. The server
+// verifies them against the trusted chain and publishes them, with a new
+// snapshot and timestamp, as one repository version.
+type SubmitRequest struct {
+	Root     json.RawMessage            `json:"root,omitempty"`
+	Targets  json.RawMessage            `json:"targets,omitempty"`
+	Products map[string]json.RawMessage `json:"products,omitempty"`
+}
+
+// SubmitResponse reports the versions now published.
+type SubmitResponse struct {
+	Versions map[string]int64 `json:"versions"`
+}
+
+// OnlineKeys are the public halves of the server's snapshot and timestamp
+// keys, as TUF key objects, for building a root.
+type OnlineKeys struct {
+	Snapshot    json.RawMessage `json:"snapshot"`
+	SnapshotID  string          `json:"snapshot_keyid"`
+	Timestamp   json.RawMessage `json:"timestamp"`
+	TimestampID string          `json:"timestamp_keyid"`
+}
+
+// Uploaded answers an image upload: Stored is false when the same image
+// was already there.
+type Uploaded struct {
+	Stored bool `json:"stored"`
+}

@@ -1,0 +1,72 @@
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/vigil-ota/vigil/server/internal/state"
+)
+
+// Singleton jobs and their leases.
+const (
+	// LeaseRolloutController and LeaseRefresher name the leases of the
+	// periodic jobs only one replica runs at a time.
+	LeaseRolloutController = "rollout-controller"
+	LeaseRefresher         = "metadata-refresher"
+	// LeaseTTLFactor: a lease lasts this many job intervals, so a holder
+	// that dies is replaced within that time.
+	LeaseTTLFactor = 3
+)
+
+// startJobs starts the periodic jobs: on every replica, writing its own
+// buffer of check-ins; on one replica at a time (a lease), re-signing the
+// online metadata and applying the rollout rules.
+func (s *Server) startJobs(ctx context.Context) {
+	if s.holder == "" {
+		b := make([]byte, 8)
+		rand.Read(b)
+		s.holder = hex.EncodeToString(b)
+	}
+	go s.Fleet.CheckIns.RunFlusher(ctx)
+	go RunSingleton(ctx, s.State, s.holder, LeaseRefresher, s.cfg.OnlineRefreshInterval, s.log, func(ctx context.Context) {
+		if _, err := s.Repo.RefreshOnline(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("re-signing online metadata failed", zap.Error(err))
+		}
+	})
+	go RunSingleton(ctx, s.State, s.holder, LeaseRolloutController, RolloutControllerInterval, s.log, s.Fleet.Rollouts.Evaluate)
+}
+
+// RunSingleton runs job now and then every interval while this replica
+// (holder) holds lease name, until ctx ends; then it gives the lease up.
+// Another replica takes the lease over within LeaseTTLFactor intervals of
+// this one dying.
+func RunSingleton(ctx context.Context, leases state.LeaseStore, holder, name string, interval time.Duration, log *zap.Logger, job func(context.Context)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	held := false
+	for {
+		ok, err := leases.TryLease(ctx, name, holder, time.Now(), LeaseTTLFactor*interval)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			log.Warn("lease not taken", zap.String("lease", name), zap.Error(err))
+		case ok && !held:
+			log.Info("this replica runs the job", zap.String("lease", name))
+		}
+		held = ok && err == nil
+		if held {
+			job(ctx)
+		}
+		select {
+		case <-ctx.Done():
+			if held {
+				leases.ReleaseLease(context.WithoutCancel(ctx), name, holder)
+			}
+			return
+		case <-t.C:
+		}
+	}
+}

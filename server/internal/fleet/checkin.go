@@ -1,0 +1,131 @@
+package fleet
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/vigil-ota/vigil/api"
+	"github.com/vigil-ota/vigil/internal/release"
+	"github.com/vigil-ota/vigil/server/internal/apperr"
+	"github.com/vigil-ota/vigil/server/internal/rollout"
+	"github.com/vigil-ota/vigil/server/internal/state"
+)
+
+// CheckIns answers devices' check-ins (the package doc has its rules).
+//
+// Concurrency: the decision and the reservation of a new assignment happen
+// under the cache's lock, on the cached snapshot (so two check-ins on this
+// replica never both take the last place under a cap); the database write
+// happens after the lock is released, and a refused write takes the
+// reservation back. seenMu guards the buffer of check-ins to write.
+type CheckIns struct {
+	cache *cache
+	prog  state.ProgressStore
+	reg   state.RegistryStore
+	clock *clock
+
+	seenMu sync.Mutex
+	seen   map[string]state.Touch // check-ins not yet written
+}
+
+// CheckIn answers a device: at most one assignment. It writes only when it
+// hands out a new assignment; the installed version and last-seen time are
+// buffered and written in batches (FlushLastSeen). signedAt is the time the
+// device signed the request: a check-in signed no later than the newest one
+// seen (a replay within the skew window) does not change the recorded
+// installed version.
+func (c *CheckIns) CheckIn(ctx context.Context, dev Authenticated, in api.CheckIn) (*api.Assignment, error) {
+	now := c.clock.Now()
+	if in.Installed != "" && release.ValidateVersion(in.Installed) != nil {
+		return nil, apperr.New(apperr.Invalid, "installed_version %q is not semver", in.Installed)
+	}
+	d := c.observe(dev, in, now)
+	snaps, err := c.cache.activeSnapshots(ctx, d.Product)
+	if err != nil {
+		return nil, err
+	}
+	rd := toRolloutDevice(d)
+	for _, snap := range snaps {
+		var a *rollout.Assignment
+		reserved, wave := false, 0
+		c.cache.with(func() {
+			a, _ = snap.Decide(now, rd)
+			if a != nil && snap.Progress[d.ID] == nil {
+				snap.SetProgress(d.ID, rollout.Assigned, now) // reserve the place under the caps
+				reserved, wave = true, snap.WaveOfDevice(d.ID)
+			}
+		})
+		if a == nil {
+			continue
+		}
+		if reserved {
+			fresh, err := c.prog.SetProgress(ctx, state.Progress{RolloutID: snap.Rollout.ID, DeviceID: d.ID, Wave: wave, State: rollout.Assigned, Updated: now}, true)
+			if err != nil {
+				c.cache.with(func() { snap.Unassign(d.ID) })
+				return nil, err
+			}
+			if !fresh {
+				// Another replica assigned it first: its answer stands.
+				c.cache.forget(snap.Rollout.ID, "")
+			}
+		}
+		return &api.Assignment{RolloutID: a.RolloutID, Target: a.Target, Version: a.Version, Wave: a.Wave, NotBefore: a.NotBefore, WindowEnd: a.WindowEnd}, nil
+	}
+	return nil, nil
+}
+
+// observe records what the check-in says about the device (unless it is
+// older than the newest one seen) and returns the device to decide for.
+func (c *CheckIns) observe(dev Authenticated, in api.CheckIn, now time.Time) state.Device {
+	d := dev.Device
+	c.seenMu.Lock()
+	newest := d.LastCheckIn
+	if t, ok := c.seen[d.ID]; ok && t.SignedAt.After(newest) {
+		newest, d.Installed = t.SignedAt, t.Installed
+	}
+	fresh := in.Installed != "" && dev.SignedAt.After(newest)
+	if fresh {
+		d.Installed, d.LastCheckIn = in.Installed, dev.SignedAt
+		c.seen[d.ID] = state.Touch{DeviceID: d.ID, Installed: in.Installed, Seen: now, SignedAt: dev.SignedAt}
+	}
+	c.seenMu.Unlock()
+	if fresh {
+		c.cache.with(func() {
+			if cd, ok := c.cache.devices[d.ID]; ok && dev.SignedAt.After(cd.LastCheckIn) {
+				cd.Installed, cd.LastCheckIn = in.Installed, dev.SignedAt
+				c.cache.devices[d.ID] = cd
+			}
+		})
+	}
+	return d // a replay: the device as it last really said
+}
+
+// FlushLastSeen writes buffered check-ins (installed version, last seen)
+// in one transaction.
+func (c *CheckIns) FlushLastSeen(ctx context.Context) error {
+	c.seenMu.Lock()
+	batch := make([]state.Touch, 0, len(c.seen))
+	for _, t := range c.seen {
+		batch = append(batch, t)
+	}
+	c.seen = map[string]state.Touch{}
+	c.seenMu.Unlock()
+	return c.reg.TouchDevices(ctx, batch)
+}
+
+// RunFlusher writes buffered check-ins every LastSeenFlushInterval until
+// ctx ends, then once more. Every replica runs it (each has its own buffer).
+func (c *CheckIns) RunFlusher(ctx context.Context) {
+	t := time.NewTicker(LastSeenFlushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			c.FlushLastSeen(context.WithoutCancel(ctx))
+			return
+		case <-t.C:
+			c.FlushLastSeen(ctx)
+		}
+	}
+}

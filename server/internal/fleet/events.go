@@ -1,0 +1,163 @@
+package fleet
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/vigil-ota/vigil/api"
+	"github.com/vigil-ota/vigil/server/internal/apperr"
+	"github.com/vigil-ota/vigil/server/internal/input"
+	"github.com/vigil-ota/vigil/server/internal/operator"
+	"github.com/vigil-ota/vigil/server/internal/state"
+)
+
+// Event limits, with their units.
+const (
+	MaxEventsPerBatch = 100
+	MaxReasonBytes    = 1024
+	MaxFieldBytes     = 256
+	// MaxClockSkew bounds how far in the future an event's time may be.
+	MaxClockSkew = 24 * time.Hour
+	// MaxEventAge bounds how far in the past it may be (a device offline
+	// for months still delivers its outbox; year 1 is a broken clock).
+	MaxEventAge = 2 * 365 * 24 * time.Hour
+	// MaxListedEvents bounds one listing.
+	MaxListedEvents = 1000
+)
+
+var eventID = regexp.MustCompile(`^[0-9a-f]{16,64}$`)
+
+// Events takes in the install events agents report (an outbox on each
+// device delivers them, at least once) and lists them (the package doc has
+// its rules).
+type Events struct {
+	events   state.EventStore
+	prog     state.ProgressStore
+	cache    *cache
+	rollouts *Rollouts
+	clock    *clock
+}
+
+// Ingest validates and stores a batch from an authenticated device, and
+// moves the device's progress in the rollouts its events are about; it
+// returns how many events were new.
+func (e *Events) Ingest(ctx context.Context, dev state.Device, b api.EventBatch) (api.EventBatchResponse, error) {
+	if len(b.Events) == 0 {
+		return api.EventBatchResponse{}, apperr.New(apperr.Invalid, "the batch holds no events")
+	}
+	if len(b.Events) > MaxEventsPerBatch {
+		return api.EventBatchResponse{}, apperr.New(apperr.TooLarge, "%d events in one batch; the limit is %d", len(b.Events), MaxEventsPerBatch)
+	}
+	now := e.clock.Now()
+	evs := make([]state.DeviceEvent, 0, len(b.Events))
+	for i, ev := range b.Events {
+		switch {
+		case !eventID.MatchString(ev.ID):
+			return api.EventBatchResponse{}, apperr.New(apperr.Invalid, "event %d: id %q is not 16-64 lower-case hex digits", i, ev.ID)
+		case ev.DeviceID != dev.ID:
+			return api.EventBatchResponse{}, apperr.New(apperr.Forbidden, "event %d is about device %q; a device reports only for itself", i, ev.DeviceID)
+		case !ev.State.Reported():
+			return api.EventBatchResponse{}, apperr.New(apperr.Invalid, "event %d: state %q is unknown", i, ev.State)
+		case len(ev.Reason) > MaxReasonBytes || len(ev.Target) > MaxFieldBytes || len(ev.Version) > MaxFieldBytes:
+			return api.EventBatchResponse{}, apperr.New(apperr.Invalid, "event %d: a field exceeds its limit", i)
+		case ev.Time.IsZero() || ev.Time.After(now.Add(MaxClockSkew)) || ev.Time.Before(now.Add(-MaxEventAge)):
+			return api.EventBatchResponse{}, apperr.New(apperr.Invalid, "event %d: time %s is missing, in the future or more than %s ago", i, ev.Time.Format(time.RFC3339), MaxEventAge)
+		}
+		if err := input.Text(fmt.Sprintf("event %d: reason", i), ev.Reason, MaxReasonBytes); err != nil {
+			return api.EventBatchResponse{}, err
+		}
+		evs = append(evs, state.DeviceEvent{ID: ev.ID, DeviceID: ev.DeviceID, Target: ev.Target, Version: ev.Version, State: ev.State, Reason: ev.Reason, Time: ev.Time.UTC()})
+	}
+	n, err := e.events.AddDeviceEvents(ctx, evs)
+	if err != nil {
+		return api.EventBatchResponse{}, err
+	}
+	if err := e.applyProgress(ctx, dev, evs); err != nil {
+		return api.EventBatchResponse{}, err
+	}
+	return api.EventBatchResponse{Accepted: n, Duplicate: len(evs) - n}, nil
+}
+
+// applyProgress moves a device's rollout progress from its events.
+func (e *Events) applyProgress(ctx context.Context, dev state.Device, evs []state.DeviceEvent) error {
+	rs, err := e.cache.rolloutsOf(ctx, dev.Product)
+	if err != nil {
+		return err
+	}
+	touched := map[string]bool{}
+	for _, r := range rs {
+		var mine []state.DeviceEvent
+		for _, ev := range evs {
+			if ev.Target == r.Target && ev.State != api.StateIdle {
+				mine = append(mine, ev)
+			}
+		}
+		if len(mine) == 0 {
+			continue
+		}
+		// Only a device the rollout assigned moves its counters.
+		p, err := e.prog.DeviceProgress(ctx, r.ID, dev.ID)
+		if apperr.Is(err, apperr.NotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		for _, ev := range mine {
+			if p.State.Final() {
+				break
+			}
+			p.State, p.Updated = ev.State, ev.Time
+		}
+		if _, err := e.prog.SetProgress(ctx, p, false); err != nil {
+			return err
+		}
+		e.cache.with(func() { // this replica's cached decisions see it at once
+			if snap, ok := e.cache.snapshots[r.ID]; ok {
+				snap.SetProgress(dev.ID, p.State, p.Updated)
+			}
+		})
+		// Only finished attempts move the rules (success, halt).
+		if p.State.Final() {
+			touched[r.ID] = true
+		}
+	}
+	for id := range touched {
+		if err := e.rollouts.advance(ctx, id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// List lists a device's events, oldest first. A site-scoped operator gets
+// one answer for "no such device" and "not at your sites", so a site's IT
+// cannot learn which device ids exist elsewhere.
+func (e *Events) List(ctx context.Context, device string, limit int) ([]api.DeviceEvent, error) {
+	if !deviceID.MatchString(device) {
+		return nil, apperr.New(apperr.Invalid, "device id %q is not a device id", device)
+	}
+	if p, ok := operator.From(ctx); ok && p.SiteScoped() {
+		d, err := e.cache.reg.Device(ctx, device)
+		if (err != nil && apperr.Is(err, apperr.NotFound)) || (err == nil && !p.CanSite(d.Site)) {
+			return nil, apperr.New(apperr.NotFound, "device %q is not registered at your sites", device)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if limit <= 0 || limit > MaxListedEvents {
+		limit = MaxListedEvents
+	}
+	evs, err := e.events.DeviceEvents(ctx, device, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.DeviceEvent, 0, len(evs))
+	for _, ev := range evs {
+		out = append(out, api.DeviceEvent{ID: ev.ID, DeviceID: ev.DeviceID, Target: ev.Target, Version: ev.Version, State: ev.State, Reason: ev.Reason, Time: ev.Time})
+	}
+	return out, nil
+}

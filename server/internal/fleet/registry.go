@@ -1,0 +1,254 @@
+package fleet
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/vigil-ota/vigil/api"
+	"github.com/vigil-ota/vigil/internal/release"
+	"github.com/vigil-ota/vigil/server/internal/apperr"
+	"github.com/vigil-ota/vigil/server/internal/input"
+	"github.com/vigil-ota/vigil/server/internal/operator"
+	"github.com/vigil-ota/vigil/server/internal/rollout"
+	"github.com/vigil-ota/vigil/server/internal/state"
+)
+
+// Registry limits, with their units.
+const (
+	// MaxImportRows bounds one CSV import.
+	MaxImportRows = 100000
+	// MaxWindows and MaxCareAreas bound a site's lists; MaxCap its caps.
+	MaxWindows   = 64
+	MaxCareAreas = 256
+	MaxCap       = 1_000_000
+	// MaxTags bounds a device's tags.
+	MaxTags = 32
+	// MaxUDIDI bounds a UDI device identifier, in bytes (GS1 GTIN-14 and
+	// HIBCC fit easily).
+	MaxUDIDI = 64
+)
+
+var deviceID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
+
+// Registry keeps hospital sites and registered devices (the package doc
+// has its rules).
+type Registry struct {
+	reg   state.RegistryStore
+	cache *cache
+	rec   recorder
+	clock *clock
+}
+
+// scoped refuses a site-scoped operator acting on another site.
+func scoped(ctx context.Context, site string) error {
+	if p, ok := operator.From(ctx); ok && !p.CanSite(site) {
+		return apperr.New(apperr.Forbidden, "your token is limited to sites %v; %q is not one of them", p.Sites, site)
+	}
+	return nil
+}
+
+func siteFromState(st state.Site) api.Site {
+	return api.Site{Name: st.Name, TimeZone: st.TimeZone, Windows: st.Windows, CareAreas: st.CareAreas, SiteCap: st.SiteCap, CareAreaCap: st.CareAreaCap, Policy: policyString(st.AutoApprove)}
+}
+
+func toSite(in api.Site) (*rollout.Site, error) {
+	if err := input.Identifier("site name", in.Name); err != nil {
+		return nil, err
+	}
+	// "Local" would mean the server's own zone, which differs between
+	// replicas and moves with the host: a site names its real zone.
+	if _, err := time.LoadLocation(in.TimeZone); err != nil || in.TimeZone == "" || in.TimeZone == "Local" {
+		return nil, apperr.New(apperr.Invalid, "site %s: time zone %q is not an IANA zone such as America/Chicago", in.Name, in.TimeZone)
+	}
+	if len(in.Windows) > MaxWindows || len(in.CareAreas) > MaxCareAreas {
+		return nil, apperr.New(apperr.TooLarge, "site %s: at most %d maintenance windows and %d care areas", in.Name, MaxWindows, MaxCareAreas)
+	}
+	for _, a := range in.CareAreas {
+		if err := input.Required("site "+in.Name+": care area", a, input.MaxName); err != nil {
+			return nil, err
+		}
+	}
+	if in.SiteCap < 0 || in.CareAreaCap < 0 {
+		return nil, apperr.New(apperr.Invalid, "site %s: caps cannot be negative", in.Name)
+	}
+	if in.SiteCap > MaxCap || in.CareAreaCap > MaxCap {
+		return nil, apperr.New(apperr.Invalid, "site %s: caps are at most %d", in.Name, MaxCap)
+	}
+	site := &rollout.Site{Name: in.Name, TimeZone: in.TimeZone, CareAreas: in.CareAreas, SiteCap: in.SiteCap, CareAreaCap: in.CareAreaCap}
+	for _, w := range in.Windows {
+		win, err := rollout.ParseWindow(w)
+		if err != nil {
+			return nil, apperr.New(apperr.Invalid, "site %s: %v", in.Name, err)
+		}
+		site.Windows = append(site.Windows, win)
+	}
+	aa, err := rollout.ParsePolicy(in.Policy)
+	if err != nil {
+		return nil, apperr.New(apperr.Invalid, "site %s: %v", in.Name, err)
+	}
+	site.AutoApprove = aa
+	return site, nil
+}
+
+// PutSite creates or updates a site.
+func (r *Registry) PutSite(ctx context.Context, in api.Site) error {
+	if err := scoped(ctx, in.Name); err != nil {
+		return err
+	}
+	site, err := toSite(in)
+	if err != nil {
+		return err
+	}
+	if err := r.reg.PutSite(ctx, state.Site{Name: site.Name, TimeZone: site.TimeZone, Windows: in.Windows, CareAreas: in.CareAreas,
+		SiteCap: in.SiteCap, CareAreaCap: in.CareAreaCap, AutoApprove: site.AutoApprove}); err != nil {
+		return err
+	}
+	r.cache.forceRefresh()
+	r.rec.record(ctx, "site.put", in.Name, in)
+	return nil
+}
+
+// validateDevice checks one device's fields.
+func validateDevice(in api.Device) error {
+	if err := input.Line("udi_di", in.UDIDI, MaxUDIDI); err != nil {
+		return err
+	}
+	if err := input.Line("care_area", in.CareArea, input.MaxName); err != nil {
+		return err
+	}
+	if len(in.Tags) > MaxTags {
+		return fmt.Errorf("more than %d tags", MaxTags)
+	}
+	for _, tag := range in.Tags {
+		if err := input.Required("tag", tag, input.MaxName); err != nil {
+			return err
+		}
+	}
+	switch {
+	case !deviceID.MatchString(in.ID):
+		return fmt.Errorf("id %q is not a device id", in.ID)
+	case release.ValidateProduct(in.Product) != nil:
+		return fmt.Errorf("product %q is not a product name", in.Product)
+	case in.Hardware == "":
+		return errors.New("hardware is empty")
+	case in.Site == "":
+		return errors.New("site is empty")
+	case in.Installed != "" && release.ValidateVersion(in.Installed) != nil:
+		return fmt.Errorf("installed_version %q is not semver", in.Installed)
+	}
+	if _, ok := DecodePublicKey(in.PublicKey); !ok {
+		return errors.New("public_key is not a base64 ed25519 public key")
+	}
+	return nil
+}
+
+// RegisterDevices registers devices, all or none.
+func (r *Registry) RegisterDevices(ctx context.Context, ins []api.Device) error {
+	if len(ins) == 0 {
+		return apperr.New(apperr.Invalid, "no devices given")
+	}
+	seen := map[string]int{}
+	ds := make([]state.Device, 0, len(ins))
+	for i, in := range ins {
+		if err := validateDevice(in); err != nil {
+			return apperr.New(apperr.Invalid, "device %d (%s): %v", i+1, in.ID, err)
+		}
+		if prev, dup := seen[in.ID]; dup {
+			return apperr.New(apperr.Invalid, "device %s is listed twice (entries %d and %d)", in.ID, prev, i+1)
+		}
+		seen[in.ID] = i + 1
+		ds = append(ds, state.Device{ID: in.ID, UDIDI: in.UDIDI, Product: in.Product, Hardware: in.Hardware, Site: in.Site,
+			CareArea: in.CareArea, Tags: in.Tags, PublicKey: in.PublicKey, Installed: in.Installed})
+	}
+	if err := r.reg.AddDevices(ctx, ds); err != nil {
+		return err
+	}
+	r.cache.forceRefresh()
+	ids := make([]string, 0, len(ds))
+	for _, d := range ds {
+		ids = append(ids, d.ID)
+	}
+	r.rec.record(ctx, "device.register", strings.Join(ids, ","), map[string]int{"count": len(ds)})
+	return nil
+}
+
+// CSVColumns is the header `vigil device import` expects.
+var CSVColumns = []string{"id", "udi_di", "product", "hardware", "site", "care_area", "tags", "public_key", "installed_version"}
+
+// ParseCSV reads devices from CSV, validating row by row; errors name the
+// line. Tags are separated by '|'.
+//
+// Hostile input (finding 11): a cell that starts with = + - @ (a formula to
+// any spreadsheet that later opens an export) or holds a control character
+// is refused; a UTF-8 byte-order mark (as spreadsheets write) is skipped.
+func ParseCSV(r io.Reader) ([]api.Device, error) {
+	br := bufio.NewReader(r)
+	if bom, _ := br.Peek(3); bytes.Equal(bom, []byte{0xEF, 0xBB, 0xBF}) {
+		br.Discard(3)
+	}
+	cr := csv.NewReader(br)
+	cr.FieldsPerRecord = len(CSVColumns)
+	header, err := cr.Read()
+	if err != nil {
+		return nil, apperr.New(apperr.Invalid, "line 1: cannot read the header: %v", err)
+	}
+	if !slices.Equal(header, CSVColumns) {
+		return nil, apperr.New(apperr.Invalid, "line 1: header is %q, want %q", strings.Join(header, ","), strings.Join(CSVColumns, ","))
+	}
+	var out []api.Device
+	for {
+		rec, err := cr.Read()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			// (FieldPos panics after a failed Read: found by fuzzing.)
+			var pe *csv.ParseError
+			if errors.As(err, &pe) {
+				return nil, apperr.New(apperr.Invalid, "line %d: %v", pe.Line, pe.Err)
+			}
+			return nil, apperr.New(apperr.Invalid, "reading the CSV: %v", err)
+		}
+		line, _ := cr.FieldPos(0)
+		if len(out) >= MaxImportRows {
+			return nil, apperr.New(apperr.TooLarge, "more than %d devices in one import", MaxImportRows)
+		}
+		for i, cell := range rec {
+			if err := input.CSVCell(CSVColumns[i], cell); err != nil {
+				return nil, apperr.New(apperr.Invalid, "line %d: %v", line, err)
+			}
+		}
+		in := api.Device{ID: rec[0], UDIDI: rec[1], Product: rec[2], Hardware: rec[3], Site: rec[4], CareArea: rec[5], PublicKey: rec[7], Installed: rec[8]}
+		if rec[6] != "" {
+			in.Tags = strings.Split(rec[6], "|")
+		}
+		if err := validateDevice(in); err != nil {
+			return nil, apperr.New(apperr.Invalid, "line %d: %v", line, err)
+		}
+		out = append(out, in)
+	}
+	if len(out) == 0 {
+		return nil, apperr.New(apperr.Invalid, "the file lists no devices")
+	}
+	return out, nil
+}
+
+// Decommission retires a device and revokes its key: at once on this
+// replica, within EpochCheckInterval on the others.
+func (r *Registry) Decommission(ctx context.Context, id string) error {
+	if err := r.reg.Decommission(ctx, id); err != nil {
+		return err
+	}
+	r.cache.dropDevice(id)
+	r.rec.record(ctx, "device.decommission", id, nil)
+	return nil
+}

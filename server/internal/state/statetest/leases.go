@@ -1,0 +1,106 @@
+package statetest
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/vigil-ota/vigil/server/internal/apperr"
+	"github.com/vigil-ota/vigil/server/internal/state"
+)
+
+// testLeases: on two handles of one database ("replicas"), a lease is held
+// by one holder at a time, renewed by its holder, taken over once it
+// expired, and handed back on release.
+func testLeases(t *testing.T, open Opener) {
+	a, b := open(t), open(t)
+	ctx := t.Context()
+	now := time.Now()
+	ttl := 30 * time.Second
+	if ok, err := a.TryLease(ctx, "rollout-controller", "replica-a", now, ttl); err != nil || !ok {
+		t.Fatalf("a free lease: %v %v", ok, err)
+	}
+	if ok, err := b.TryLease(ctx, "rollout-controller", "replica-b", now.Add(time.Second), ttl); err != nil || ok {
+		t.Fatalf("a held lease was taken by another replica: %v %v", ok, err)
+	}
+	if ok, _ := a.TryLease(ctx, "rollout-controller", "replica-a", now.Add(20*time.Second), ttl); !ok {
+		t.Fatal("the holder could not renew")
+	}
+	if ok, _ := b.TryLease(ctx, "rollout-controller", "replica-b", now.Add(40*time.Second), ttl); ok {
+		t.Fatal("a renewed lease was taken before it expired")
+	}
+	if ok, _ := b.TryLease(ctx, "rollout-controller", "replica-b", now.Add(51*time.Second), ttl); !ok {
+		t.Fatal("an expired lease was not taken over")
+	}
+	if ok, _ := a.TryLease(ctx, "other-job", "replica-a", now, ttl); !ok {
+		t.Fatal("leases of different jobs are independent")
+	}
+	if err := b.ReleaseLease(ctx, "rollout-controller", "replica-b"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := a.TryLease(ctx, "rollout-controller", "replica-a", now.Add(52*time.Second), ttl); !ok {
+		t.Fatal("a released lease was not free")
+	}
+
+	// Many replicas racing for one lease at the same moment: exactly one wins.
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	at := now.Add(time.Hour)
+	for i := range 8 {
+		s := a
+		if i%2 == 1 {
+			s = b
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ok, err := s.TryLease(ctx, "race", fmt.Sprintf("replica-%d", i), at, ttl)
+			if err != nil {
+				t.Error(err)
+			}
+			if ok {
+				wins.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if wins.Load() != 1 {
+		t.Fatalf("%d replicas hold one lease", wins.Load())
+	}
+}
+
+// testTokens: tokens are stored without their secret, found by id,
+// listed, and revoked once; a missing one is NotFound.
+func testTokens(t *testing.T, s state.Store) {
+	ctx := t.Context()
+	exp := time.Now().Add(time.Hour).Truncate(time.Millisecond)
+	tok := state.Token{ID: "a1b2c3", SecretHash: "hash", Name: "it-st-mary", Role: "site-it", Sites: []string{"st-mary", "north"}, Expires: exp}
+	if err := s.CreateToken(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateToken(ctx, tok); err == nil {
+		t.Fatal("a token id was created twice")
+	}
+	got, err := s.Token(ctx, "a1b2c3")
+	if err != nil || got.SecretHash != "hash" || got.Role != "site-it" || len(got.Sites) != 2 || !got.Expires.Equal(exp) || got.Revoked {
+		t.Fatalf("token %+v %v", got, err)
+	}
+	if _, err := s.Token(ctx, "nope"); !apperr.Is(err, apperr.NotFound) {
+		t.Fatalf("missing token: %v", err)
+	}
+	if err := s.RevokeToken(ctx, "a1b2c3"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Token(ctx, "a1b2c3"); !got.Revoked {
+		t.Fatal("revoked token is not revoked")
+	}
+	if err := s.RevokeToken(ctx, "nope"); !apperr.Is(err, apperr.NotFound) {
+		t.Fatalf("revoking a missing token: %v", err)
+	}
+	all, err := s.Tokens(ctx)
+	if err != nil || len(all) != 1 {
+		t.Fatalf("tokens %v %v", all, err)
+	}
+}
