@@ -45,9 +45,9 @@ type Setting struct {
 	secret    bool
 	secretURL bool
 	allowZero bool
-	def    string
-	get    func() string
-	set    func(string) error
+	def       string
+	get       func() string
+	set       func(string) error
 }
 
 // Secret marks the setting as secret: Printable and Markdown never show

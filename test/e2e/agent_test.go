@@ -92,13 +92,13 @@ func (f *repoFixture) manage(t testing.TB, method, path string, body any) string
 // registerDevice makes a device key and registers the device at site.
 func (f *repoFixture) registerDevice(t testing.TB, id, site, careArea, dir string) string {
 	t.Helper()
-	f.manage(t, "PUT", "/api/v1/sites/"+site, map[string]any{"time_zone": "America/Chicago"})
+	f.manage(t, "PUT", api.Path(api.RouteSite, site), map[string]any{"time_zone": "America/Chicago"})
 	_, priv, _ := ed25519.GenerateKey(rand.Reader)
 	keyPath, _, err := keyfile.Write(dir, "device", priv, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.manage(t, "POST", "/api/v1/devices", []map[string]any{{"id": id, "product": "demo-pump", "hardware": "rev-b", "site": site,
+	f.manage(t, "POST", api.RouteDevices, []map[string]any{{"id": id, "product": "demo-pump", "hardware": "rev-b", "site": site,
 		"care_area": careArea, "public_key": devicesig.EncodePublicKey(priv.Public().(ed25519.PublicKey)), "installed_version": "1.0.0"}})
 	return keyPath
 }
@@ -181,7 +181,7 @@ func (d *agentDevice) status(t testing.TB) agentStatus {
 // serverEvents reads what the server stored for the device.
 func serverEvents(t testing.TB, f *repoFixture, device string) []api.DeviceEvent {
 	t.Helper()
-	req, _ := http.NewRequest("GET", f.srv.URL+"/api/v1/devices/"+device+"/events", nil)
+	req, _ := http.NewRequest("GET", f.srv.URL+api.Path(api.RouteDeviceEventList, device), nil)
 	req.Header.Set("Authorization", "Bearer "+testToken)
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -170,7 +170,7 @@ const BenchCheckInDevices = 10000
 // cores). Goal on SQLite: ≥ 5,000/s with p99 < 50 ms.
 func benchCheckIn(b *testing.B, f *repoFixture) {
 	f.publishImage(b, "1.1.0", appImage(b, f.tmp, "1.1.0", true, 0))
-	f.manage(b, "PUT", "/api/v1/sites/st-mary", map[string]any{"time_zone": "America/Chicago"})
+	f.manage(b, "PUT", api.Path(api.RouteSite, "st-mary"), map[string]any{"time_zone": "America/Chicago"})
 	keys := make([]ed25519.PrivateKey, BenchCheckInDevices)
 	var csv strings.Builder
 	csv.WriteString("id,udi_di,product,hardware,site,care_area,tags,public_key,installed_version\n")
@@ -178,15 +178,15 @@ func benchCheckIn(b *testing.B, f *repoFixture) {
 		_, keys[i], _ = ed25519.GenerateKey(rand.Reader)
 		fmt.Fprintf(&csv, "PUMP-%05d,,demo-pump,rev-b,st-mary,icu,,%s,1.0.0\n", i, devicesig.EncodePublicKey(keys[i].Public().(ed25519.PublicKey)))
 	}
-	req, _ := http.NewRequest("POST", f.srv.URL+"/api/v1/devices/import", strings.NewReader(csv.String()))
+	req, _ := http.NewRequest("POST", f.srv.URL+api.RouteDeviceImport, strings.NewReader(csv.String()))
 	req.Header.Set("Authorization", "Bearer "+testToken)
 	if res, err := http.DefaultClient.Do(req); err != nil || res.StatusCode != 201 {
 		b.Fatalf("import: %v %v", err, res)
 	}
-	out := f.manage(b, "POST", "/api/v1/rollouts", map[string]string{"release": "demo-pump@1.1.0", "waves": "canary:1%,all:100%", "soak": "24h", "halt_on": "failure>=5% min=20"})
+	out := f.manage(b, "POST", api.RouteRollouts, map[string]string{"release": "demo-pump@1.1.0", "waves": "canary:1%,all:100%", "soak": "24h", "halt_on": "failure>=5% min=20"})
 	var ro map[string]string
 	json.Unmarshal([]byte(out), &ro)
-	f.manage(b, "POST", "/api/v1/rollouts/"+ro["id"]+"/approvals", map[string]string{"wave": "canary", "site": "st-mary"})
+	f.manage(b, "POST", api.Path(api.RouteApprovals, ro["id"]), map[string]string{"wave": "canary", "site": "st-mary"})
 
 	const workers = 32
 	tr := &http.Transport{MaxIdleConnsPerHost: workers, MaxConnsPerHost: workers}

@@ -57,8 +57,8 @@ type Server struct {
 	services httpapi.Services
 	routes   []httpapi.Route
 	holder   string // this replica's name in leases
-	http  *http.Server
-	ln    net.Listener
+	http     *http.Server
+	ln       net.Listener
 }
 
 // Open prepares everything that can fail at start: the data directory, the

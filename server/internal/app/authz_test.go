@@ -99,24 +99,24 @@ func TestSiteITActsOnlyForItsOwnSites(t *testing.T) {
 		srv.Handler().ServeHTTP(w, req)
 		return w.Code, w.Body.String()
 	}
-	if code, body := do("PUT", "/api/v1/sites/st-mary", `{"time_zone":"America/Chicago"}`); code != 200 {
+	if code, body := do("PUT", api.Path(api.RouteSite, "st-mary"), `{"time_zone":"America/Chicago"}`); code != 200 {
 		t.Fatalf("own site: %d %s", code, body)
 	}
-	if code, body := do("PUT", "/api/v1/sites/north", `{"time_zone":"America/Chicago"}`); code != 403 || !strings.Contains(body, "limited to sites") {
+	if code, body := do("PUT", api.Path(api.RouteSite, "north"), `{"time_zone":"America/Chicago"}`); code != 403 || !strings.Contains(body, "limited to sites") {
 		t.Fatalf("other site: %d %s", code, body)
 	}
-	if code, body := do("POST", "/api/v1/rollouts/ro-x/approvals", `{"wave":"canary","site":"north"}`); code != 403 {
+	if code, body := do("POST", api.Path(api.RouteApprovals, "ro-x"), `{"wave":"canary","site":"north"}`); code != 403 {
 		t.Fatalf("approving for another site: %d %s", code, body)
 	}
-	if code, _ := do("POST", "/api/v1/rollouts", `{}`); code != 403 {
+	if code, _ := do("POST", api.RouteRollouts, `{}`); code != 403 {
 		t.Fatalf("site IT created a rollout: %d", code)
 	}
-	if code, _ := do("POST", "/api/v1/tokens", `{"name":"x","role":"admin"}`); code != 403 {
+	if code, _ := do("POST", api.RouteTokens, `{"name":"x","role":"admin"}`); code != 403 {
 		t.Fatalf("site IT minted a token: %d", code)
 	}
 	// Revoked and expired tokens stop working.
 	srv.Operators().Revoke(context.Background(), c.ID)
-	if code, _ := do("PUT", "/api/v1/sites/st-mary", `{"time_zone":"America/Chicago"}`); code != 401 {
+	if code, _ := do("PUT", api.Path(api.RouteSite, "st-mary"), `{"time_zone":"America/Chicago"}`); code != 401 {
 		t.Fatalf("revoked token: %d", code)
 	}
 }
@@ -142,7 +142,7 @@ func openServer(t *testing.T, bootstrapToken string) *app.Server {
 func TestTheBootstrapTokenRetiresOnceAnAdminTokenExists(t *testing.T) {
 	srv := openServer(t, "bootstrap-secret")
 	do := func(token string) (int, string) {
-		req := httptest.NewRequest("GET", "/api/v1/tokens", nil)
+		req := httptest.NewRequest("GET", api.RouteTokens, nil)
 		req.Header.Set("Authorization", "Bearer "+token)
 		w := httptest.NewRecorder()
 		srv.Handler().ServeHTTP(w, req)
@@ -174,7 +174,7 @@ func TestTheBootstrapTokenRetiresOnceAnAdminTokenExists(t *testing.T) {
 // as for one that does not exist; a token without "Bearer " is refused.
 func TestSiteITCannotProbeForDevicesElsewhereAndTokensNeedTheBearerScheme(t *testing.T) {
 	w := newDeviceWorld(t)
-	w.admin("PUT", "/api/v1/sites/north", `{"time_zone":"America/Chicago"}`, 200)
+	w.admin("PUT", api.Path(api.RouteSite, "north"), `{"time_zone":"America/Chicago"}`, 200)
 	it, err := w.srv.Operators().Create(context.Background(), api.TokenRequest{Name: "it-north", Role: operator.RoleSiteIT, Sites: []string{"north"}})
 	if err != nil {
 		t.Fatal(err)
@@ -186,15 +186,15 @@ func TestSiteITCannotProbeForDevicesElsewhereAndTokensNeedTheBearerScheme(t *tes
 		w.h.ServeHTTP(rec, req)
 		return rec.Code, rec.Body.String()
 	}
-	elsewhere, _ := get("/api/v1/devices/PUMP-1/events", "Bearer "+it.Secret) // PUMP-1 is at st-mary
-	missing, _ := get("/api/v1/devices/PUMP-404/events", "Bearer "+it.Secret)
+	elsewhere, _ := get(api.Path(api.RouteDeviceEventList, "PUMP-1"), "Bearer "+it.Secret) // PUMP-1 is at st-mary
+	missing, _ := get(api.Path(api.RouteDeviceEventList, "PUMP-404"), "Bearer "+it.Secret)
 	if elsewhere != 404 || missing != 404 {
 		t.Fatalf("another site's device: %d, a missing device: %d; want the same 404", elsewhere, missing)
 	}
-	if code, _ := get("/api/v1/devices/PUMP-1/events", it.Secret); code != 401 {
+	if code, _ := get(api.Path(api.RouteDeviceEventList, "PUMP-1"), it.Secret); code != 401 {
 		t.Fatalf("a token without the Bearer scheme: %d", code)
 	}
-	if code, _ := get("/api/v1/devices/PUMP-1/events", "bearer boot"); code != 200 {
+	if code, _ := get(api.Path(api.RouteDeviceEventList, "PUMP-1"), "bearer boot"); code != 200 {
 		t.Fatalf("the scheme is case-insensitive (RFC 7235): %d", code)
 	}
 }

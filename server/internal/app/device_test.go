@@ -29,7 +29,7 @@ func newDeviceWorld(t *testing.T) *deviceWorld {
 	srv := openServer(t, "boot")
 	w := &deviceWorld{t: t, h: srv.Handler(), srv: srv}
 	_, w.key, _ = ed25519.GenerateKey(rand.Reader)
-	w.admin("PUT", "/api/v1/sites/st-mary", `{"time_zone":"America/Chicago"}`, 200)
+	w.admin("PUT", api.Path(api.RouteSite, "st-mary"), `{"time_zone":"America/Chicago"}`, 200)
 	for _, id := range []string{"PUMP-1", "PUMP-2"} {
 		key := w.key
 		if id == "PUMP-2" {
@@ -37,7 +37,7 @@ func newDeviceWorld(t *testing.T) *deviceWorld {
 		}
 		body, _ := json.Marshal([]map[string]any{{"id": id, "product": "demo-pump", "hardware": "rev-b", "site": "st-mary",
 			"public_key": devicesig.EncodePublicKey(key.Public().(ed25519.PublicKey)), "installed_version": "1.0.0"}})
-		w.admin("POST", "/api/v1/devices", string(body), 201)
+		w.admin("POST", api.RouteDevices, string(body), 201)
 	}
 	return w
 }
@@ -126,7 +126,7 @@ func TestDeviceRequestsAreAuthenticatedAndReplayProtected(t *testing.T) {
 	}
 
 	// Decommissioning revokes the key.
-	w.admin("POST", "/api/v1/devices/PUMP-1/decommission", "", 200)
+	w.admin("POST", api.Path(api.RouteDecommission, "PUMP-1"), "", 200)
 	if code, body := w.do(w.signed(api.RouteDeviceCheckIn, checkin, time.Now(), "PUMP-1", w.key)); code != 401 || !strings.Contains(body, "decommissioned") {
 		t.Fatalf("decommissioned device: %d %s", code, body)
 	}
@@ -145,14 +145,14 @@ func TestDeviceImportIsAllOrNothingWithLineNumbers(t *testing.T) {
 		head + good + "PUMP-10,0081,demo-pump,rev-b,st-mary,icu,," + pub + ",1.0.0\n":      "listed twice",
 		head + good + "PUMP-14,0081,demo-pump,rev-b,no-such-site,icu,," + pub + ",1.0.0\n": "no-such-site",
 	} {
-		out := w.admin("POST", "/api/v1/devices/import", body, 400)
+		out := w.admin("POST", api.RouteDeviceImport, body, 400)
 		if !strings.Contains(out, want) {
 			t.Errorf("import error %s lacks %q", out, want)
 		}
 	}
 	// Nothing of the refused files was registered; the good row alone is.
-	w.admin("POST", "/api/v1/devices/import", head+good, 201)
-	w.admin("POST", "/api/v1/devices/import", head+good, 409)
+	w.admin("POST", api.RouteDeviceImport, head+good, 201)
+	w.admin("POST", api.RouteDeviceImport, head+good, 409)
 }
 
 type body struct{ *strings.Reader }

@@ -28,15 +28,15 @@ func TestHostileInputIsRefusedAndNamed(t *testing.T) {
 	cases := []struct {
 		name, method, path, body, want string
 	}{
-		{"token site empty", "POST", "/api/v1/tokens", `{"name":"it","role":"site-it","sites":[""]}`, "not an identifier"},
-		{"token site wildcard", "POST", "/api/v1/tokens", `{"name":"it","role":"site-it","sites":["*"]}`, "not an identifier"},
-		{"token site path", "POST", "/api/v1/tokens", `{"name":"it","role":"site-it","sites":["../st-mary"]}`, "not an identifier"},
-		{"token name control", "POST", "/api/v1/tokens", `{"name":"it\u001b[31m","role":"auditor"}`, "control character"},
-		{"time zone Local", "PUT", "/api/v1/sites/north", `{"time_zone":"Local"}`, "IANA zone"},
-		{"thousands of windows", "PUT", "/api/v1/sites/north", string(mw), "at most 64"},
-		{"megabyte comment", "POST", "/api/v1/rollouts/ro-x/approvals", `{"wave":"all","site":"st-mary","comment":"` + strings.Repeat("x", 3000) + `"}`, "limit"},
-		{"halt unknown release", "POST", "/api/v1/releases/demo-pump@9.9.9/halt", `{"reason":"x"}`, "not"},
-		{"halt without reason", "POST", "/api/v1/releases/demo-pump@1.0.0/halt", `{"reason":""}`, "reason is required"},
+		{"token site empty", "POST", api.RouteTokens, `{"name":"it","role":"site-it","sites":[""]}`, "not an identifier"},
+		{"token site wildcard", "POST", api.RouteTokens, `{"name":"it","role":"site-it","sites":["*"]}`, "not an identifier"},
+		{"token site path", "POST", api.RouteTokens, `{"name":"it","role":"site-it","sites":["../st-mary"]}`, "not an identifier"},
+		{"token name control", "POST", api.RouteTokens, `{"name":"it\u001b[31m","role":"auditor"}`, "control character"},
+		{"time zone Local", "PUT", api.Path(api.RouteSite, "north"), `{"time_zone":"Local"}`, "IANA zone"},
+		{"thousands of windows", "PUT", api.Path(api.RouteSite, "north"), string(mw), "at most 64"},
+		{"megabyte comment", "POST", api.Path(api.RouteApprovals, "ro-x"), `{"wave":"all","site":"st-mary","comment":"` + strings.Repeat("x", 3000) + `"}`, "limit"},
+		{"halt unknown release", "POST", api.Path(api.RouteReleaseHalt, "demo-pump@9.9.9"), `{"reason":"x"}`, "not"},
+		{"halt without reason", "POST", api.Path(api.RouteReleaseHalt, "demo-pump@1.0.0"), `{"reason":""}`, "reason is required"},
 	}
 	for _, c := range cases {
 		code, body := status(c.method, c.path, c.body)
@@ -45,7 +45,7 @@ func TestHostileInputIsRefusedAndNamed(t *testing.T) {
 		}
 	}
 	// Nothing of the refused requests reached the audit log.
-	out := w.admin("GET", "/api/v1/audit", "", 200)
+	out := w.admin("GET", api.RouteAudit, "", 200)
 	for _, bad := range []string{"release.halt", `"north"`} {
 		if strings.Contains(out, bad) {
 			t.Errorf("audit log holds %s after refused requests", bad)
@@ -69,9 +69,9 @@ func TestHostileInputIsRefusedAndNamed(t *testing.T) {
 		"PUMP-23,0081,demo-pump,rev-b,st-mary,-icu,," + pub + ",1.0.0\n",
 		"PUMP-24,00\x0781,demo-pump,rev-b,st-mary,icu,," + pub + ",1.0.0\n",
 	} {
-		if out := w.admin("POST", "/api/v1/devices/import", head+row, 400); !strings.Contains(out, "line 2") {
+		if out := w.admin("POST", api.RouteDeviceImport, head+row, 400); !strings.Contains(out, "line 2") {
 			t.Errorf("row %q: %s", row, out)
 		}
 	}
-	w.admin("POST", "/api/v1/devices/import", "\ufeff"+head+"PUMP-25,0081,demo-pump,rev-b,st-mary,icu,a|b,"+pub+",1.0.0\n", 201)
+	w.admin("POST", api.RouteDeviceImport, "\ufeff"+head+"PUMP-25,0081,demo-pump,rev-b,st-mary,icu,a|b,"+pub+",1.0.0\n", 201)
 }

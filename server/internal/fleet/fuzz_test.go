@@ -65,10 +65,10 @@ func FuzzDeviceRequestVerification(f *testing.F) {
 	now := time.Now().Unix()
 	svc.SetClock(func() time.Time { return time.Unix(now, 0) })
 	body := []byte(`{"installed_version":"1.0.0","state":"idle"}`)
-	good := base64.StdEncoding.EncodeToString(ed25519.Sign(key, devicesig.SigningString("POST", "/api/v1/device/checkin", now, "n0nce", body)))
-	f.Add("POST", "/api/v1/device/checkin", "PUMP-1", strconv.FormatInt(now, 10), "n0nce", good, body)
-	f.Add("POST", "/api/v1/device/checkin", "PUMP-1", strconv.FormatInt(now, 10), "n0nce\nx", good, body)
-	f.Add("GET", "/api/v1/device/checkin", "PUMP-2", "-9223372036854775808", "", "", []byte{})
+	good := base64.StdEncoding.EncodeToString(ed25519.Sign(key, devicesig.SigningString("POST", api.RouteDeviceCheckIn, now, "n0nce", body)))
+	f.Add("POST", api.RouteDeviceCheckIn, "PUMP-1", strconv.FormatInt(now, 10), "n0nce", good, body)
+	f.Add("POST", api.RouteDeviceCheckIn, "PUMP-1", strconv.FormatInt(now, 10), "n0nce\nx", good, body)
+	f.Add("GET", api.RouteDeviceCheckIn, "PUMP-2", "-9223372036854775808", "", "", []byte{})
 	f.Fuzz(func(t *testing.T, method, path, device, ts, nonce, sig string, b []byte) {
 		dev, err := svc.Auth.Authenticate(ctx, fleet.DeviceRequest{Method: method, Path: path, DeviceID: device, Timestamp: ts, Nonce: nonce, Signature: sig, Body: b})
 		if err != nil {
