@@ -77,6 +77,9 @@ type Client struct {
 	up  *updater.Updater
 }
 
+// CheckTargetNotFound is the check an unknown target path fails.
+const CheckTargetNotFound = "target not found"
+
 // Error names the check that failed.
 type Error struct {
 	Check string
@@ -183,7 +186,7 @@ func (c *Client) TargetInfo(path string) (*metadata.TargetFiles, error) {
 	tf, err := c.up.GetTargetInfo(path)
 	if err != nil {
 		if strings.Contains(err.Error(), "target") && strings.Contains(err.Error(), "not found") {
-			return nil, &Error{"target not found", err}
+			return nil, &Error{CheckTargetNotFound, err}
 		}
 		return nil, classify(err)
 	}
@@ -296,9 +299,20 @@ type Release struct {
 	Custom *release.Custom
 }
 
-// Releases lists a product's releases, newest version first. Targets whose
-// custom field does not parse are skipped and reported in bad.
-func (c *Client) Releases(product string) (list []Release, bad []error, err error) {
+// BadTarget is a target of a product role that is not a usable release,
+// and the check it failed.
+type BadTarget struct {
+	Path  string
+	Check string
+	Err   error
+}
+
+func (b BadTarget) Error() string { return b.Path + ": " + b.Check + ": " + b.Err.Error() }
+
+// Releases lists a product's releases, newest version first. Targets
+// outside the delegation or whose custom field does not parse are skipped
+// and reported in bad.
+func (c *Client) Releases(product string) (list []Release, bad []BadTarget, err error) {
 	md, err := c.ProductRole(product)
 	if err != nil {
 		return nil, nil, err
@@ -308,12 +322,12 @@ func (c *Client) Releases(product string) (list []Release, bad []error, err erro
 		// A product key may sign only inside its delegation (TUF §5.6.7.2):
 		// anything else in its role is ignored, whatever it claims.
 		if ok, err := role.IsDelegatedPath(path); err != nil || !ok {
-			bad = append(bad, &Error{"delegated path", fmt.Errorf("%s: outside the paths delegated to %s", path, product)})
+			bad = append(bad, BadTarget{path, "delegated path", fmt.Errorf("outside the paths delegated to %s", product)})
 			continue
 		}
 		custom, err := release.Parse(tf.Custom, product)
 		if err != nil {
-			bad = append(bad, fmt.Errorf("%s: %w", path, err))
+			bad = append(bad, BadTarget{path, "release schema", err})
 			continue
 		}
 		tf.Path = path
@@ -332,25 +346,6 @@ func (c *Client) Releases(product string) (list []Release, bad []error, err erro
 type Candidate struct {
 	Release
 	Refusal *release.Refusal
-}
-
-// Newest returns the newest release that device d may install, or nil, and
-// every release considered with its refusal (if any).
-func (c *Client) Newest(d release.Device) (*Release, []Candidate, error) {
-	list, _, err := c.Releases(d.Product)
-	if err != nil {
-		return nil, nil, err
-	}
-	var considered []Candidate
-	var best *Release
-	for i := range list {
-		ref := list[i].Custom.Check(d)
-		considered = append(considered, Candidate{Release: list[i], Refusal: ref})
-		if ref == nil && best == nil {
-			best = &list[i]
-		}
-	}
-	return best, considered, nil
 }
 
 // ConsistentTargetURL is the URL of target path with the given sha256 under

@@ -114,18 +114,22 @@ func New(t testing.TB) *Repo {
 	return r
 }
 
+// URL is the server's base URL: it serves the repository under /repo, as
+// vigil-server does (tufclient.RepoURLs).
+func (r *Repo) URL() string { return r.Server.URL }
+
 // MetadataURL and TargetsURL are the repository's base URLs.
-func (r *Repo) MetadataURL() string { return r.Server.URL + "/metadata" }
+func (r *Repo) MetadataURL() string { return r.Server.URL + "/repo/metadata" }
 
 // TargetsURL is the targets base URL.
-func (r *Repo) TargetsURL() string { return r.Server.URL + "/targets" }
+func (r *Repo) TargetsURL() string { return r.Server.URL + "/repo/targets" }
 
 // TrustedRoot is root version 1, what a client starts from.
 func (r *Repo) TrustedRoot() []byte { return r.rootV1 }
 
 func (r *Repo) serve(w http.ResponseWriter, req *http.Request) {
 	r.mu.Lock()
-	p := strings.TrimPrefix(req.URL.Path, "/")
+	p := strings.TrimPrefix(req.URL.Path, "/repo/")
 	r.Fetched = append(r.Fetched, p)
 	b, ok := r.files[p]
 	r.mu.Unlock()

@@ -7,10 +7,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/vigil-ota/vigil/agent/internal/engine"
 	"github.com/vigil-ota/vigil/internal/release"
 	"github.com/vigil-ota/vigil/internal/tufclient"
 )
@@ -102,41 +102,17 @@ func runCheck(ctx context.Context, o *checkOptions, emit func(any, func(io.Write
 		return err
 	}
 	dev := release.Device{Product: o.product, Hardware: o.hardware, InstalledVersion: o.installed}
+	sel, err := engine.Select(tc, dev, o.target, nil)
+	if err != nil {
+		return err
+	}
+	if sel.Refused != nil {
+		return refusedError{sel.Refused}
+	}
 	var res CheckResult
-	var chosen *tufclient.Release
-	if o.target != "" {
-		list, bad, err := tc.Releases(o.product)
-		if err != nil {
-			return err
-		}
-		for _, b := range bad {
-			if strings.Contains(b.Error(), o.target+":") {
-				return refusedError{b}
-			}
-		}
-		for i := range list {
-			if list[i].Path == o.target {
-				chosen = &list[i]
-			}
-		}
-		if chosen == nil {
-			// Not in the product's role: maybe signed somewhere else, or
-			// not at all. Either way this device will not take it.
-			if _, err := tc.TargetInfo(o.target); err != nil {
-				return err
-			}
-			return refusedError{fmt.Errorf("delegation: target %s is not a release of product %s", o.target, o.product)}
-		}
-		if ref := chosen.Custom.Check(dev); ref != nil {
-			return refusedError{fmt.Errorf("%s: %s", ref.Check, ref.Reason)}
-		}
-	} else {
-		best, considered, err := tc.Newest(dev)
-		if err != nil {
-			return err
-		}
-		chosen = best
-		for _, c := range considered {
+	chosen := sel.Chosen
+	if o.target == "" {
+		for _, c := range sel.Considered {
 			if c.Refusal != nil {
 				res.Refused = append(res.Refused, RefusedJSON{Target: c.Path, Version: c.Custom.Version, Check: c.Refusal.Check, Reason: c.Refusal.Reason})
 			}

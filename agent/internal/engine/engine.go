@@ -79,6 +79,16 @@ type Config struct {
 	// take tufclient's defaults.
 	Download tufclient.Limits
 	Log      *zap.Logger
+	// Now is the clock (events, journal); nil means time.Now.
+	Now func() time.Time
+	// Health runs the health check of a switched slot; nil runs
+	// HealthCommand with HealthTimeout.
+	Health func(ctx context.Context, slot, version string) error
+	// Failpoint is called at each named crash-injection point
+	// (docs/agent.md); nil means failpoint.Hit (armed by the
+	// VIGIL_AGENT_FAILPOINT variable). In-process tests pass a hook that
+	// stops the engine there, as a crash would.
+	Failpoint func(name string)
 	// CheckIn, when set, asks the server which release to install (the
 	// rollout's assignment); the agent still verifies it through TUF. Nil:
 	// the agent takes the newest installable release itself.
@@ -105,6 +115,12 @@ func New(cfg Config) (*Engine, error) {
 	}
 	if cfg.Log == nil {
 		cfg.Log = zap.NewNop()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Failpoint == nil {
+		cfg.Failpoint = failpoint.Hit
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, err
@@ -161,7 +177,7 @@ func (e *Engine) emit(state api.InstallState, reason, extra string) error {
 	}
 	return e.queue.Add(api.DeviceEvent{
 		ID: events.ID(e.cfg.DeviceID, target, string(state), disc), DeviceID: e.cfg.DeviceID,
-		Target: target, Version: version, State: state, Reason: reason, Time: time.Now().UTC(),
+		Target: target, Version: version, State: state, Reason: reason, Time: e.cfg.Now().UTC(),
 	})
 }
 
@@ -237,36 +253,25 @@ func (e *Engine) choose(ctx context.Context) error {
 		}
 		assigned = a.Target
 	}
-	_, considered, err := tc.Newest(dev)
+	sel, err := Select(tc, dev, assigned, e.badList())
 	if err != nil {
 		return err
 	}
-	if assigned != "" && !slices.ContainsFunc(considered, func(c tufclient.Candidate) bool { return c.Path == assigned }) {
-		return e.refuse(assigned, "", "delegation", "the assigned target is not a signed release of "+e.cfg.Product)
+	if r := sel.Refused; r != nil {
+		return e.refuse(r.Target, r.Version, r.Check, r.Reason)
 	}
-	for _, c := range considered {
-		if assigned != "" && c.Path != assigned {
-			continue
-		}
-		if slices.Contains(e.badList(), c.Path) {
-			continue
-		}
-		if c.Refusal != nil {
-			if assigned != "" {
-				return e.refuse(c.Path, c.Custom.Version, c.Refusal.Check, c.Refusal.Reason)
-			}
-			continue
-		}
-		rel := journal.Release{Target: c.Path, Version: c.Custom.Version, SHA256: hex.EncodeToString(c.Target.Hashes["sha256"]), Length: c.Target.Length,
-			UnpackedLength: c.Custom.UnpackedLength}
-		return e.to(journal.Downloading, "", func(s *journal.State) {
-			s.Release = &rel
-			s.Attempt++
-			s.BootAttempts = 0
-			s.Download, s.From, s.To = "", "", ""
-		})
+	c := sel.Chosen
+	if c == nil {
+		return nil
 	}
-	return nil
+	rel := journal.Release{Target: c.Path, Version: c.Custom.Version, SHA256: hex.EncodeToString(c.Target.Hashes["sha256"]), Length: c.Target.Length,
+		UnpackedLength: c.Custom.UnpackedLength}
+	return e.to(journal.Downloading, "", func(s *journal.State) {
+		s.Release = &rel
+		s.Attempt++
+		s.BootAttempts = 0
+		s.Download, s.From, s.To = "", "", ""
+	})
 }
 
 func (e *Engine) badList() []string { return e.st.Bad }
@@ -363,7 +368,7 @@ func (e *Engine) download(ctx context.Context) error {
 	_, tu := tufclient.RepoURLs(e.cfg.Server)
 	url := tufclient.ConsistentTargetURL(tu, r.Target, r.SHA256)
 	hc := *e.cfg.HTTP
-	hc.Transport = failpointTransport{base: e.cfg.HTTP.Transport, half: r.Length / 2}
+	hc.Transport = failpointTransport{base: e.cfg.HTTP.Transport, half: r.Length / 2, hit: e.cfg.Failpoint}
 	res, err := tufclient.Download(ctx, &hc, url, tf, e.downloadPath(), e.cfg.Download)
 	if err != nil {
 		if tufclient.IsVerification(err) {
@@ -372,7 +377,7 @@ func (e *Engine) download(ctx context.Context) error {
 		return fmt.Errorf("download %s (will resume): %w", r.Target, err)
 	}
 	e.cfg.Log.Info("download verified", zap.String("target", r.Target), zap.Int64("bytes", res.Bytes), zap.Int64("resumed", res.Resumed))
-	failpoint.Hit("downloaded")
+	e.cfg.Failpoint("downloaded")
 	return e.to(journal.Verified, "", func(s *journal.State) { s.Download = e.downloadPath() })
 }
 
@@ -397,14 +402,14 @@ func (e *Engine) beforeInstall(ctx context.Context) (bool, error) {
 }
 
 func (e *Engine) stage(ctx context.Context) error {
-	failpoint.Hit("staging")
+	e.cfg.Failpoint("staging")
 	if err := e.cfg.Slots.Write(ctx, e.st.To, e.st.Download, *e.st.Release); err != nil {
 		if errors.Is(err, slot.ErrActiveSlot) {
 			return e.fail("the slot to install into is the active one")
 		}
 		return e.fail("staging into slot " + e.st.To + ": " + err.Error())
 	}
-	failpoint.Hit("staged")
+	e.cfg.Failpoint("staged")
 	return e.to(journal.Staged, "", nil)
 }
 
@@ -445,11 +450,11 @@ func (e *Engine) switchSlot(ctx context.Context) error {
 	if err := e.cfg.Slots.Switch(ctx, e.st.To); err != nil {
 		return e.to(journal.RollingBack, "switch to slot "+e.st.To+" failed: "+err.Error(), nil)
 	}
-	failpoint.Hit("switched-before-journal")
+	e.cfg.Failpoint("switched-before-journal")
 	if err := e.to(journal.Switched, "", func(s *journal.State) { s.BootAttempts = 1 }); err != nil {
 		return err
 	}
-	failpoint.Hit("switched")
+	e.cfg.Failpoint("switched")
 	if err := e.restart(ctx); err != nil {
 		return e.to(journal.RollingBack, err.Error(), nil)
 	}
@@ -474,15 +479,18 @@ func (e *Engine) checkHealth(ctx context.Context) (bool, error) {
 		}
 		return true, nil // waiting for the reboot into the new slot
 	}
-	failpoint.Hit("health-check")
+	e.cfg.Failpoint("health-check")
 	if err := e.runHealth(ctx); err != nil {
 		return false, e.to(journal.RollingBack, "health check failed: "+err.Error(), nil)
 	}
-	failpoint.Hit("healthy")
+	e.cfg.Failpoint("healthy")
 	return false, e.to(journal.Committing, "", nil)
 }
 
 func (e *Engine) runHealth(ctx context.Context) error {
+	if e.cfg.Health != nil {
+		return e.cfg.Health(ctx, e.st.To, e.st.Release.Version)
+	}
 	if e.cfg.HealthCommand == "" {
 		return nil
 	}
@@ -508,7 +516,7 @@ func (e *Engine) commit(ctx context.Context) error {
 	if err := e.cfg.Slots.MarkGood(ctx, e.st.To); err != nil {
 		return err
 	}
-	failpoint.Hit("marked-good")
+	e.cfg.Failpoint("marked-good")
 	if err := e.to(journal.Committed, "", nil); err != nil {
 		return err
 	}
@@ -517,7 +525,7 @@ func (e *Engine) commit(ctx context.Context) error {
 }
 
 func (e *Engine) rollback(ctx context.Context) error {
-	failpoint.Hit("rolling-back")
+	e.cfg.Failpoint("rolling-back")
 	if err := e.cfg.Slots.Switch(ctx, e.st.From); err != nil {
 		return fmt.Errorf("rollback to slot %s: %w", e.st.From, err)
 	}
@@ -543,6 +551,7 @@ func (e *Engine) rollback(ctx context.Context) error {
 type failpointTransport struct {
 	base http.RoundTripper
 	half int64
+	hit  func(string)
 }
 
 func (t failpointTransport) RoundTrip(r *http.Request) (*http.Response, error) {
@@ -551,8 +560,8 @@ func (t failpointTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		base = http.DefaultTransport
 	}
 	resp, err := base.RoundTrip(r)
-	if err == nil && os.Getenv(failpoint.Env) == "download-mid" {
-		resp.Body = &midReader{ReadCloser: resp.Body, left: t.half}
+	if err == nil {
+		resp.Body = &midReader{ReadCloser: resp.Body, left: t.half, hit: t.hit}
 	}
 	return resp, err
 }
@@ -560,13 +569,14 @@ func (t failpointTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 type midReader struct {
 	io.ReadCloser
 	left int64
+	hit  func(string)
 }
 
 func (m *midReader) Read(p []byte) (int, error) {
 	n, err := m.ReadCloser.Read(p)
 	m.left -= int64(n)
 	if m.left <= 0 {
-		failpoint.Hit("download-mid")
+		m.hit("download-mid")
 	}
 	return n, err
 }

@@ -60,6 +60,9 @@ type Dir struct {
 	Root string
 	// MaxUnpackRatio: 0 means DefaultMaxUnpackRatio.
 	MaxUnpackRatio int64
+	// Failpoint is called at the "unpack-mid" crash-injection point; nil
+	// means failpoint.Hit.
+	Failpoint func(name string)
 }
 
 var _ Backend = (*Dir)(nil)

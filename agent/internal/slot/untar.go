@@ -58,7 +58,7 @@ func (d *Dir) unpack(ctx context.Context, image, dir string, signedUnpacked int6
 		return nil, err
 	}
 	if !format.IsTar() {
-		sum, _, err := writeFile(ctx, root, SingleFileName, r, 0o644, limit)
+		sum, _, err := writeFile(ctx, root, SingleFileName, r, 0o644, limit, d.hit())
 		if err != nil {
 			return nil, err
 		}
@@ -67,7 +67,14 @@ func (d *Dir) unpack(ctx context.Context, image, dir string, signedUnpacked int6
 		}
 		return map[string]string{SingleFileName: sum}, nil
 	}
-	return untar(ctx, r, root, dir, limit, signedUnpacked > 0)
+	return untar(ctx, r, root, dir, limit, signedUnpacked > 0, d.hit())
+}
+
+func (d *Dir) hit() func(string) {
+	if d.Failpoint != nil {
+		return d.Failpoint
+	}
+	return failpoint.Hit
 }
 
 // checkFreeSpace refuses to start when the filesystem holding dir has less
@@ -87,7 +94,7 @@ func checkFreeSpace(dir string, need int64) error {
 // writeFile creates name (which must not exist: O_EXCL never follows a
 // link) inside root and copies r into it, at most limit bytes, hashing as
 // it goes. It returns the sha256 and the bytes written.
-func writeFile(ctx context.Context, root *os.Root, name string, r io.Reader, mode fs.FileMode, limit int64) (string, int64, error) {
+func writeFile(ctx context.Context, root *os.Root, name string, r io.Reader, mode fs.FileMode, limit int64, hit func(string)) (string, int64, error) {
 	f, err := root.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode)
 	if err != nil {
 		return "", 0, err
@@ -101,7 +108,7 @@ func writeFile(ctx context.Context, root *os.Root, name string, r io.Reader, mod
 	if n > limit {
 		return "", n, errTooBig
 	}
-	failpoint.Hit("unpack-mid") // a file written, not yet synced or renamed into place
+	hit("unpack-mid") // a file written, not yet synced or renamed into place
 	if err := f.Sync(); err != nil {
 		return "", n, err
 	}
@@ -113,7 +120,7 @@ var errTooBig = fmt.Errorf("over the unpack limit")
 // untar unpacks regular files, directories and relative symlinks that stay
 // inside the slot; anything else (absolute or escaping paths, entries
 // through links, devices, hard links, duplicates) fails the image.
-func untar(ctx context.Context, r io.Reader, root *os.Root, dir string, limit int64, signed bool) (map[string]string, error) {
+func untar(ctx context.Context, r io.Reader, root *os.Root, dir string, limit int64, signed bool, hit func(string)) (map[string]string, error) {
 	tr := tar.NewReader(r)
 	manifest := map[string]string{}
 	links := map[string]string{} // symlink name → its target, as unpacked
@@ -165,7 +172,7 @@ func untar(ctx context.Context, r io.Reader, root *os.Root, dir string, limit in
 			dirs = append(dirs, name)
 			manifest[name] = ""
 		case tar.TypeReg:
-			sum, written, err := writeFile(ctx, root, name, tr, fs.FileMode(hdr.Mode).Perm(), limit-total)
+			sum, written, err := writeFile(ctx, root, name, tr, fs.FileMode(hdr.Mode).Perm(), limit-total, hit)
 			total += written
 			if err == errTooBig {
 				return nil, tooBig()
