@@ -278,9 +278,9 @@ func (c *Client) ProductRole(product string) (*metadata.Metadata[metadata.Target
 	return md, nil
 }
 
-// delegation returns the top-level delegation of a product (ProductRole
-// has checked that it exists).
-func (c *Client) delegation(product string) *metadata.DelegatedRole {
+// Delegation returns the top-level delegation of a product: its key ids
+// and threshold (an empty one when the product is not delegated).
+func (c *Client) Delegation(product string) *metadata.DelegatedRole {
 	top := c.up.GetTrustedMetadataSet().Targets[metadata.TARGETS]
 	if top != nil && top.Signed.Delegations != nil {
 		for i := range top.Signed.Delegations.Roles {
@@ -317,7 +317,7 @@ func (c *Client) Releases(product string) (list []Release, bad []BadTarget, err 
 	if err != nil {
 		return nil, nil, err
 	}
-	role := c.delegation(product)
+	role := c.Delegation(product)
 	for path, tf := range md.Signed.Targets {
 		// A product key may sign only inside its delegation (TUF §5.6.7.2):
 		// anything else in its role is ignored, whatever it claims.

@@ -360,10 +360,11 @@ func TestRootAndProductKeyRotationKeepDevicesUpdating(t *testing.T) {
 	f.vigilOK(t, "repo", "rotate", "root", "--new-key", filepath.Join(newKeys, "root-a.key"), "--new-key", filepath.Join(newKeys, "root-b.key"), "--threshold", "2", "--yes")
 	f.vigilOK(t, "repo", "rotate", "product", "demo-pump", "--new-key", filepath.Join(newKeys, "product-demo-pump-2.key"), "--yes")
 
-	// The old product key no longer publishes.
+	// The old product key no longer publishes: the CLI says so before
+	// uploading anything.
 	img := image(t, f.tmp, 1024)
 	code, out = f.vigil(t, "release", "publish", "--product", "demo-pump", "--version", "1.1.0", "--file", img, "--hardware", "rev-b")
-	if code == 0 || !strings.Contains(out, "product signature") {
+	if code != 2 || !strings.Contains(out, "is not a key of product demo-pump") || !strings.Contains(out, "nothing was uploaded") {
 		t.Fatalf("publish with the rotated-out product key: exit %d\n%s", code, out)
 	}
 	f.vigilOK(t, "release", "publish", "--product", "demo-pump", "--version", "1.1.0", "--file", img, "--hardware", "rev-b",

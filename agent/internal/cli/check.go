@@ -122,17 +122,9 @@ func runCheck(ctx context.Context, o *checkOptions, emit func(any, func(io.Write
 		res.Installable = &ReleaseJSON{Target: chosen.Path, SHA256: hex.EncodeToString(chosen.Target.Hashes["sha256"]), Length: chosen.Target.Length, Release: chosen.Custom}
 	}
 	if o.download && chosen != nil {
-		url, err := tc.TargetURL(chosen.Target)
-		if err != nil {
+		if err := download(ctx, tc, chosen, o.dataDir, &res); err != nil {
 			return err
 		}
-		dest := filepath.Join(o.dataDir, "downloads", res.Installable.SHA256+"."+filepath.Base(chosen.Path))
-		dr, err := tufclient.Download(ctx, tufclient.NewHTTPClient(), url, chosen.Target, dest, tufclient.Limits{})
-		if err != nil {
-			return err
-		}
-		res.Downloaded = dest
-		res.Download = &DownloadStats{Bytes: dr.Bytes, Resumed: dr.Resumed}
 	}
 	return emit(res, func(w io.Writer) {
 		if res.Installable == nil {
@@ -147,4 +139,20 @@ func runCheck(ctx context.Context, o *checkOptions, emit func(any, func(io.Write
 			fmt.Fprintf(w, "downloaded and verified: %s\n", res.Downloaded)
 		}
 	})
+}
+
+// download fetches the chosen release into DATA_DIR/downloads, verified.
+func download(ctx context.Context, tc *tufclient.Client, chosen *tufclient.Release, dataDir string, res *CheckResult) error {
+	url, err := tc.TargetURL(chosen.Target)
+	if err != nil {
+		return err
+	}
+	dest := filepath.Join(dataDir, "downloads", res.Installable.SHA256+"."+filepath.Base(chosen.Path))
+	dr, err := tufclient.Download(ctx, tufclient.NewHTTPClient(), url, chosen.Target, dest, tufclient.Limits{})
+	if err != nil {
+		return err
+	}
+	res.Downloaded = dest
+	res.Download = &DownloadStats{Bytes: dr.Bytes, Resumed: dr.Resumed}
+	return nil
 }

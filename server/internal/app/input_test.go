@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"encoding/json"
 	"strings"
@@ -74,4 +75,15 @@ func TestHostileInputIsRefusedAndNamed(t *testing.T) {
 		}
 	}
 	w.admin("POST", api.RouteDeviceImport, "\ufeff"+head+"PUMP-25,0081,demo-pump,rev-b,st-mary,icu,a|b,"+pub+",1.0.0\n", 201)
+
+	// Structured cells may legitimately start with '+': a base64 key, a
+	// HIBCC UDI-DI. They are checked by their own rules, not refused.
+	plusKey := ""
+	for i := byte(0); plusKey == ""; i++ {
+		k := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{i}, ed25519.SeedSize))
+		if enc := devicesig.EncodePublicKey(k.Public().(ed25519.PublicKey)); enc[0] == '+' {
+			plusKey = enc
+		}
+	}
+	w.admin("POST", api.RouteDeviceImport, head+"PUMP-26,+H123PUMP1,demo-pump,rev-b,st-mary,icu,,"+plusKey+",1.0.0\n", 201)
 }

@@ -223,7 +223,7 @@ func ParseCSV(r io.Reader) ([]api.Device, error) {
 			return nil, apperr.New(apperr.TooLarge, "more than %d devices in one import", MaxImportRows)
 		}
 		for i, cell := range rec {
-			if err := input.CSVCell(CSVColumns[i], cell); err != nil {
+			if err := csvCell(CSVColumns[i], cell); err != nil {
 				return nil, apperr.New(apperr.Invalid, "line %d: %v", line, err)
 			}
 		}
@@ -240,6 +240,23 @@ func ParseCSV(r io.Reader) ([]api.Device, error) {
 		return nil, apperr.New(apperr.Invalid, "the file lists no devices")
 	}
 	return out, nil
+}
+
+// hibccUDI is a HIBCC UDI device identifier, which starts with '+'.
+var hibccUDI = regexp.MustCompile(`^\+[A-Z][A-Z0-9]{3}[A-Z0-9$/.%-]{1,60}$`)
+
+// csvCell applies the formula rule to the free-text cells; the structured
+// ones (id, product, version, key, UDI) have their own stricter rules.
+func csvCell(column, v string) error {
+	switch column {
+	case "public_key", "id", "product", "installed_version":
+		return input.Line(column, v, input.MaxComment)
+	case "udi_di":
+		if hibccUDI.MatchString(v) {
+			return nil
+		}
+	}
+	return input.CSVCell(column, v)
 }
 
 // Decommission retires a device and revokes its key: at once on this

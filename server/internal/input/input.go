@@ -65,16 +65,33 @@ func check(field, v string, max int, multiline bool) error {
 	return nil
 }
 
-// CSVCell checks one imported CSV cell: a Line that also must not start
-// with a character spreadsheets read as a formula (= + - @).
+// CSVCell checks one imported CSV cell of free text: a Line that also must
+// not start with a character spreadsheets read as a formula (= + - @).
+// Structured cells (keys, versions, UDIs) are checked by their own rules
+// instead: a base64 key or a HIBCC UDI may well start with '+'. Anything
+// Vigil exports as CSV goes through CSVExportCell, whatever was imported.
 func CSVCell(field, v string) error {
 	if err := Line(field, v, MaxComment); err != nil {
 		return err
 	}
-	if v != "" && strings.ContainsRune("=+-@", rune(v[0])) {
+	if v != "" && strings.ContainsRune(formulaStart, rune(v[0])) {
 		return apperr.New(apperr.Invalid, "%s %q starts with %q, which spreadsheets read as a formula", field, v, v[:1])
 	}
 	return nil
+}
+
+// formulaStart are the characters that make a spreadsheet cell a formula
+// (with tab and carriage return, which Line already refuses).
+const formulaStart = "=+-@"
+
+// CSVExportCell makes a value safe to write into an exported CSV cell: a
+// value a spreadsheet would read as a formula gets a leading single quote
+// (OWASP's CSV-injection advice).
+func CSVExportCell(v string) string {
+	if v != "" && strings.ContainsRune(formulaStart+"\t\r", rune(v[0])) {
+		return "'" + v
+	}
+	return v
 }
 
 // MaxIdentifier bounds identifiers (sites, devices), in bytes.

@@ -24,6 +24,7 @@ import (
 	"github.com/vigil-ota/vigil/internal/buildinfo"
 	"github.com/vigil-ota/vigil/internal/settings"
 	"github.com/vigil-ota/vigil/internal/tufclient"
+	"github.com/vigil-ota/vigil/tools/internal/repotool"
 )
 
 // Exit codes.
@@ -144,8 +145,9 @@ check failed).`,
 func exitCode(err error) int {
 	var ue UsageError
 	var ae *api.Error
+	var ke *repotool.KeyError
 	switch {
-	case errors.As(err, &ue) || isCobraUsage(err):
+	case errors.As(err, &ue) || errors.As(err, &ke) || isCobraUsage(err):
 		return ExitUsage
 	case tufclient.IsVerification(err):
 		return ExitRefused

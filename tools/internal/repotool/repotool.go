@@ -22,6 +22,7 @@ import (
 	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -381,16 +382,10 @@ func (s *Session) Publish(ctx context.Context, o PublishOptions) (*PublishResult
 }
 
 func (s *Session) publishOnce(ctx context.Context, o PublishOptions) (*PublishResult, error) {
-	if err := o.Custom.Validate(o.Product); err != nil {
+	path, err := o.targetPath()
+	if err != nil {
 		return nil, err
 	}
-	if o.Name == "" {
-		o.Name = DefaultName(o.Product, o.Custom.Version, o.File)
-	}
-	if err := release.ValidateFileName(o.Name); err != nil {
-		return nil, err
-	}
-	path := release.TargetPath(o.Product, o.Name)
 	tc, err := s.Refresh()
 	if err != nil {
 		return nil, err
@@ -399,36 +394,135 @@ func (s *Session) publishOnce(ctx context.Context, o PublishOptions) (*PublishRe
 	if err != nil {
 		return nil, err
 	}
-	if _, exists := cur.Signed.Targets[path]; exists {
-		return nil, fmt.Errorf("target %s is already published; releases are immutable", path)
+	if err := checkUnpublished(cur, o, path); err != nil {
+		return nil, err
 	}
-	for p, tf := range cur.Signed.Targets {
-		if c, err := release.Parse(tf.Custom, o.Product); err == nil && c.Version == o.Custom.Version {
-			return nil, fmt.Errorf("version %s of %s is already published as %s", o.Custom.Version, o.Product, p)
-		}
+	if err := checkDelegatedKeys(tc, o.Product, o.Keys); err != nil {
+		return nil, err // caught here, before the image is uploaded
 	}
-	sum, length, err := HashFile(o.File)
+	img, err := measure(o.File)
 	if err != nil {
 		return nil, err
 	}
-	// Sign what an archive unpacks to, so devices can refuse a
-	// decompression bomb (docs/security.md).
-	if format, unpacked, err := imagefmt.UnpackedLength(o.File); err != nil {
-		return nil, fmt.Errorf("%s: %w", o.File, err)
-	} else if format.IsTar() && o.Custom.UnpackedLength == 0 {
-		o.Custom.UnpackedLength = unpacked
+	if o.Custom.UnpackedLength == 0 {
+		o.Custom.UnpackedLength = img.unpacked
 	}
-	f, err := os.Open(o.File)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
 	uploaded := false
 	if !s.DryRun {
-		if uploaded, err = s.API.Upload(ctx, o.Product, o.Name, sum, length, f); err != nil {
-			return nil, fmt.Errorf("upload: %w", err)
+		if uploaded, err = s.upload(ctx, o, img); err != nil {
+			return nil, err
 		}
 	}
+	pb, err := signWithTarget(cur, o, path, img)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := s.submit(ctx, api.SubmitRequest{Products: map[string]json.RawMessage{o.Product: pb}})
+	if err != nil {
+		return nil, err
+	}
+	return &PublishResult{Target: path, SHA256: img.sha256, Length: img.length, Uploaded: uploaded, Versions: resp.Versions}, nil
+}
+
+// targetPath validates the release fields and returns the target path.
+func (o *PublishOptions) targetPath() (string, error) {
+	if err := o.Custom.Validate(o.Product); err != nil {
+		return "", err
+	}
+	if o.Name == "" {
+		o.Name = DefaultName(o.Product, o.Custom.Version, o.File)
+	}
+	if err := release.ValidateFileName(o.Name); err != nil {
+		return "", err
+	}
+	return release.TargetPath(o.Product, o.Name), nil
+}
+
+// checkUnpublished refuses a path or a version that is published already:
+// releases are immutable.
+func checkUnpublished(cur *metadata.Metadata[metadata.TargetsType], o PublishOptions, path string) error {
+	if _, exists := cur.Signed.Targets[path]; exists {
+		return fmt.Errorf("target %s is already published; releases are immutable", path)
+	}
+	for p, tf := range cur.Signed.Targets {
+		if c, err := release.Parse(tf.Custom, o.Product); err == nil && c.Version == o.Custom.Version && c.Kind == o.Custom.Kind {
+			return fmt.Errorf("version %s of %s is already published as %s", o.Custom.Version, o.Product, p)
+		}
+	}
+	return nil
+}
+
+// checkDelegatedKeys refuses keys that cannot sign the product role: at
+// least the delegation's threshold of them must be the product's keys.
+func checkDelegatedKeys(tc *tufclient.Client, product string, keys []*Signer) error {
+	role := tc.Delegation(product)
+	good := 0
+	for _, k := range keys {
+		if slices.Contains(role.KeyIDs, k.ID) {
+			good++
+		} else {
+			return &KeyError{Path: k.Path, KeyID: k.ID, Product: product, Delegated: role.KeyIDs}
+		}
+	}
+	if good < role.Threshold {
+		return fmt.Errorf("product %s needs %d signatures; %d of the given keys are its keys", product, role.Threshold, good)
+	}
+	return nil
+}
+
+// KeyError is a key that is not one of a product's delegated keys.
+type KeyError struct {
+	Path, KeyID, Product string
+	Delegated            []string
+}
+
+func (e *KeyError) Error() string {
+	return fmt.Sprintf("key %s (key id %s) is not a key of product %s, which the repository delegates to key id(s) %s; nothing was uploaded",
+		e.Path, e.KeyID, e.Product, strings.Join(e.Delegated, ", "))
+}
+
+// image is what publishing needs to know of the file.
+type image struct {
+	path     string
+	sha256   string
+	length   int64
+	unpacked int64 // for tar images; 0 otherwise
+}
+
+// measure hashes the image and, for an archive, measures what it unpacks
+// to, which is signed so devices can refuse a decompression bomb.
+func measure(path string) (image, error) {
+	sum, length, err := HashFile(path)
+	if err != nil {
+		return image{}, err
+	}
+	img := image{path: path, sha256: sum, length: length}
+	format, unpacked, err := imagefmt.UnpackedLength(path)
+	if err != nil {
+		return image{}, fmt.Errorf("%s: %w", path, err)
+	}
+	if format.IsTar() {
+		img.unpacked = unpacked
+	}
+	return img, nil
+}
+
+func (s *Session) upload(ctx context.Context, o PublishOptions, img image) (bool, error) {
+	f, err := os.Open(img.path)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	uploaded, err := s.API.Upload(ctx, o.Product, o.Name, img.sha256, img.length, f)
+	if err != nil {
+		return false, fmt.Errorf("upload: %w", err)
+	}
+	return uploaded, nil
+}
+
+// signWithTarget signs the next version of the product role with the new
+// target added.
+func signWithTarget(cur *metadata.Metadata[metadata.TargetsType], o PublishOptions, path string, img image) ([]byte, error) {
 	p, err := copyTargets(cur)
 	if err != nil {
 		return nil, err
@@ -438,21 +532,13 @@ func (s *Session) publishOnce(ctx context.Context, o PublishOptions) (*PublishRe
 		return nil, err
 	}
 	raw := json.RawMessage(custom)
-	h, _ := hex.DecodeString(sum)
-	p.Signed.Targets[path] = &metadata.TargetFiles{Length: length, Hashes: metadata.Hashes{"sha256": h}, Custom: &raw, Path: path}
+	h, _ := hex.DecodeString(img.sha256)
+	p.Signed.Targets[path] = &metadata.TargetFiles{Length: img.length, Hashes: metadata.Hashes{"sha256": h}, Custom: &raw, Path: path}
 	if err := nextVersion(&p.Signed.Version); err != nil {
 		return nil, err
 	}
 	p.Signed.Expires = now().Add(ProductExpiry)
-	pb, err := sign(p, o.Keys)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := s.submit(ctx, api.SubmitRequest{Products: map[string]json.RawMessage{o.Product: pb}})
-	if err != nil {
-		return nil, err
-	}
-	return &PublishResult{Target: path, SHA256: sum, Length: length, Uploaded: uploaded, Versions: resp.Versions}, nil
+	return sign(p, o.Keys)
 }
 
 // ReleaseInfo is one release as `release list` and `release show` print it.
@@ -579,6 +665,35 @@ func (s *Session) RotateRoot(ctx context.Context, oldKeys, newKeys []*Signer, th
 	return resp, writeFile(s.TrustedRoot, rb)
 }
 
+// redelegate moves product's delegation in t to newKeys and threshold.
+func redelegate(t *metadata.Metadata[metadata.TargetsType], product string, newKeys []*Signer, threshold int) error {
+	var role *metadata.DelegatedRole
+	for i := range t.Signed.Delegations.Roles {
+		if t.Signed.Delegations.Roles[i].Name == product {
+			role = &t.Signed.Delegations.Roles[i]
+		}
+	}
+	if role == nil {
+		return fmt.Errorf("product %q is not delegated", product)
+	}
+	for _, id := range append([]string{}, role.KeyIDs...) {
+		if err := t.Signed.RevokeKey(id, product); err != nil {
+			return err
+		}
+	}
+	for _, k := range newKeys {
+		if err := t.Signed.AddKey(k.Key, product); err != nil {
+			return err
+		}
+	}
+	for i := range t.Signed.Delegations.Roles {
+		if t.Signed.Delegations.Roles[i].Name == product {
+			t.Signed.Delegations.Roles[i].Threshold = threshold
+		}
+	}
+	return nil
+}
+
 // RotateProduct replaces a product's keys: the targets key signs the new
 // delegation, the new product keys re-sign the product role.
 func (s *Session) RotateProduct(ctx context.Context, product string, targetsKey *Signer, newKeys []*Signer, threshold int) (*api.SubmitResponse, error) {
@@ -597,29 +712,8 @@ func (s *Session) RotateProduct(ctx context.Context, product string, targetsKey 
 	if err != nil {
 		return nil, err
 	}
-	var role *metadata.DelegatedRole
-	for i := range t.Signed.Delegations.Roles {
-		if t.Signed.Delegations.Roles[i].Name == product {
-			role = &t.Signed.Delegations.Roles[i]
-		}
-	}
-	if role == nil {
-		return nil, fmt.Errorf("product %q is not delegated", product)
-	}
-	for _, id := range append([]string{}, role.KeyIDs...) {
-		if err := t.Signed.RevokeKey(id, product); err != nil {
-			return nil, err
-		}
-	}
-	for _, k := range newKeys {
-		if err := t.Signed.AddKey(k.Key, product); err != nil {
-			return nil, err
-		}
-	}
-	for i := range t.Signed.Delegations.Roles {
-		if t.Signed.Delegations.Roles[i].Name == product {
-			t.Signed.Delegations.Roles[i].Threshold = threshold
-		}
+	if err := redelegate(t, product, newKeys, threshold); err != nil {
+		return nil, err
 	}
 	if err := nextVersion(&t.Signed.Version); err != nil {
 		return nil, err
