@@ -1,7 +1,9 @@
-// Package cli is vigil-agent's command line: `check` (find, verify and
-// optionally download the newest installable release), `tuf-client` (the
-// public tuf-conformance client interface), and `version`. The daemon
-// (`run`) comes with the agent work.
+// Package cli is vigil-agent's command line: `run` (the daemon; package
+// daemon), `status`, `provision` (the factory release of a new device),
+// `check` (find, verify and optionally download the newest installable
+// release, without installing), `tuf-client` (the public tuf-conformance
+// client interface), and `version`. Settings come from the shared settings
+// mechanism (daemon.LoadConfig): the --config file, VIGIL_* variables, flags.
 //
 // Exit codes: 0 success; 1 failure (network, disk); 2 bad usage; 3 a
 // security check refused the repository or the release (the message names

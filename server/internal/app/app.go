@@ -173,8 +173,8 @@ func Open(ctx context.Context, cfg config.Config, log *zap.Logger) (*Server, err
 }
 
 // prepareDataDir creates the data directory and proves it writable. It is
-// checked even with PostgreSQL and S3, since later features keep local
-// caches there.
+// checked even with PostgreSQL and S3: it is the server's own directory
+// (the embedded default keeps its database and blobs there).
 func prepareDataDir(cfg config.Config) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return cfg.Errorf("data_dir", "cannot create %q: %v", cfg.DataDir, err)
