@@ -135,6 +135,8 @@ const (
 	CodeBadTransition         = "bad_transition"
 	CodeWaveStarted           = "wave_started"
 	CodeBootstrapRetired      = "bootstrap_retired"
+	CodeKnownExploited        = "known_exploited_vulnerability" // fix it, or accept it with a reason
+	CodeFeedMalformed         = "feed_malformed"
 )
 
 // Done answers a request that has nothing else to say.

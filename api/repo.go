@@ -10,6 +10,10 @@ type SubmitRequest struct {
 	Root     json.RawMessage            `json:"root,omitempty"`
 	Targets  json.RawMessage            `json:"targets,omitempty"`
 	Products map[string]json.RawMessage `json:"products,omitempty"`
+	// Accept lists KEV-listed vulnerabilities a new release's SBOM still
+	// carries that the release engineer accepts, each with a reason (the
+	// server refuses such a release otherwise, and audits each one).
+	Accept []AcceptedVulnerability `json:"accept_known_vulnerabilities,omitempty"`
 }
 
 // SubmitResponse reports the versions now published.

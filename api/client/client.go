@@ -36,7 +36,7 @@ const (
 	// DeviceRequestTimeout bounds one check-in or event delivery.
 	DeviceRequestTimeout = 30 * time.Second
 	// MaxResponseBytes bounds a decoded JSON response.
-	MaxResponseBytes = 16 << 20
+	MaxResponseBytes = 64 << 20
 )
 
 // Client talks to one vigil-server, as an operator (Token) or as a device

@@ -23,6 +23,9 @@ import (
 const (
 	KindFull  = "full"
 	KindDelta = "delta"
+	// KindSBOM is the release's CycloneDX SBOM: published beside the
+	// image, never installed.
+	KindSBOM = "sbom"
 
 	SeverityRoutine  = "routine"
 	SeveritySecurity = "security"
@@ -57,8 +60,10 @@ type Custom struct {
 	Severity        string   `json:"severity"`
 	Cycle           string   `json:"cycle"`
 	SBOM            string   `json:"sbom,omitempty"`
-	DowngradeFrom   []string `json:"downgrade_from,omitempty"`
-	Notes           string   `json:"notes,omitempty"`
+	// SBOMSHA256 is the sha256 of the SBOM target SBOM names.
+	SBOMSHA256    string   `json:"sbom_sha256,omitempty"`
+	DowngradeFrom []string `json:"downgrade_from,omitempty"`
+	Notes         string   `json:"notes,omitempty"`
 	// UnpackedLength is what a tar image unpacks to, in bytes (the sum of
 	// its files); the agent refuses to unpack more. The CLI measures and
 	// signs it for archive images; 0 or absent means not signed.
@@ -131,6 +136,9 @@ func (c *Custom) Validate(product string) error {
 	if err := ValidateVersion(c.Version); err != nil {
 		return fmt.Errorf("custom.version: %w", err)
 	}
+	if c.Kind == KindSBOM {
+		return c.validateSBOM()
+	}
 	if len(c.Hardware) == 0 || len(c.Hardware) > MaxHardwareEntries {
 		return fmt.Errorf("custom.hardware must list 1 to %d compatible hardware revisions", MaxHardwareEntries)
 	}
@@ -173,6 +181,11 @@ func (c *Custom) Validate(product string) error {
 		if p, _, err := SplitTargetPath(c.SBOM); err != nil || p != product {
 			return fmt.Errorf("custom.sbom %q is not a target path of product %s", c.SBOM, product)
 		}
+		if !hexSHA256.MatchString(c.SBOMSHA256) {
+			return fmt.Errorf("custom.sbom_sha256 %q is not 64 lower-case hex digits", c.SBOMSHA256)
+		}
+	} else if c.SBOMSHA256 != "" {
+		return fmt.Errorf("custom.sbom_sha256 without custom.sbom")
 	}
 	if len(c.DowngradeFrom) > MaxDowngradeFrom {
 		return fmt.Errorf("custom.downgrade_from lists more than %d versions", MaxDowngradeFrom)
@@ -187,6 +200,18 @@ func (c *Custom) Validate(product string) error {
 	}
 	if c.UnpackedLength < 0 || c.UnpackedLength > MaxUnpackedLength {
 		return fmt.Errorf("custom.unpacked_length %d is not between 0 and %d bytes", c.UnpackedLength, int64(MaxUnpackedLength))
+	}
+	if len(c.Notes) > MaxNotesLength {
+		return fmt.Errorf("custom.notes is %d bytes, over the limit of %d", len(c.Notes), MaxNotesLength)
+	}
+	return nil
+}
+
+// validateSBOM checks an SBOM target's fields: the release it describes
+// (product, version) and nothing that would make it installable.
+func (c *Custom) validateSBOM() error {
+	if len(c.Hardware) > 0 || c.MinFromVersion != "" || c.DeltaBaseSHA256 != "" || len(c.DowngradeFrom) > 0 || c.SBOM != "" || c.UnpackedLength != 0 {
+		return fmt.Errorf("an sbom target carries only product, version and notes")
 	}
 	if len(c.Notes) > MaxNotesLength {
 		return fmt.Errorf("custom.notes is %d bytes, over the limit of %d", len(c.Notes), MaxNotesLength)
@@ -271,3 +296,16 @@ func (c *Custom) Check(d Device) *Refusal {
 	}
 	return nil
 }
+
+// Published is one published target of a product role, with its signed
+// release fields: what the server's vigilance indexes and reports on.
+type Published struct {
+	Product string
+	Target  string // target path, PRODUCT/FILE
+	SHA256  string
+	Length  int64
+	Custom  *Custom
+}
+
+// Release names the release as "PRODUCT@VERSION".
+func (p Published) Release() string { return p.Product + "@" + p.Custom.Version }

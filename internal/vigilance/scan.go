@@ -75,6 +75,14 @@ func (ix *Index) Add(r *Record) {
 	}
 }
 
+// AddForCVSS indexes an NVD record by its CVE id only: it gives OSV
+// findings their CVSS scores without being matched itself.
+func (ix *Index) AddForCVSS(r *Record) {
+	if r.Source == SourceNVD && !r.Withdrawn {
+		ix.byCVE[r.ID] = r
+	}
+}
+
 // Candidates returns the records that may affect c.
 func (ix *Index) Candidates(c Component) []*Record {
 	var out []*Record

@@ -49,7 +49,7 @@ func load(t *testing.T) feeds {
 			if err != nil {
 				t.Fatal(err)
 			}
-			rs, err := nvd.Parse(f.Data)
+			rs, _, err := nvd.Parse(f.Data)
 			if err != nil {
 				t.Fatalf("%s: %v", f.Name, err)
 			}

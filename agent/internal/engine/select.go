@@ -42,6 +42,8 @@ func Select(tc *tufclient.Client, d release.Device, target string, skip []string
 		return Selection{}, err
 	}
 	var sel Selection
+	// SBOM targets describe releases; they are never candidates.
+	list = slices.DeleteFunc(list, func(r tufclient.Release) bool { return r.Custom.Kind == release.KindSBOM })
 	for i := range list {
 		sel.Considered = append(sel.Considered, tufclient.Candidate{Release: list[i], Refusal: list[i].Custom.Check(d)})
 	}

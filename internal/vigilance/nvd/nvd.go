@@ -57,9 +57,19 @@ type cve struct {
 	} `json:"configurations"`
 }
 
+// BadRecord is a record of an API page that did not parse; the others
+// are still returned.
+type BadRecord struct {
+	Index int    // in vulnerabilities[]
+	ID    string // the record's id, if it could be read
+	Err   error
+}
+
 // Parse reads one file: a cve object or an API page. It returns every
-// record it holds.
-func Parse(b []byte) ([]*vigilance.Record, error) {
+// record that parsed and, for a page, the ones that did not (a malformed
+// record is skipped, never half-read); err is set when the file itself is
+// not NVD JSON, or for a single cve object that does not parse.
+func Parse(b []byte) (recs []*vigilance.Record, bad []BadRecord, err error) {
 	var probe struct {
 		Vulnerabilities []struct {
 			CVE json.RawMessage `json:"cve"`
@@ -67,27 +77,34 @@ func Parse(b []byte) ([]*vigilance.Record, error) {
 		ID string `json:"id"`
 	}
 	if err := json.Unmarshal(b, &probe); err != nil {
-		return nil, fmt.Errorf("not NVD JSON: %w", err)
+		return nil, nil, fmt.Errorf("not NVD JSON: %w", err)
 	}
 	if probe.ID != "" {
 		r, err := parseCVE(b)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		return []*vigilance.Record{r}, nil
+		return []*vigilance.Record{r}, nil, nil
 	}
 	if probe.Vulnerabilities == nil {
-		return nil, fmt.Errorf("neither an NVD cve object nor an API page with vulnerabilities[]")
+		return nil, nil, fmt.Errorf("neither an NVD cve object nor an API page with vulnerabilities[]")
 	}
-	var out []*vigilance.Record
 	for i, v := range probe.Vulnerabilities {
 		r, err := parseCVE(v.CVE)
 		if err != nil {
-			return out, fmt.Errorf("vulnerabilities[%d]: %w", i, err)
+			var id struct {
+				ID string `json:"id"`
+			}
+			json.Unmarshal(v.CVE, &id)
+			if len(id.ID) > vigilance.MaxIDLength {
+				id.ID = id.ID[:vigilance.MaxIDLength]
+			}
+			bad = append(bad, BadRecord{Index: i, ID: id.ID, Err: err})
+			continue
 		}
-		out = append(out, r)
+		recs = append(recs, r)
 	}
-	return out, nil
+	return recs, bad, nil
 }
 
 // ParseOne reads a single cve object.

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 
 	cdx "github.com/CycloneDX/cyclonedx-go"
 
@@ -95,4 +96,18 @@ func Parse(r io.Reader) (*SBOM, error) {
 		}
 	}
 	return s, nil
+}
+
+// Describes checks that the SBOM is of product and, when it names a
+// version, of version: metadata.component.name is the product, or a
+// module path whose last element is (github.com/acme/pump-ui describes
+// product pump-ui); a version may carry Go's "v" prefix.
+func (s *SBOM) Describes(product, version string) error {
+	if s.Product != product && !strings.HasSuffix(s.Product, "/"+product) {
+		return fmt.Errorf("the SBOM describes %q (metadata.component.name), not product %s", s.Product, product)
+	}
+	if s.Version != "" && s.Version != version && s.Version != "v"+version {
+		return fmt.Errorf("the SBOM describes version %s of %s (metadata.component.version), not %s", s.Version, product, version)
+	}
+	return nil
 }

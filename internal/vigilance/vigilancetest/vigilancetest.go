@@ -46,14 +46,14 @@ type Expected struct {
 	KEVViaRelated  []string `json:"kev_cve_ids_via_related"`
 	WithdrawnInRng []string `json:"withdrawn_osv_ids_in_range"`
 	Matches        []struct {
-		ID         string   `json:"id"`
-		CVEID      string   `json:"cve_id"`
-		Aliases    []string `json:"aliases"`
-		CVEIDs     []string `json:"cve_ids"`
-		InKEV      bool     `json:"in_kev"`
-		Purls      []string `json:"component_purls"`
-		KEVViaRel  []string `json:"kev_via_related"`
-		Component  *struct {
+		ID        string   `json:"id"`
+		CVEID     string   `json:"cve_id"`
+		Aliases   []string `json:"aliases"`
+		CVEIDs    []string `json:"cve_ids"`
+		InKEV     bool     `json:"in_kev"`
+		Purls     []string `json:"component_purls"`
+		KEVViaRel []string `json:"kev_via_related"`
+		Component *struct {
 			BOMRef  string `json:"bom-ref"`
 			Name    string `json:"name"`
 			Version string `json:"version"`
@@ -64,7 +64,9 @@ type Expected struct {
 }
 
 // IsOSV reports whether the entry is matched against the OSV feed.
-func (e Expected) IsOSV() bool { return filepath.Base(filepath.Dir(e.Feed)) == "osv" || len(e.Feed) >= 3 && e.Feed[:3] == "osv" }
+func (e Expected) IsOSV() bool {
+	return filepath.Base(filepath.Dir(e.Feed)) == "osv" || len(e.Feed) >= 3 && e.Feed[:3] == "osv"
+}
 
 // Load reads expected-matches.json.
 func Load(t testing.TB) []Expected {

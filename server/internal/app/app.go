@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/vigil-ota/vigil/internal/buildinfo"
@@ -29,6 +30,8 @@ import (
 	"github.com/vigil-ota/vigil/server/internal/state"
 	"github.com/vigil-ota/vigil/server/internal/state/sqlstore"
 	"github.com/vigil-ota/vigil/server/internal/tufrepo"
+	"github.com/vigil-ota/vigil/server/internal/vigilance"
+	"github.com/vigil-ota/vigil/server/internal/webhook"
 )
 
 // HTTP server limits, with their units.
@@ -52,7 +55,11 @@ type Server struct {
 	Blobs blob.Store
 	Repo  *tufrepo.Repo
 	Fleet *fleet.Fleet
-	ops   *operator.Service
+	// Vigilance is post-market vigilance; Alerts its webhook (nil: none).
+	Vigilance *vigilance.Service
+	Alerts    *webhook.Sender
+	feeds     []vigilance.FeedConfig
+	ops       *operator.Service
 
 	services httpapi.Services
 	routes   []httpapi.Route
@@ -130,7 +137,12 @@ func Open(ctx context.Context, cfg config.Config, log *zap.Logger) (*Server, err
 		Log: log.Named("repo"), Audit: s.State,
 	})
 
+	reg := prometheus.NewRegistry()
+	if err := s.openVigilance(cfg, reg, log); err != nil {
+		return nil, err
+	}
 	router := httpapi.New(httpapi.Deps{
+		Registry:        reg,
 		Log:             log,
 		Version:         buildinfo.Version,
 		BodyReadTimeout: cfg.BodyReadTimeout,
@@ -147,9 +159,8 @@ func Open(ctx context.Context, cfg config.Config, log *zap.Logger) (*Server, err
 		},
 	})
 	stores := s.State
-	s.Fleet = fleet.New(fleet.Stores{Registry: stores, Nonces: stores, Rollouts: stores, Progress: stores, Events: stores, Audit: stores}, s.Repo, log.Named("fleet"))
 	s.services = httpapi.Services{Repo: s.Repo, Registry: s.Fleet.Registry, DeviceAuth: s.Fleet.Auth, CheckIns: s.Fleet.CheckIns,
-		Events: s.Fleet.Events, Rollouts: s.Fleet.Rollouts, Operators: ops, Tokens: ops, Audit: stores}
+		Events: s.Fleet.Events, Rollouts: s.Fleet.Rollouts, Operators: ops, Tokens: ops, Audit: stores, Vigilance: s.Vigilance}
 	s.routes = httpapi.Routes(s.services)
 	httpapi.Register(router, s.routes, s.services)
 	s.http = &http.Server{
@@ -171,6 +182,46 @@ func Open(ctx context.Context, cfg config.Config, log *zap.Logger) (*Server, err
 	ok = true
 	return s, nil
 }
+
+// openVigilance builds the fleet and vigilance (which reads the
+// repository, the fleet's rollouts and the registry) and hooks vigilance
+// into publishing: the SBOM gate, and indexing after each publish.
+func (s *Server) openVigilance(cfg config.Config, reg *prometheus.Registry, log *zap.Logger) error {
+	stores := s.State
+	s.Fleet = fleet.New(fleet.Stores{Registry: stores, Nonces: stores, Rollouts: stores, Progress: stores, Events: stores, Audit: stores}, s.Repo, log.Named("fleet"))
+	feeds, err := cfg.FeedConfigs()
+	if err != nil {
+		return err
+	}
+	s.feeds = feeds
+	tmp := filepath.Join(cfg.DataDir, FeedTempDirName)
+	if err := os.MkdirAll(tmp, 0o750); err != nil {
+		return cfg.Errorf("data_dir", "cannot create %q: %v", tmp, err)
+	}
+	o := vigilance.Options{Log: log.Named("vigilance"), Rollouts: s.Fleet.Rollouts, Metrics: vigilance.NewMetrics(reg, stores, nil), TempDir: tmp, Feeds: feeds}
+	if cfg.AlertWebhookURL != "" {
+		if s.Alerts, err = webhook.New(cfg.AlertWebhookURL, cfg.AlertWebhookSecret, reg, log.Named("webhook")); err != nil {
+			return cfg.Errorf("alert_webhook_secret", "%v", err)
+		}
+		o.Alerts = alertSender{s.Alerts}
+	}
+	s.Vigilance = vigilance.New(vigilance.Stores{Vulns: stores, SBOMs: stores, Findings: stores, Registry: stores, Audit: stores}, s.Repo, o)
+	s.Repo.SetVigilance(s.Vigilance, func(ctx context.Context, products []string) {
+		if _, err := s.Vigilance.SyncSBOMs(ctx); err != nil {
+			log.Warn("indexing the published SBOMs failed; the vigilance job retries", zap.Strings("products", products), zap.Error(err))
+		}
+	})
+	return nil
+}
+
+// FeedTempDirName is where feeds wait inside the data directory until
+// they are imported.
+const FeedTempDirName = "feeds.tmp"
+
+// alertSender adapts the webhook to vigilance's alerts.
+type alertSender struct{ w *webhook.Sender }
+
+func (a alertSender) Alert(_ context.Context, al vigilance.Alert) { a.w.Send(al) }
 
 // prepareDataDir creates the data directory and proves it writable. It is
 // checked even with PostgreSQL and S3: it is the server's own directory

@@ -4,11 +4,13 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"path/filepath"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/vigil-ota/vigil/server/internal/state"
+	"github.com/vigil-ota/vigil/server/internal/vigilance"
 )
 
 // Singleton jobs and their leases.
@@ -17,6 +19,9 @@ const (
 	// periodic jobs only one replica runs at a time.
 	LeaseRolloutController = "rollout-controller"
 	LeaseRefresher         = "metadata-refresher"
+	// LeaseVigilance is the vigilance job's (SBOM indexing, clocks); each
+	// scheduled feed has its own, "feed:" + its name.
+	LeaseVigilance = "vigilance"
 	// LeaseTTLFactor: a lease lasts this many job intervals, so a holder
 	// that dies is replaced within that time.
 	LeaseTTLFactor = 3
@@ -38,6 +43,33 @@ func (s *Server) startJobs(ctx context.Context) {
 		}
 	})
 	go RunSingleton(ctx, s.State, s.holder, LeaseRolloutController, RolloutControllerInterval, s.log, s.Fleet.Rollouts.Evaluate)
+	go RunSingleton(ctx, s.State, s.holder, LeaseVigilance, s.cfg.VigilanceInterval, s.log, s.vigilanceJob)
+	if s.Alerts != nil {
+		go s.Alerts.Run(ctx)
+	}
+	fetcher := &vigilance.Fetcher{Service: s.Vigilance, TempDir: filepath.Join(s.cfg.DataDir, FeedTempDirName)}
+	for _, fc := range s.feeds {
+		go RunSingleton(ctx, s.State, s.holder, "feed:"+fc.Name(), fc.Interval, s.log, func(ctx context.Context) {
+			rep, notModified, err := fetcher.Fetch(ctx, fc)
+			switch {
+			case err != nil && ctx.Err() == nil:
+				s.log.Warn("scheduled feed failed", zap.String("feed", fc.Name()), zap.Error(err))
+			case notModified:
+				s.log.Info("scheduled feed not modified", zap.String("feed", fc.Name()))
+			case err == nil:
+				s.log.Info("scheduled feed imported", zap.String("feed", fc.Name()), zap.Int("new", rep.New), zap.Int("changed", rep.Changed))
+			}
+		})
+	}
+}
+
+// vigilanceJob indexes SBOMs a publish on any replica left unindexed, then
+// evaluates the findings' clocks.
+func (s *Server) vigilanceJob(ctx context.Context) {
+	if _, err := s.Vigilance.SyncSBOMs(ctx); err != nil && ctx.Err() == nil {
+		s.log.Warn("indexing published SBOMs failed", zap.Error(err))
+	}
+	s.Vigilance.EvaluateClocks(ctx)
 }
 
 // RunSingleton runs job now and then every interval while this replica

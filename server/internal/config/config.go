@@ -14,6 +14,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/url"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -22,6 +23,8 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/vigil-ota/vigil/internal/settings"
+	"github.com/vigil-ota/vigil/server/internal/vigilance"
+	"github.com/vigil-ota/vigil/server/internal/webhook"
 )
 
 // Defaults, with their units.
@@ -51,6 +54,9 @@ const (
 	EnvPrefix = "VIGIL_"
 	// EnvConfigFile names the YAML file when --config is not given.
 	EnvConfigFile = "VIGIL_CONFIG"
+	// DefaultVigilanceInterval is how often the vigilance clocks are
+	// evaluated and published SBOMs checked for indexing.
+	DefaultVigilanceInterval = time.Minute
 )
 
 // Config is the server's effective configuration.
@@ -78,6 +84,12 @@ type Config struct {
 	TimestampExpiry       time.Duration
 	SnapshotExpiry        time.Duration
 	OnlineRefreshInterval time.Duration
+
+	// Feeds are scheduled vulnerability feeds, "KIND URL [INTERVAL]".
+	Feeds              []string
+	VigilanceInterval  time.Duration
+	AlertWebhookURL    string
+	AlertWebhookSecret string
 
 	// Sources records where each setting's value came from: default,
 	// file, env or flag.
@@ -109,7 +121,24 @@ func (c *Config) declare() *settings.Set {
 	s.Duration(&c.TimestampExpiry, "timestamp_expiry", DefaultTimestampExpiry, "lifetime of each signed timestamp; re-signed when a third remains")
 	s.Duration(&c.SnapshotExpiry, "snapshot_expiry", DefaultSnapshotExpiry, "lifetime of each signed snapshot; re-signed when a third remains")
 	s.Duration(&c.OnlineRefreshInterval, "online_refresh_interval", DefaultOnlineRefreshInterval, "how often to check whether timestamp or snapshot need re-signing")
+	s.List(&c.Feeds, "feeds", "scheduled vulnerability feeds, each \"KIND URL [INTERVAL]\" (KIND osv, nvd or kev; default interval "+vigilance.DefaultFeedInterval.String()+"); fetched with conditional GETs")
+	s.Duration(&c.VigilanceInterval, "vigilance_interval", DefaultVigilanceInterval, "how often vigilance evaluates the findings' clocks and indexes newly published SBOMs")
+	s.String(&c.AlertWebhookURL, "alert_webhook_url", "", "http(s) URL that receives each new finding on a release devices run (JSON, HMAC-signed); empty: none").SecretInURL()
+	s.String(&c.AlertWebhookSecret, "alert_webhook_secret", "", "HMAC-SHA256 secret of the alert webhook, at least 16 bytes").Secret()
 	return s
+}
+
+// FeedConfigs parses the feeds setting.
+func (c *Config) FeedConfigs() ([]vigilance.FeedConfig, error) {
+	var out []vigilance.FeedConfig
+	for _, f := range c.Feeds {
+		fc, err := vigilance.ParseFeedConfig(f)
+		if err != nil {
+			return nil, c.Errorf("feeds", "%v", err)
+		}
+		out = append(out, fc)
+	}
+	return out, nil
 }
 
 // Defaults returns the built-in configuration.
@@ -225,6 +254,26 @@ func (c *Config) Validate() error {
 	}
 	if strings.HasPrefix(c.BlobURL, "s3://") && (c.S3AccessKey == "") != (c.S3SecretKey == "") {
 		return c.Errorf("s3_access_key", "s3_access_key and s3_secret_key go together: set both or neither")
+	}
+	if _, err := c.FeedConfigs(); err != nil {
+		return err
+	}
+	return c.validateWebhook()
+}
+
+func (c *Config) validateWebhook() error {
+	if c.AlertWebhookURL == "" {
+		if c.AlertWebhookSecret != "" {
+			return c.Errorf("alert_webhook_secret", "is set, but alert_webhook_url is not")
+		}
+		return nil
+	}
+	u, err := url.Parse(c.AlertWebhookURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return c.Errorf("alert_webhook_url", "is not an http(s) URL")
+	}
+	if len(c.AlertWebhookSecret) < webhook.MinSecretLength {
+		return c.Errorf("alert_webhook_secret", "must be at least %d bytes when alert_webhook_url is set (receivers verify the HMAC with it)", webhook.MinSecretLength)
 	}
 	return nil
 }

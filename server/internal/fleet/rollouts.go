@@ -392,3 +392,39 @@ func (s *Rollouts) Evaluate(ctx context.Context) {
 		}
 	}
 }
+
+// ProgressOf summarizes every rollout of a release (vigilance shows the
+// fixing release's): state, eligible and committed devices, scoped to the
+// caller's sites.
+func (s *Rollouts) ProgressOf(ctx context.Context, product, version string) ([]api.RolloutProgress, error) {
+	if err := s.cache.refresh(ctx); err != nil {
+		return nil, err
+	}
+	rs, err := s.cache.rolloutsOf(ctx, product)
+	if err != nil {
+		return nil, err
+	}
+	p, scoped := operator.From(ctx)
+	out := []api.RolloutProgress{}
+	now := s.clock.Now()
+	for _, r := range rs {
+		if r.Version != version {
+			continue
+		}
+		snap, err := s.cache.snapshot(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		rp := api.RolloutProgress{ID: r.ID, State: r.State}
+		s.cache.with(func() {
+			for _, c := range snap.Status(now) {
+				if !scoped || p.CanSite(c.Site) {
+					rp.Eligible += c.Eligible
+					rp.Committed += c.Committed
+				}
+			}
+		})
+		out = append(out, rp)
+	}
+	return out, nil
+}

@@ -124,6 +124,7 @@ type Services struct {
 	Operators  Authenticator
 	Tokens     TokenAdmin
 	Audit      AuditLog
+	Vigilance  Vigilance
 }
 
 // Routes is the route table of the API and the repository (probes and
@@ -162,6 +163,16 @@ func Routes(s Services) []Route {
 		op(http.MethodGet, api.RouteTokens, operator.PermTokens, listTokens(s.Tokens)),
 		op(http.MethodDelete, api.RouteToken, operator.PermTokens, revokeToken(s.Tokens)),
 		op(http.MethodGet, api.RouteAudit, operator.PermAuditRead, auditPage(s.Audit)),
+
+		op(http.MethodPost, api.RouteFeedImport, operator.PermVigilanceWrite, importFeed(s.Vigilance)),
+		op(http.MethodGet, api.RouteFeeds, operator.PermRead, feedStatus(s.Vigilance)),
+		op(http.MethodGet, api.RouteFindings, operator.PermRead, listFindings(s.Vigilance)),
+		op(http.MethodGet, api.RouteFinding, operator.PermRead, showFinding(s.Vigilance)),
+		op(http.MethodPost, api.RouteTriage, operator.PermTriage, triageFinding(s.Vigilance)),
+		op(http.MethodGet, api.RouteOverdue, operator.PermRead, overdueFindings(s.Vigilance)),
+		op(http.MethodGet, api.RouteExposure, operator.PermRead, exposure(s.Vigilance)),
+		op(http.MethodGet, api.RouteReleaseSBOM, operator.PermRead, releaseSBOM(s.Vigilance)),
+		op(http.MethodGet, api.RouteVEX, operator.PermRead, exportVEX(s.Vigilance)),
 	}
 }
 

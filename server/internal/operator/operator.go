@@ -51,11 +51,15 @@ const (
 	PermRead          Permission = "read"           // rollout status, device events, sites (site-scoped)
 	PermAuditRead     Permission = "audit.read"     // the audit log
 	PermTokens        Permission = "tokens.admin"   // create, list, revoke tokens
+	// PermVigilanceWrite imports vulnerability feeds; PermTriage records
+	// triage decisions on findings (device makers' security officers).
+	PermVigilanceWrite Permission = "vigilance.write"
+	PermTriage         Permission = "vigilance.triage"
 )
 
 var rolePerms = map[string][]Permission{
-	RoleAdmin:   {PermRepoWrite, PermFleetWrite, PermSiteWrite, PermRolloutWrite, PermRolloutReview, PermRead, PermAuditRead, PermTokens},
-	RoleRelease: {PermRepoWrite, PermFleetWrite, PermRolloutWrite, PermRead},
+	RoleAdmin:   {PermRepoWrite, PermFleetWrite, PermSiteWrite, PermRolloutWrite, PermRolloutReview, PermRead, PermAuditRead, PermTokens, PermVigilanceWrite, PermTriage},
+	RoleRelease: {PermRepoWrite, PermFleetWrite, PermRolloutWrite, PermRead, PermVigilanceWrite, PermTriage},
 	RoleSiteIT:  {PermSiteWrite, PermRolloutReview, PermRead},
 	RoleAuditor: {PermRead, PermAuditRead},
 }

@@ -38,6 +38,12 @@ type Device struct {
 	LastCheckIn time.Time
 }
 
+// InstalledCount is how many devices of a product at a site run a version.
+type InstalledCount struct {
+	Site, Version string
+	Count         int
+}
+
 // Touch is one check-in's effect on the registry.
 type Touch struct {
 	DeviceID  string
@@ -111,6 +117,9 @@ type RegistryStore interface {
 	// FleetEpoch changes whenever sites, devices, rollouts, approvals or
 	// deferrals change: replicas reload cached state when it moves.
 	FleetEpoch(ctx context.Context) (int64, error)
+	// InstalledCounts counts a product's devices in service (not
+	// decommissioned) by site and installed version, as last reported.
+	InstalledCounts(ctx context.Context, product string) ([]InstalledCount, error)
 }
 
 // NonceStore keeps device request nonces for replay protection.

@@ -10,6 +10,9 @@
 //	AuditStore     the hash-chained audit log (everything that records)
 //	TokenStore     operator tokens (operator)
 //	LeaseStore     leases for singleton jobs (app)
+//	VulnStore      vulnerability records, the KEV catalog, feed state (vigilance)
+//	SBOMStore      releases' indexed SBOMs (vigilance)
+//	FindingStore   findings, their triage and clocks (vigilance)
 //
 // Store is all of them; only the app package (wiring) and the conformance
 // suite (statetest) see it whole. Two backends implement it (sqlstore:
@@ -87,6 +90,9 @@ type Store interface {
 	AuditStore
 	TokenStore
 	LeaseStore
+	VulnStore
+	SBOMStore
+	FindingStore
 
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error

@@ -43,6 +43,7 @@ import (
 
 	"github.com/vigil-ota/vigil/api"
 	"github.com/vigil-ota/vigil/internal/release"
+	"github.com/vigil-ota/vigil/internal/vigilance"
 	"github.com/vigil-ota/vigil/server/internal/apperr"
 	"github.com/vigil-ota/vigil/server/internal/audit"
 	"github.com/vigil-ota/vigil/server/internal/blob"
@@ -87,6 +88,11 @@ type Options struct {
 	Log             *zap.Logger
 	// Audit records every publish and upload (nil: not recorded).
 	Audit audit.Recorder
+	// SBOMGate checks new releases' SBOMs (nil: not checked).
+	SBOMGate SBOMGate
+	// Published is told, after a publish commits, which product roles it
+	// changed (vigilance indexes their new SBOMs); nil: nobody.
+	Published func(ctx context.Context, products []string)
 }
 
 // Repo is the repository. It is safe for concurrent use; all coordination
@@ -299,8 +305,31 @@ func (r *Repo) Submit(ctx context.Context, req api.SubmitRequest) (map[string]in
 		roles = append(roles, f.role+"@v"+strconv.FormatInt(f.version, 10))
 	}
 	r.record(ctx, "repo.publish", strings.Join(roles, ","), map[string]any{"versions": out})
+	for _, a := range req.Accept {
+		r.record(ctx, "release.accept_known_vulnerability", a.ID, map[string]any{"reason": a.Reason, "products": sortedKeys(req.Products)})
+	}
+	if r.o.Published != nil && len(req.Products) > 0 {
+		r.o.Published(context.WithoutCancel(ctx), sortedKeys(req.Products))
+	}
 	return out, nil
 }
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Limits of a submission's accepted vulnerabilities.
+const (
+	MaxAccepted        = 100
+	MaxAcceptReasonLen = 2000
+	// MinAcceptReasonLen: a reason is a sentence, not "ok".
+	MinAcceptReasonLen = 10
+)
 
 // checkSizes refuses a submission with a file over MaxMetadataLength or too
 // many product roles, before anything is parsed.
@@ -324,6 +353,27 @@ func checkSizes(req api.SubmitRequest) error {
 		if err := check(p, b); err != nil {
 			return err
 		}
+	}
+	return checkAccepted(req.Accept)
+}
+
+// checkAccepted validates the accepted vulnerabilities: bounded, each an
+// id with a real reason, none twice.
+func checkAccepted(acc []api.AcceptedVulnerability) error {
+	if len(acc) > MaxAccepted {
+		return apperr.New(apperr.TooLarge, "%d accepted vulnerabilities in one submission; the limit is %d", len(acc), MaxAccepted)
+	}
+	seen := map[string]bool{}
+	for _, a := range acc {
+		switch {
+		case a.ID == "" || len(a.ID) > vigilance.MaxIDLength || strings.ContainsAny(a.ID, " \t\r\n"):
+			return apperr.New(apperr.Invalid, "accepted vulnerability id %q is not an id", a.ID)
+		case seen[a.ID]:
+			return apperr.New(apperr.Invalid, "vulnerability %s is accepted twice", a.ID)
+		case len(strings.TrimSpace(a.Reason)) < MinAcceptReasonLen || len(a.Reason) > MaxAcceptReasonLen:
+			return apperr.New(apperr.Invalid, "accepting %s needs a reason of %d to %d bytes", a.ID, MinAcceptReasonLen, MaxAcceptReasonLen)
+		}
+		seen[a.ID] = true
 	}
 	return nil
 }

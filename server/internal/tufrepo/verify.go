@@ -112,7 +112,7 @@ func (r *Repo) verifySubmission(ctx context.Context, cur map[string]state.RoleVe
 		if err != nil {
 			return nil, invalid("product %s is not TUF targets metadata: %v", p, err)
 		}
-		if err := r.verifyProduct(ctx, targets, p, md, cur, now); err != nil {
+		if err := r.verifyProduct(ctx, targets, p, md, cur, now, req.Accept); err != nil {
 			return nil, err
 		}
 		files = append(files, file{role: p, version: md.Signed.Version, data: req.Products[p], expires: md.Signed.Expires, parsed: md})
@@ -244,7 +244,7 @@ func verifyTopTargets(root *metadata.Metadata[metadata.RootType], t *metadata.Me
 
 // verifyProduct checks a new product role against its delegation and the
 // stored images (TUF §5.6.6, plus Vigil's release schema).
-func (r *Repo) verifyProduct(ctx context.Context, targets *metadata.Metadata[metadata.TargetsType], product string, md *metadata.Metadata[metadata.TargetsType], cur map[string]state.RoleVersion, now time.Time) error {
+func (r *Repo) verifyProduct(ctx context.Context, targets *metadata.Metadata[metadata.TargetsType], product string, md *metadata.Metadata[metadata.TargetsType], cur map[string]state.RoleVersion, now time.Time, accept []api.AcceptedVulnerability) error {
 	if err := targets.VerifyDelegate(product, md); err != nil {
 		return refuse("product signature", "%s is not signed by a threshold of its delegated keys: %v", product, err)
 	}
@@ -270,6 +270,7 @@ func (r *Repo) verifyProduct(ctx context.Context, targets *metadata.Metadata[met
 			role = &targets.Signed.Delegations.Roles[i]
 		}
 	}
+	fresh := map[string]*release.Custom{} // new targets, verified below
 	for path, tf := range md.Signed.Targets {
 		if ok, err := role.IsDelegatedPath(path); err != nil || !ok {
 			return refuse("delegated path", "target %q is outside the paths delegated to %s (%v)", path, product, role.Paths)
@@ -286,9 +287,11 @@ func (r *Repo) verifyProduct(ctx context.Context, targets *metadata.Metadata[met
 		if err := checkHashes(path, tf); err != nil {
 			return err
 		}
-		if _, err := release.Parse(tf.Custom, product); err != nil {
+		c, err := release.Parse(tf.Custom, product)
+		if err != nil {
 			return refuse("release schema", "target %q: %v", path, err)
 		}
+		fresh[path] = c
 		if tf.Length <= 0 || tf.Length > MaxTargetLength {
 			return refuse("target length", "target %q: length %d is not between 1 and %d bytes", path, tf.Length, int64(MaxTargetLength))
 		}
@@ -331,7 +334,7 @@ func (r *Repo) verifyProduct(ctx context.Context, targets *metadata.Metadata[met
 		}
 		seen[k] = path
 	}
-	return nil
+	return r.checkSBOMLinks(ctx, product, md, fresh, accept)
 }
 
 // MaxVersionStep is how far an offline role's version may move in one

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/vigil-ota/vigil/api"
 	"github.com/vigil-ota/vigil/internal/release"
 	"github.com/vigil-ota/vigil/tools/internal/repotool"
 )
@@ -30,6 +31,9 @@ type publishOptions struct {
 	minFrom, severity, cycle     string
 	notesFile                    string
 	keys                         []string
+	sbom                         string
+	accept                       []string
+	reason                       string
 }
 
 func (o *publishOptions) custom(cycleSet bool) (release.Custom, error) {
@@ -65,11 +69,18 @@ func newReleasePublishCmd(g *globals) *cobra.Command {
   3. it is signed here with the product key(s) and submitted; the server checks
      it and publishes a new snapshot and timestamp.
 
+With --sbom, the release's CycloneDX JSON SBOM is checked here (it must describe
+the product and version), uploaded and published as a signed target beside the
+image, which names it (custom.sbom, custom.sbom_sha256). The server matches it
+against its vulnerability feeds first and refuses a release that still carries a
+KEV-listed (known exploited) vulnerability, unless you accept each one with
+--accept-known-vulnerability ID --reason TEXT (recorded in the audit log).
+
 Devices install a release only if it is for their product and hardware, newer
 than what they run (or a signed recall naming their version in
 --downgrade-from), and their version is at least --min-from-version.`,
 		Example: `  vigil release publish --product demo-pump --version 1.1.0 --file pump.img \
-      --hardware rev-b,rev-c --severity security --keys-dir KEYS`,
+      --hardware rev-b,rev-c --severity security --sbom demo-pump-1.1.0.cdx.json --keys-dir KEYS`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return publish(cmd, g, o) },
 	}
@@ -86,7 +97,32 @@ than what they run (or a signed recall naming their version in
 	f.StringVar(&o.downgradeFrom, "downgrade-from", "", "signed recall: installed versions this older release may replace, comma-separated")
 	f.StringVar(&o.notesFile, "notes", "", "file with release notes (at most 4 KiB)")
 	f.StringArrayVar(&o.keys, "key", nil, "product private key file (repeat; default KEYS_DIR/product-PRODUCT.key)")
+	f.StringVar(&o.sbom, "sbom", "", "the release's CycloneDX JSON SBOM (1.2 to 1.6), published beside the image")
+	f.StringArrayVar(&o.accept, "accept-known-vulnerability", nil, "publish although the SBOM carries this KEV-listed vulnerability (repeat; needs --reason; audited)")
+	f.StringVar(&o.reason, "reason", "", "why the known exploited vulnerabilities are accepted")
 	return cmd
+}
+
+// accepted turns --accept-known-vulnerability and --reason into the
+// submission's acceptances.
+func (o *publishOptions) accepted() ([]api.AcceptedVulnerability, error) {
+	if len(o.accept) == 0 {
+		if o.reason != "" {
+			return nil, usagef("--reason goes with --accept-known-vulnerability")
+		}
+		return nil, nil
+	}
+	if o.sbom == "" {
+		return nil, usagef("--accept-known-vulnerability needs --sbom: it accepts what the SBOM carries")
+	}
+	if strings.TrimSpace(o.reason) == "" {
+		return nil, usagef("--accept-known-vulnerability needs --reason (recorded in the audit log)")
+	}
+	out := make([]api.AcceptedVulnerability, 0, len(o.accept))
+	for _, id := range o.accept {
+		out = append(out, api.AcceptedVulnerability{ID: id, Reason: o.reason})
+	}
+	return out, nil
 }
 
 func publish(cmd *cobra.Command, g *globals, o *publishOptions) error {
@@ -111,12 +147,22 @@ func publish(cmd *cobra.Command, g *globals, o *publishOptions) error {
 	if err != nil {
 		return err
 	}
-	res, err := sess.Publish(cmd.Context(), repotool.PublishOptions{Product: o.product, File: o.file, Name: o.name, Custom: c, Keys: keys})
+	accept, err := o.accepted()
+	if err != nil {
+		return err
+	}
+	res, err := sess.Publish(cmd.Context(), repotool.PublishOptions{Product: o.product, File: o.file, Name: o.name, Custom: c, Keys: keys, SBOM: o.sbom, Accept: accept})
 	if err != nil {
 		return err
 	}
 	return g.emit(res, func(w io.Writer) {
-		fmt.Fprintf(w, "%s %s (%d bytes, sha256 %s)\n%s\n", dryWord(o.dryRun, "published"), res.Target, res.Length, res.SHA256, versionLine(res.Versions))
+		fmt.Fprintf(w, "%s %s (%d bytes, sha256 %s)\n", dryWord(o.dryRun, "published"), res.Target, res.Length, res.SHA256)
+		if res.SBOM != "" {
+			fmt.Fprintf(w, "SBOM %s\n", res.SBOM)
+		} else {
+			fmt.Fprintln(w, "no SBOM: the release's vulnerabilities stay unknown until one is attached (vigil sbom attach)")
+		}
+		fmt.Fprintln(w, versionLine(res.Versions))
 	})
 }
 
@@ -143,9 +189,9 @@ func newReleaseListCmd(g *globals) *cobra.Command {
 				return err
 			}
 			return g.emit(list, func(w io.Writer) {
-				fmt.Fprintf(w, "%-16s %-12s %-9s %-12s %s\n", "PRODUCT", "VERSION", "SEVERITY", "HARDWARE", "TARGET")
+				fmt.Fprintf(w, "%-16s %-12s %-9s %-12s %-5s %s\n", "PRODUCT", "VERSION", "SEVERITY", "HARDWARE", "SBOM", "TARGET")
 				for _, r := range list {
-					fmt.Fprintf(w, "%-16s %-12s %-9s %-12s %s\n", r.Product, r.Version, r.Custom.Severity, strings.Join(r.Custom.Hardware, ","), r.Target)
+					fmt.Fprintf(w, "%-16s %-12s %-9s %-12s %-5s %s\n", r.Product, r.Version, r.Custom.Severity, strings.Join(r.Custom.Hardware, ","), sbomWord(r.SBOM), r.Target)
 				}
 			})
 		},
@@ -192,7 +238,15 @@ func printRelease(w io.Writer, r repotool.ReleaseInfo) {
 	if c.UnpackedLength > 0 {
 		fmt.Fprintf(w, "unpacked_length:  %d\n", c.UnpackedLength)
 	}
+	fmt.Fprintf(w, "sbom:             %s\n", orDash(r.SBOM))
 	fmt.Fprintf(w, "notes:            %s\n", c.Notes)
+}
+
+func sbomWord(path string) string {
+	if path == "" {
+		return "none"
+	}
+	return "yes"
 }
 
 func newReleaseHaltCmd(g *globals) *cobra.Command {

@@ -96,7 +96,8 @@ func Run(args []string, stdout, stderr io.Writer) int {
 		Short: "Release engineering and hospital IT for Vigil",
 		Long: `vigil is the command line for Vigil's people:
 
-  release engineers   make and guard signing keys, publish patches, plan rollouts
+  release engineers   make and guard signing keys, publish patches with SBOMs, plan rollouts
+  security officers   import vulnerability feeds, triage findings, watch exposure and clocks
   hospital IT         approve rollout waves for their sites, set windows, read reports
 
 Start with keys: 'vigil keys generate --help' explains the key layout, then
@@ -107,7 +108,7 @@ sends the token in --token (or $VIGIL_TOKEN).
 
 Exit codes: 0 success, 1 the operation failed, 2 bad usage or input
 (nothing was changed), 3 refused for security (a signature, hash or TUF
-check failed).`,
+check failed; or a release still carries a known exploited vulnerability).`,
 		Example:       "  export VIGIL_SERVER=https://updates.example.com VIGIL_TOKEN=vgl_…\n  vigil release list",
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -127,7 +128,8 @@ check failed).`,
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "text", "output format: text or json")
 	g.set.RegisterFlags(root.PersistentFlags())
 	root.AddCommand(newKeysCmd(g), newRepoCmd(g), newReleaseCmd(g), newAuditCmd(g), newSiteCmd(g), newDeviceCmd(g),
-		newRolloutCmd(g), newApproveCmd(g), newDeferCmd(g), newTokenCmd(g), &cobra.Command{
+		newRolloutCmd(g), newApproveCmd(g), newDeferCmd(g), newTokenCmd(g), newSBOMCmd(g), newFeedCmd(g), newFindingsCmd(g),
+		newExposureCmd(g), newVEXCmd(g), &cobra.Command{
 			Use:   "version",
 			Short: "Print the version",
 			Args:  cobra.NoArgs,
@@ -153,7 +155,7 @@ func exitCode(err error) int {
 		return ExitRefused
 	case errors.As(err, &ae):
 		switch ae.Code {
-		case api.CodeVerificationFailed, api.CodeHashMismatch:
+		case api.CodeVerificationFailed, api.CodeHashMismatch, api.CodeKnownExploited:
 			return ExitRefused
 		}
 		if ae.Status == 400 || ae.Status == 413 {

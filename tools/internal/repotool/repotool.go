@@ -312,6 +312,13 @@ type PublishOptions struct {
 	Custom   release.Custom
 	Keys     []*Signer
 	Progress io.Writer
+	// SBOM is the release's CycloneDX JSON SBOM file ("" = none): checked
+	// here, published as a target beside the image and named by the
+	// image's custom.sbom and custom.sbom_sha256.
+	SBOM string
+	// Accept lists KEV-listed vulnerabilities the SBOM still carries that
+	// the release engineer accepts (the server refuses them otherwise).
+	Accept []api.AcceptedVulnerability
 }
 
 // PublishResult reports a publish.
@@ -321,6 +328,8 @@ type PublishResult struct {
 	Length   int64            `json:"length"`
 	Uploaded bool             `json:"uploaded"`
 	Versions map[string]int64 `json:"versions"`
+	// SBOM is the published SBOM target ("" = none).
+	SBOM string `json:"sbom,omitempty"`
 }
 
 // HashFile streams a file through SHA-256.
@@ -400,6 +409,13 @@ func (s *Session) publishOnce(ctx context.Context, o PublishOptions) (*PublishRe
 	if err := checkDelegatedKeys(tc, o.Product, o.Keys); err != nil {
 		return nil, err // caught here, before the image is uploaded
 	}
+	var doc *sbomFile
+	if o.SBOM != "" {
+		if doc, err = readSBOMFile(o.SBOM, o.Product, o.Custom.Version); err != nil {
+			return nil, err
+		}
+		o.Custom.SBOM, o.Custom.SBOMSHA256 = doc.path, doc.img.sha256
+	}
 	img, err := measure(o.File)
 	if err != nil {
 		return nil, err
@@ -409,19 +425,32 @@ func (s *Session) publishOnce(ctx context.Context, o PublishOptions) (*PublishRe
 	}
 	uploaded := false
 	if !s.DryRun {
-		if uploaded, err = s.upload(ctx, o, img); err != nil {
+		if uploaded, err = s.upload(ctx, o.Product, o.Name, img); err != nil {
 			return nil, err
 		}
+		if doc != nil {
+			if _, err = s.upload(ctx, o.Product, doc.name, doc.img); err != nil {
+				return nil, err
+			}
+		}
 	}
-	pb, err := signWithTarget(cur, o, path, img)
+	adds := []newTarget{{path: path, custom: o.Custom, img: img}}
+	if doc != nil {
+		adds = append(adds, doc.target(o.Product, o.Custom.Version))
+	}
+	pb, err := signWithTargets(cur, o.Keys, adds)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := s.submit(ctx, api.SubmitRequest{Products: map[string]json.RawMessage{o.Product: pb}})
+	resp, err := s.submit(ctx, api.SubmitRequest{Products: map[string]json.RawMessage{o.Product: pb}, Accept: o.Accept})
 	if err != nil {
 		return nil, err
 	}
-	return &PublishResult{Target: path, SHA256: img.sha256, Length: img.length, Uploaded: uploaded, Versions: resp.Versions}, nil
+	res := &PublishResult{Target: path, SHA256: img.sha256, Length: img.length, Uploaded: uploaded, Versions: resp.Versions}
+	if doc != nil {
+		res.SBOM = doc.path
+	}
+	return res, nil
 }
 
 // targetPath validates the release fields and returns the target path.
@@ -507,38 +536,47 @@ func measure(path string) (image, error) {
 	return img, nil
 }
 
-func (s *Session) upload(ctx context.Context, o PublishOptions, img image) (bool, error) {
+func (s *Session) upload(ctx context.Context, product, name string, img image) (bool, error) {
 	f, err := os.Open(img.path)
 	if err != nil {
 		return false, err
 	}
 	defer f.Close()
-	uploaded, err := s.API.Upload(ctx, o.Product, o.Name, img.sha256, img.length, f)
+	uploaded, err := s.API.Upload(ctx, product, name, img.sha256, img.length, f)
 	if err != nil {
-		return false, fmt.Errorf("upload: %w", err)
+		return false, fmt.Errorf("upload %s: %w", name, err)
 	}
 	return uploaded, nil
 }
 
-// signWithTarget signs the next version of the product role with the new
-// target added.
-func signWithTarget(cur *metadata.Metadata[metadata.TargetsType], o PublishOptions, path string, img image) ([]byte, error) {
+// newTarget is a target to add to the product role.
+type newTarget struct {
+	path   string
+	custom release.Custom
+	img    image
+}
+
+// signWithTargets signs the next version of the product role with the new
+// targets added.
+func signWithTargets(cur *metadata.Metadata[metadata.TargetsType], keys []*Signer, adds []newTarget) ([]byte, error) {
 	p, err := copyTargets(cur)
 	if err != nil {
 		return nil, err
 	}
-	custom, err := json.Marshal(o.Custom)
-	if err != nil {
-		return nil, err
+	for _, t := range adds {
+		custom, err := json.Marshal(t.custom)
+		if err != nil {
+			return nil, err
+		}
+		raw := json.RawMessage(custom)
+		h, _ := hex.DecodeString(t.img.sha256)
+		p.Signed.Targets[t.path] = &metadata.TargetFiles{Length: t.img.length, Hashes: metadata.Hashes{"sha256": h}, Custom: &raw, Path: t.path}
 	}
-	raw := json.RawMessage(custom)
-	h, _ := hex.DecodeString(img.sha256)
-	p.Signed.Targets[path] = &metadata.TargetFiles{Length: img.length, Hashes: metadata.Hashes{"sha256": h}, Custom: &raw, Path: path}
 	if err := nextVersion(&p.Signed.Version); err != nil {
 		return nil, err
 	}
 	p.Signed.Expires = now().Add(ProductExpiry)
-	return sign(p, o.Keys)
+	return sign(p, keys)
 }
 
 // ReleaseInfo is one release as `release list` and `release show` print it.
@@ -549,6 +587,8 @@ type ReleaseInfo struct {
 	SHA256  string          `json:"sha256"`
 	Length  int64           `json:"length"`
 	Custom  *release.Custom `json:"custom"`
+	// SBOM is the release's SBOM target ("" when it has none).
+	SBOM string `json:"sbom"`
 }
 
 // Releases lists the verified releases of products (all when empty).
@@ -572,9 +612,18 @@ func (s *Session) Releases(products []string) ([]ReleaseInfo, error) {
 		if err != nil {
 			return nil, err
 		}
+		sboms := map[string]string{}
 		for _, r := range list {
+			if r.Custom.Kind == release.KindSBOM {
+				sboms[r.Custom.Version] = r.Path
+			}
+		}
+		for _, r := range list {
+			if r.Custom.Kind == release.KindSBOM {
+				continue
+			}
 			out = append(out, ReleaseInfo{Product: p, Version: r.Custom.Version, Target: r.Path,
-				SHA256: hex.EncodeToString(r.Target.Hashes["sha256"]), Length: r.Target.Length, Custom: r.Custom})
+				SHA256: hex.EncodeToString(r.Target.Hashes["sha256"]), Length: r.Target.Length, Custom: r.Custom, SBOM: sboms[r.Custom.Version]})
 		}
 	}
 	return out, nil

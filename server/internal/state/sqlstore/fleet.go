@@ -464,3 +464,22 @@ func (s *Store) DeviceProgress(ctx context.Context, rolloutID, deviceID string) 
 	p.Updated = fromMS(upd)
 	return p, s.fail("read progress", err)
 }
+
+// InstalledCounts implements state.RegistryStore.
+func (s *Store) InstalledCounts(ctx context.Context, product string) ([]state.InstalledCount, error) {
+	rows, err := s.r.QueryContext(ctx, s.d.rebind(`SELECT site, installed, COUNT(*) FROM devices WHERE product = ? AND decommissioned = ?
+		GROUP BY site, installed ORDER BY site, installed`), product, 0)
+	if err != nil {
+		return nil, s.fail("count devices", err)
+	}
+	defer rows.Close()
+	var out []state.InstalledCount
+	for rows.Next() {
+		var c state.InstalledCount
+		if err := rows.Scan(&c.Site, &c.Version, &c.Count); err != nil {
+			return nil, s.fail("count devices", err)
+		}
+		out = append(out, c)
+	}
+	return out, s.fail("count devices", rows.Err())
+}
