@@ -3,7 +3,6 @@ package vigilance_test
 import (
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -95,101 +94,7 @@ func TestScanReproducesTheExpectedMatchesExactly(t *testing.T) {
 	for _, exp := range vigilancetest.Load(t) {
 		t.Run(filepath.Base(exp.SBOM)+"/"+strings.Fields(exp.Feed)[0], func(t *testing.T) {
 			s := readSBOM(t, exp.SBOM)
-			all := vigilance.Scan(s.Product+"@"+s.Version, s.Components, fd.ix, fd.kev)
-			var got []vigilance.Finding
-			for _, f := range all {
-				if (f.Source == vigilance.SourceOSV) == exp.IsOSV() {
-					got = append(got, f)
-				}
-			}
-			if exp.IsOSV() {
-				checkOSV(t, exp, got)
-			} else {
-				checkNVD(t, exp, got)
-			}
+			vigilancetest.Check(t, exp, vigilance.Scan(s.Product+"@"+s.Version, s.Components, fd.ix, fd.kev))
 		})
 	}
-}
-
-func checkOSV(t *testing.T, exp vigilancetest.Expected, got []vigilance.Finding) {
-	byID := map[string][]vigilance.Finding{}
-	var ids, cves, kevs, related []string
-	for _, f := range got {
-		if len(byID[f.VulnerabilityID]) == 0 {
-			ids = append(ids, f.VulnerabilityID)
-			cves = append(cves, f.CVEs...)
-			if f.KEV {
-				kevs = append(kevs, f.CVEs...)
-			}
-			related = append(related, f.KEVRelated...)
-		}
-		byID[f.VulnerabilityID] = append(byID[f.VulnerabilityID], f)
-	}
-	eq(t, "osv ids", ids, exp.OSVIDs)
-	eq(t, "cve ids", cves, exp.CVEIDs)
-	eq(t, "kev cve ids", kevs, exp.KEVCVEIDs)
-	eq(t, "kev ids via related", related, exp.KEVViaRelated)
-	for _, m := range exp.Matches {
-		var purls []string
-		for _, f := range byID[m.ID] {
-			purls = append(purls, f.Component.PURL)
-			eq(t, m.ID+" aliases", f.Aliases, m.Aliases)
-			eq(t, m.ID+" kev via related", f.KEVRelated, m.KEVViaRel)
-			if f.KEV != m.InKEV {
-				t.Errorf("%s: kev %v, want %v", m.ID, f.KEV, m.InKEV)
-			}
-		}
-		eq(t, m.ID+" components", purls, m.Purls)
-	}
-	for _, w := range exp.WithdrawnInRng {
-		if len(byID[w]) > 0 {
-			t.Errorf("withdrawn %s was reported", w)
-		}
-	}
-}
-
-func checkNVD(t *testing.T, exp vigilancetest.Expected, got []vigilance.Finding) {
-	var cves, kevs []string
-	byCVE := map[string]vigilance.Finding{}
-	for _, f := range got {
-		cves = append(cves, f.VulnerabilityID)
-		if f.KEV {
-			kevs = append(kevs, f.VulnerabilityID)
-		}
-		byCVE[f.VulnerabilityID] = f
-	}
-	eq(t, "cve ids", cves, exp.CVEIDs)
-	eq(t, "kev cve ids", kevs, exp.KEVCVEIDs)
-	for _, m := range exp.Matches {
-		f, ok := byCVE[m.CVEID]
-		if !ok {
-			continue
-		}
-		c := m.Component
-		if f.Component.BOMRef != c.BOMRef || f.Component.Name != c.Name || f.Component.Version != c.Version || f.Component.CPE != c.CPE || f.Component.PURL != c.PURL {
-			t.Errorf("%s: component %+v, want %+v", m.CVEID, f.Component, *c)
-		}
-		if f.KEV != m.InKEV {
-			t.Errorf("%s: kev %v, want %v", m.CVEID, f.KEV, m.InKEV)
-		}
-	}
-}
-
-func eq(t *testing.T, what string, got, want []string) {
-	t.Helper()
-	g, w := vigilancetest.Sorted(got), vigilancetest.Sorted(want)
-	if !slices.Equal(g, w) {
-		missing, extra := diff(w, g), diff(g, w)
-		t.Errorf("%s: %d, want %d; missing %v, extra %v", what, len(g), len(w), missing, extra)
-	}
-}
-
-func diff(a, b []string) []string {
-	var out []string
-	for _, x := range a {
-		if !slices.Contains(b, x) {
-			out = append(out, x)
-		}
-	}
-	return out
 }

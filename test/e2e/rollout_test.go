@@ -28,7 +28,10 @@ type fleetDevice struct {
 // newFleet imports fleetAgents devices (half at st-mary, half at north)
 // with `vigil device import` and gives each an agent that installs what its
 // rollout assigns.
-func newFleet(t *testing.T, f *repoFixture) []*fleetDevice {
+func newFleet(t *testing.T, f *repoFixture) []*fleetDevice { return newFleetOf(t, f, fleetAgents) }
+
+// newFleetOf is newFleet with n devices.
+func newFleetOf(t *testing.T, f *repoFixture, n int) []*fleetDevice {
 	t.Helper()
 	env := []string{"VIGIL_TOKEN=" + testToken}
 	for _, site := range []string{"st-mary", "north"} {
@@ -39,7 +42,7 @@ func newFleet(t *testing.T, f *repoFixture) []*fleetDevice {
 	}
 	csv := "id,udi_di,product,hardware,site,care_area,tags,public_key,installed_version\n"
 	var devs []*fleetDevice
-	for i := range fleetAgents {
+	for i := range n {
 		site := []string{"st-mary", "north"}[i%2]
 		d := &agentDevice{id: fmt.Sprintf("PUMP-%04d", i), dir: t.TempDir()}
 		d.slots, d.data = filepath.Join(d.dir, "slots"), filepath.Join(d.dir, "data")
@@ -69,7 +72,7 @@ func newFleet(t *testing.T, f *repoFixture) []*fleetDevice {
 	}
 	csvPath := filepath.Join(t.TempDir(), "devices.csv")
 	os.WriteFile(csvPath, []byte(csv), 0o600)
-	if code, out := runBin(t, env, "vigil", "device", "import", csvPath, "--server", f.srv.URL); code != 0 || !strings.Contains(out, "20 devices registered") {
+	if code, out := runBin(t, env, "vigil", "device", "import", csvPath, "--server", f.srv.URL); code != 0 || !strings.Contains(out, fmt.Sprintf("%d devices registered", n)) {
 		t.Fatalf("import: %d %s", code, out)
 	}
 	return devs

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/vigil-ota/vigil/api"
+	"github.com/vigil-ota/vigil/internal/release"
 	"github.com/vigil-ota/vigil/server/internal/apperr"
 	"github.com/vigil-ota/vigil/server/internal/input"
 	"github.com/vigil-ota/vigil/server/internal/operator"
@@ -34,6 +35,7 @@ var eventID = regexp.MustCompile(`^[0-9a-f]{16,64}$`)
 // its rules).
 type Events struct {
 	events   state.EventStore
+	reg      state.RegistryStore
 	prog     state.ProgressStore
 	cache    *cache
 	rollouts *Rollouts
@@ -77,7 +79,32 @@ func (e *Events) Ingest(ctx context.Context, dev state.Device, b api.EventBatch)
 	if err := e.applyProgress(ctx, dev, evs); err != nil {
 		return api.EventBatchResponse{}, err
 	}
+	if err := e.recordCommit(ctx, dev, evs); err != nil {
+		return api.EventBatchResponse{}, err
+	}
 	return api.EventBatchResponse{Accepted: n, Duplicate: len(evs) - n}, nil
+}
+
+// recordCommit writes the version of the newest committed event as the
+// device's installed version at once (signed at the event's time, so an
+// older check-in still buffered cannot move it back): exposure reports
+// and fix clocks see a patched device when it commits, not a flush later.
+func (e *Events) recordCommit(ctx context.Context, dev state.Device, evs []state.DeviceEvent) error {
+	var last *state.DeviceEvent
+	for i := range evs {
+		ev := &evs[i]
+		if ev.State == api.StateCommitted && release.ValidateVersion(ev.Version) == nil && (last == nil || ev.Time.After(last.Time)) {
+			last = ev
+		}
+	}
+	if last == nil || e.reg == nil {
+		return nil
+	}
+	if err := e.reg.TouchDevices(ctx, []state.Touch{{DeviceID: dev.ID, Installed: last.Version, Seen: e.clock.Now(), SignedAt: last.Time}}); err != nil {
+		return err
+	}
+	e.cache.dropDevice(dev.ID)
+	return nil
 }
 
 // applyProgress moves a device's rollout progress from its events.

@@ -98,7 +98,7 @@ func New(st Stores, targets Targets, log *zap.Logger) *Fleet {
 		Registry: &Registry{reg: st.Registry, cache: c, rec: rec, clock: clk},
 		Auth:     &DeviceAuth{cache: c, nonces: st.Nonces, clock: clk},
 		CheckIns: &CheckIns{cache: c, prog: st.Progress, reg: st.Registry, clock: clk, seen: map[string]state.Touch{}},
-		Events:   &Events{events: st.Events, prog: st.Progress, cache: c, rollouts: ro, clock: clk},
+		Events:   &Events{events: st.Events, reg: st.Registry, prog: st.Progress, cache: c, rollouts: ro, clock: clk},
 		Rollouts: ro,
 		cache:    c,
 		clock:    clk,

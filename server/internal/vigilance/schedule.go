@@ -221,4 +221,6 @@ func (s *Service) ImportUpload(ctx context.Context, kind string, body io.Reader)
 }
 
 // Feeds reports what is imported and the scheduled feeds.
-func (s *Service) Feeds(ctx context.Context) (api.FeedStatus, error) { return s.FeedStatus(ctx, s.o.Feeds) }
+func (s *Service) Feeds(ctx context.Context) (api.FeedStatus, error) {
+	return s.FeedStatus(ctx, s.o.Feeds)
+}

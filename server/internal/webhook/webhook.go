@@ -1,14 +1,6 @@
-// Package webhook delivers JSON events to an HTTP endpoint, signed with
-// HMAC-SHA256 so the receiver can tell them from forgeries and replays.
-//
-// Each delivery carries three headers:
-//
-//	X-Vigil-Webhook-ID         a unique id (the same on every retry: receivers dedupe by it)
-//	X-Vigil-Webhook-Timestamp  Unix seconds when the delivery was signed
-//	X-Vigil-Webhook-Signature  "v1=" + hex(HMAC-SHA256(secret, timestamp + "." + body))
-//
-// Verify checks all three, and refuses a timestamp further than a
-// tolerance from the receiver's clock (replays of old deliveries).
+// Package webhook delivers JSON events to an HTTP endpoint, signed as
+// api/webhooksig describes (HMAC-SHA256 over timestamp and body, with a
+// delivery id), so the receiver can tell them from forgeries and replays.
 //
 // Concurrency and failure: Send queues (bounded, MaxQueue) and returns at
 // once; one worker delivers in order and retries a failed delivery with
@@ -21,29 +13,19 @@ package webhook
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
-)
 
-// Headers.
-const (
-	HeaderID        = "X-Vigil-Webhook-ID"
-	HeaderTimestamp = "X-Vigil-Webhook-Timestamp"
-	HeaderSignature = "X-Vigil-Webhook-Signature"
-	signaturePrefix = "v1="
+	"github.com/vigil-ota/vigil/api/webhooksig"
 )
 
 // Limits and defaults, with their units.
@@ -58,9 +40,6 @@ const (
 	AttemptTimeout = 10 * time.Second
 	// MinSecretLength: a shorter HMAC secret is refused.
 	MinSecretLength = 16
-	// DefaultTolerance is how far a timestamp may be from the receiver's
-	// clock.
-	DefaultTolerance = 5 * time.Minute
 )
 
 // Sender delivers events to one URL.
@@ -158,9 +137,9 @@ func (s *Sender) post(ctx context.Context, d delivery) error {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(HeaderID, d.id)
-	req.Header.Set(HeaderTimestamp, ts)
-	req.Header.Set(HeaderSignature, Sign(s.secret, ts, d.body))
+	req.Header.Set(webhooksig.HeaderID, d.id)
+	req.Header.Set(webhooksig.HeaderTimestamp, ts)
+	req.Header.Set(webhooksig.HeaderSignature, webhooksig.Sign(s.secret, ts, d.body))
 	resp, err := s.client.Do(req)
 	if err != nil {
 		return err
@@ -169,39 +148,6 @@ func (s *Sender) post(ctx context.Context, d delivery) error {
 	resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
 		return fmt.Errorf("HTTP %d", resp.StatusCode)
-	}
-	return nil
-}
-
-// Sign returns the signature header value of body signed at ts.
-func Sign(secret []byte, ts string, body []byte) string {
-	m := hmac.New(sha256.New, secret)
-	m.Write([]byte(ts))
-	m.Write([]byte{'.'})
-	m.Write(body)
-	return signaturePrefix + hex.EncodeToString(m.Sum(nil))
-}
-
-// Errors Verify returns.
-var (
-	ErrBadSignature = errors.New("webhook signature does not verify")
-	ErrStale        = errors.New("webhook timestamp is outside the tolerance (a replay, or a clock far off)")
-)
-
-// Verify checks a delivery's headers against body, as a receiver must:
-// the signature, and a timestamp within tolerance of now.
-func Verify(secret []byte, h http.Header, body []byte, now time.Time, tolerance time.Duration) error {
-	ts := h.Get(HeaderTimestamp)
-	sec, err := strconv.ParseInt(ts, 10, 64)
-	if err != nil || h.Get(HeaderID) == "" {
-		return ErrBadSignature
-	}
-	if d := now.Sub(time.Unix(sec, 0)); d > tolerance || d < -tolerance {
-		return ErrStale
-	}
-	got := h.Get(HeaderSignature)
-	if !strings.HasPrefix(got, signaturePrefix) || !hmac.Equal([]byte(got), []byte(Sign(secret, ts, body))) {
-		return ErrBadSignature
 	}
 	return nil
 }

@@ -43,6 +43,7 @@ func Run(t *testing.T, newDB func(t *testing.T) Opener) {
 	t.Run("LeaseIsHeldByOneReplicaAtATime", func(t *testing.T) { testLeases(t, newDB(t)) })
 	t.Run("TokensAreStoredFoundListedAndRevoked", func(t *testing.T) { testTokens(t, one(t)) })
 	runFleet(t, one)
+	runVigilance(t, one)
 }
 
 func testAudit(t *testing.T, open Opener) {
