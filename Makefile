@@ -31,7 +31,10 @@ FUZZ_TARGETS := \
 	./server/internal/fleet:FuzzDeviceCSV \
 	./server/internal/rollout:FuzzPlanAndWindowParsing \
 	./server/internal/httpapi:FuzzRangeHeader \
-	./agent/internal/slot:FuzzUnpack
+	./agent/internal/slot:FuzzUnpack \
+	./internal/vigilance:FuzzVersionComparison \
+	./internal/vigilance/feed:FuzzFeedRecords \
+	./internal/vigilance/sbom:FuzzSBOM
 FUZZTIME ?= 30s
 
 .PHONY: help build run demo test bench fuzz lint tools keys-example clean

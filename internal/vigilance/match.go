@@ -39,12 +39,39 @@ func (c Component) Package() (PackageKey, string, bool) {
 // ParsedCPE is a CPE 2.3 formatted string, unbound.
 type ParsedCPE = wfn.Attributes
 
-// ParseCPE unbinds a CPE 2.3 formatted string.
+// ParseCPE unbinds a CPE 2.3 formatted string: "cpe:2.3:" and the eleven
+// attributes, every one present (a truncated string is refused, not
+// padded with ANY).
 func ParseCPE(s string) (*ParsedCPE, error) {
-	if len(s) > 1024 {
+	if len(s) > MaxCPELength {
 		return nil, errTooLong
 	}
+	if !strings.HasPrefix(s, "cpe:2.3:") || unescapedColons(s) != 12 {
+		return nil, errCPEFields
+	}
 	return wfn.UnbindFmtString(s)
+}
+
+// MaxCPELength bounds a CPE string, in bytes.
+const MaxCPELength = 1024
+
+type cpeFields struct{}
+
+func (cpeFields) Error() string { return "not a CPE 2.3 formatted string of 13 fields" }
+
+var errCPEFields error = cpeFields{}
+
+func unescapedColons(s string) int {
+	n := 0
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '\\':
+			i++
+		case ':':
+			n++
+		}
+	}
+	return n
 }
 
 // Product returns the CPE key and the parsed CPE of a component; ok is

@@ -2,6 +2,8 @@ package app_test
 
 import (
 	"context"
+	"encoding/base64"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -12,6 +14,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/vigil-ota/vigil/api"
+	"github.com/vigil-ota/vigil/internal/release"
+	"github.com/vigil-ota/vigil/internal/vigilance/sbom"
+	"github.com/vigil-ota/vigil/internal/vigilance/vigilancetest"
 	"github.com/vigil-ota/vigil/server/internal/app"
 	"github.com/vigil-ota/vigil/server/internal/config"
 	"github.com/vigil-ota/vigil/server/internal/httpapi"
@@ -43,7 +48,8 @@ func TestEveryRouteAgainstEveryRole(t *testing.T) {
 	if len(httpapi.Policy(routes)) < 20 {
 		t.Fatalf("only %d operator routes in the table", len(httpapi.Policy(routes)))
 	}
-	fill := strings.NewReplacer(":id", "x", ":name", "st-mary", ":product", "demo-pump", ":file", "f.img", ":release", "demo-pump@1.0.0", "*path", "1.root.json")
+	fill := strings.NewReplacer(":id", "x", ":name", "st-mary", ":product", "demo-pump", ":file", "f.img", ":release", "demo-pump@1.0.0", "*path", "1.root.json",
+		":kind", "kev", ":vuln", "CVE-2014-0160", ":version", "1.0.0")
 	ask := func(method, url, token string) *httptest.ResponseRecorder {
 		req := httptest.NewRequest(method, url, strings.NewReader("{}"))
 		if token != "" {
@@ -214,5 +220,64 @@ func TestTheSQLiteFileIsOwnerOnly(t *testing.T) {
 	st, err := os.Stat(cfg.DatabaseURL)
 	if err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("%s: %v %v", cfg.DatabaseURL, st.Mode(), err)
+	}
+}
+
+// A site's IT sees the devices of its own sites in findings and exposure,
+// and cannot ask about another site.
+func TestSiteITSeesOnlyItsOwnSitesInFindingsAndExposure(t *testing.T) {
+	srv := openServer(t, "boot")
+	ctx := context.Background()
+	dir := vigilancetest.Dir(t)
+	h := srv.Handler()
+	do := func(token, method, url, body string) (int, string) {
+		req := httptest.NewRequest(method, url, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+token)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		return w.Code, w.Body.String()
+	}
+	for i, site := range []string{"st-mary", "north"} {
+		do("boot", "PUT", api.Path(api.RouteSite, site), `{"time_zone":"UTC"}`)
+		body := fmt.Sprintf(`[{"id":"PUMP-%d","product":"demo-pump","hardware":"rev-b","site":%q,"public_key":"%s","installed_version":"1.0.0"}]`,
+			i, site, base64.StdEncoding.EncodeToString(make([]byte, 32)))
+		if code, out := do("boot", "POST", api.RouteDevices, body); code != 201 {
+			t.Fatal(out)
+		}
+	}
+	f, err := os.Open(filepath.Join(dir, "sbom", "demo-pump-1.0.0.cdx.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := sbom.Parse(f)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := release.Published{Product: "demo-pump", Target: "demo-pump/demo-pump-1.0.0.cdx.json", SHA256: strings.Repeat("b", 64),
+		Custom: &release.Custom{Product: "demo-pump", Version: "1.0.0", Kind: release.KindSBOM}}
+	if _, err := srv.Vigilance.IndexSBOM(ctx, p, doc); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.Vigilance.ImportFeed(ctx, api.FeedNVD, filepath.Join(dir, "nvd")); err != nil {
+		t.Fatal(err)
+	}
+	it, _ := srv.Operators().Create(ctx, api.TokenRequest{Name: "it", Role: operator.RoleSiteIT, Sites: []string{"north"}})
+	code, out := do(it.Secret, "GET", api.Path(api.RouteExposure, "CVE-2014-0160"), "")
+	if code != 200 || !strings.Contains(out, `"site":"north"`) || strings.Contains(out, "st-mary") || !strings.Contains(out, `"total":1`) {
+		t.Fatalf("site-it exposure: %d %s", code, out)
+	}
+	code, out = do(it.Secret, "GET", api.RouteFindings, "")
+	if code != 200 || strings.Contains(out, "st-mary") || !strings.Contains(out, `"devices_total":1`) {
+		t.Fatalf("site-it findings: %d %s", code, out)
+	}
+	if code, _ := do(it.Secret, "GET", api.RouteFindings+"?site=st-mary", ""); code != 403 {
+		t.Fatalf("site-it asking about another site: %d", code)
+	}
+	if code, out := do("boot", "GET", api.Path(api.RouteExposure, "CVE-2014-0160"), ""); code != 200 || !strings.Contains(out, `"total":2`) {
+		t.Fatalf("admin exposure: %d %s", code, out)
+	}
+	if code, _ := do(it.Secret, "POST", api.Path(api.RouteFeedImport, "kev"), "{}"); code != 403 {
+		t.Fatalf("site-it imported a feed: %d", code)
 	}
 }
