@@ -151,7 +151,7 @@ func metric(t *testing.T, reg *prometheus.Registry, name string) prometheus.Coll
 
 type collectorFunc func(chan<- prometheus.Metric)
 
-func (c collectorFunc) Describe(chan<- *prometheus.Desc)  {}
+func (c collectorFunc) Describe(chan<- *prometheus.Desc)    {}
 func (c collectorFunc) Collect(ch chan<- prometheus.Metric) { c(ch) }
 
 func TestUncontrolledClocksRunFromAwarenessAndStopWhenTheFixIsDeployedOnSQLite(t *testing.T) {
