@@ -3,7 +3,10 @@
 # a repository is initialised with the demo keys, a release is published,
 # a rollout is planned and approved by hospital IT, and three device agents
 # install it — two commit, one fails its health check and rolls back by
-# itself. Ends with the rollout's status. Run with `make demo`.
+# itself. Then the morning a CVE lands: the vulnerability feeds are
+# imported, and the demo release's findings and the exposure of Heartbleed
+# (which pump still runs it, and which release fixes it) end the story.
+# Run with `make demo`.
 set -euo pipefail
 BIN=${BIN:-$(cd "$(dirname "$0")/../.." && pwd)/bin}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -34,12 +37,18 @@ V="--server $S --keys-dir $DEMO/keys --tuf-dir $DEMO/cli-tuf"
 "$BIN/vigil" repo init $V
 "$BIN/vigil" repo add-product demo-pump $V
 
-say "Release engineering: publish demo-pump 1.1.0 (a security patch)"
-mkdir -p "$DEMO/image"
-echo "1.1.0" > "$DEMO/image/VERSION"
-tar -C "$DEMO/image" -czf "$DEMO/pump-1.1.0.tar.gz" VERSION
+VDATA="$ROOT/internal/vigilance/testdata"
+say "Release engineering: publish demo-pump 1.0.0 (what the pumps run) and 1.1.0 (a security patch), each with its SBOM"
+for v in 1.0.0 1.1.0; do
+  mkdir -p "$DEMO/image-$v"
+  echo "$v" > "$DEMO/image-$v/VERSION"
+  tar -C "$DEMO/image-$v" -czf "$DEMO/pump-$v.tar.gz" VERSION
+done
+"$BIN/vigil" release publish --product demo-pump --version 1.0.0 --file "$DEMO/pump-1.0.0.tar.gz" \
+  --hardware rev-b --sbom "$VDATA/sbom/demo-pump-1.0.0.cdx.json" $V
 "$BIN/vigil" release publish --product demo-pump --version 1.1.0 --file "$DEMO/pump-1.1.0.tar.gz" \
-  --hardware rev-b --severity security $V
+  --hardware rev-b --severity security --min-from-version 1.0.0 --sbom "$VDATA/sbom/demo-pump-1.1.0.cdx.json" $V
+"$BIN/vigil" sbom diff demo-pump@1.0.0 demo-pump@1.1.0
 
 say "Hospital IT / manufacturing: a site and three infusion pumps"
 "$BIN/vigil" site put st-mary --time-zone America/Chicago --care-area icu --site-cap 2
@@ -87,7 +96,16 @@ done
 say "Rollout status"
 "$BIN/vigil" rollout status "$RO"
 
+say "Security officer: the morning a CVE lands — import the feeds (CISA KEV, NVD)"
+"$BIN/vigil" feed import --kev "$VDATA/kev/known_exploited_vulnerabilities.json" --nvd "$VDATA/nvd"
+
 say "The audit log"
 "$BIN/vigil" audit verify --server "$S"
+
+say "Findings of the demo release demo-pump@1.0.0"
+"$BIN/vigil" findings list --release demo-pump@1.0.0
+
+say "Exposure to Heartbleed (CVE-2014-0160, KEV-listed): the pump that rolled back still runs 1.0.0"
+"$BIN/vigil" exposure CVE-2014-0160
 echo
 echo "Everything is in $DEMO (server log: $DEMO/server.log)."

@@ -130,6 +130,9 @@ type FindingStore interface {
 	// KEV, Status, ClosedReason, Closed, Updated) of an existing one,
 	// keeping its triage and clocks. It reports whether it was new.
 	PutFinding(ctx context.Context, f FindingRecord) (bool, error)
+	// PutFindings is PutFinding for many, in one transaction; it reports
+	// which were new.
+	PutFindings(ctx context.Context, fs []FindingRecord) ([]bool, error)
 	// UpdateTriage stores triage and clock fields of an existing finding.
 	UpdateTriage(ctx context.Context, f FindingRecord) error
 	Finding(ctx context.Context, id string) (FindingRecord, error)

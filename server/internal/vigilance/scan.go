@@ -174,7 +174,8 @@ func sortedSet(m map[string]bool) []string {
 // rescan matches components (of any releases) against the stored records
 // and brings their findings up to date: a new match opens a finding (an
 // alert when devices run the release), a finding that no longer matches
-// closes, with the reason. It returns how many opened and closed.
+// closes, with the reason. Every change is written in one transaction. It
+// returns how many opened and closed.
 func (s *Service) rescan(ctx context.Context, comps []state.SBOMComponent) (opened, closed int, err error) {
 	if len(comps) == 0 {
 		return 0, 0, nil
@@ -195,59 +196,53 @@ func (s *Service) rescan(ctx context.Context, comps []state.SBOMComponent) (open
 		rels = append(rels, k)
 	}
 	sort.Slice(rels, func(i, j int) bool { return rels[i][0]+"@"+rels[i][1] < rels[j][0]+"@"+rels[j][1] })
+	var plan []change
 	for _, rel := range rels {
-		o, c, err := s.applyScan(ctx, rel[0], rel[1], byRelease[rel], m)
+		p, err := s.planScan(ctx, rel[0], rel[1], byRelease[rel], m)
 		if err != nil {
-			return opened, closed, err
+			return 0, 0, err
 		}
-		opened, closed = opened+o, closed+c
+		plan = append(plan, p...)
 	}
-	return opened, closed, nil
+	return s.apply(ctx, plan)
 }
 
-// applyScan scans one release's given components and stores the result.
-func (s *Service) applyScan(ctx context.Context, product, version string, comps []vigilance.Component, m *matcher) (opened, closed int, err error) {
-	rel := product + "@" + version
-	found := vigilance.Scan(rel, comps, m.ix, m.kev)
+// change is one finding write a scan decided.
+type change struct {
+	rec     state.FindingRecord
+	finding vigilance.Finding
+	wasOpen bool // the finding existed and was open
+}
+
+// planScan scans one release's given components and returns the finding
+// writes: new or changed matches, and open findings on the scanned
+// components that no longer match.
+func (s *Service) planScan(ctx context.Context, product, version string, comps []vigilance.Component, m *matcher) ([]change, error) {
+	found := vigilance.Scan(product+"@"+version, comps, m.ix, m.kev)
 	existing, err := s.st.Findings.Findings(ctx, state.FindingFilter{Product: product, Version: version})
 	if err != nil {
-		return 0, 0, err
-	}
-	scanned := map[string]bool{}
-	for _, c := range comps {
-		scanned[c.BOMRef] = true
+		return nil, err
 	}
 	old := map[string]state.FindingRecord{}
 	for _, f := range existing {
 		old[f.ID] = f
 	}
 	now := s.now()
-	var counts []state.InstalledCount
-	countsLoaded := false
+	var plan []change
 	for _, f := range found {
 		data, _ := json.Marshal(f)
 		prev, had := old[f.ID]
 		delete(old, f.ID)
-		if had && prev.Status == vigilance.StatusOpen && string(prev.Data) == string(data) {
+		wasOpen := had && prev.Status == vigilance.StatusOpen
+		if wasOpen && string(prev.Data) == string(data) {
 			continue // unchanged
 		}
-		rec := state.FindingRecord{ID: f.ID, VulnSource: f.Source, VulnID: f.VulnerabilityID, Product: product, Version: version, Data: data,
-			KEV: f.KEV, Status: vigilance.StatusOpen, Risk: vigilance.RiskUntriaged, Aware: now, Created: now, Updated: now}
-		isNew, err := s.st.Findings.PutFinding(ctx, rec)
-		if err != nil {
-			return opened, closed, err
-		}
-		if !isNew && prev.Status == vigilance.StatusOpen {
-			continue
-		}
-		opened++
-		if !countsLoaded {
-			if counts, err = s.st.Registry.InstalledCounts(ctx, product); err != nil {
-				return opened, closed, err
-			}
-			countsLoaded = true
-		}
-		s.alertIfRunning(ctx, rec, f, counts)
+		plan = append(plan, change{finding: f, wasOpen: wasOpen, rec: state.FindingRecord{ID: f.ID, VulnSource: f.Source, VulnID: f.VulnerabilityID,
+			Product: product, Version: version, Data: data, KEV: f.KEV, Status: vigilance.StatusOpen, Risk: vigilance.RiskUntriaged, Aware: now, Created: now, Updated: now}})
+	}
+	scanned := map[string]bool{}
+	for _, c := range comps {
+		scanned[c.BOMRef] = true
 	}
 	for _, f := range existing {
 		if _, gone := old[f.ID]; !gone || f.Status != vigilance.StatusOpen {
@@ -262,10 +257,38 @@ func (s *Service) applyScan(ctx context.Context, product, version string, comps 
 			reason = r
 		}
 		f.Status, f.ClosedReason, f.Closed, f.Updated = vigilance.StatusClosed, reason, now, now
-		if _, err := s.st.Findings.PutFinding(ctx, f); err != nil {
-			return opened, closed, err
+		plan = append(plan, change{rec: f, wasOpen: true})
+	}
+	return plan, nil
+}
+
+// apply writes a scan's changes in one transaction, then raises the alerts
+// of the findings that opened.
+func (s *Service) apply(ctx context.Context, plan []change) (opened, closed int, err error) {
+	recs := make([]state.FindingRecord, len(plan))
+	for i, c := range plan {
+		recs[i] = c.rec
+	}
+	isNew, err := s.st.Findings.PutFindings(ctx, recs)
+	if err != nil {
+		return 0, 0, err
+	}
+	counts := map[string][]state.InstalledCount{}
+	for i, c := range plan {
+		switch {
+		case c.rec.Status == vigilance.StatusClosed:
+			closed++
+		case isNew[i] || !c.wasOpen:
+			opened++
+			cs, ok := counts[c.rec.Product]
+			if !ok {
+				if cs, err = s.st.Registry.InstalledCounts(ctx, c.rec.Product); err != nil {
+					return opened, closed, err
+				}
+				counts[c.rec.Product] = cs
+			}
+			s.alertIfRunning(ctx, c.rec, c.finding, cs)
 		}
-		closed++
 	}
 	return opened, closed, nil
 }

@@ -27,7 +27,7 @@ import (
 // world is a vigilance service on a real store and an (empty) real
 // repository, with a clock the test moves and the alerts it raised.
 type world struct {
-	t   *testing.T
+	tb  testing.TB
 	st  state.Store
 	svc *vigilance.Service
 	dir string // test data
@@ -55,7 +55,7 @@ func (w *world) advance(d time.Duration) {
 	w.now = w.now.Add(d)
 }
 
-func newWorldOn(t *testing.T, dsn string) *world {
+func newWorldOn(t testing.TB, dsn string) *world {
 	st, err := sqlstore.Open(t.Context(), dsn)
 	if err != nil {
 		t.Fatal(err)
@@ -65,7 +65,7 @@ func newWorldOn(t *testing.T, dsn string) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &world{t: t, st: st, dir: vigilancetest.Dir(t), now: time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC)}
+	w := &world{tb: t, st: st, dir: vigilancetest.Dir(t), now: time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC)}
 	repo := tufrepo.New(st, blobs, tufrepo.Options{})
 	w.svc = vigilance.New(vigilance.Stores{Vulns: st, SBOMs: st, Findings: st, Registry: st, Audit: st}, repo,
 		vigilance.Options{Now: w.clock, Alerts: w, TempDir: t.TempDir()})
@@ -76,20 +76,20 @@ func newWorld(t *testing.T) *world { return newWorldOn(t, filepath.Join(t.TempDi
 
 // index indexes an SBOM file of the test data as release product@version.
 func (w *world) index(product, version, file string) {
-	w.t.Helper()
+	w.tb.Helper()
 	f, err := os.Open(file)
 	if err != nil {
-		w.t.Fatal(err)
+		w.tb.Fatal(err)
 	}
 	defer f.Close()
 	doc, err := sbom.Parse(f)
 	if err != nil {
-		w.t.Fatal(err)
+		w.tb.Fatal(err)
 	}
 	p := release.Published{Product: product, Target: product + "/" + product + "-" + version + ".cdx.json", SHA256: strings.Repeat("a", 64),
 		Custom: &release.Custom{Product: product, Version: version, Kind: release.KindSBOM}}
-	if _, err := w.svc.IndexSBOM(w.t.Context(), p, doc); err != nil {
-		w.t.Fatal(err)
+	if _, err := w.svc.IndexSBOM(w.tb.Context(), p, doc); err != nil {
+		w.tb.Fatal(err)
 	}
 }
 
@@ -98,57 +98,57 @@ func (w *world) demoPump(version string) {
 }
 
 func (w *world) importFeed(kind, path string) api.ImportReport {
-	w.t.Helper()
-	rep, err := w.svc.ImportFeed(w.t.Context(), kind, path)
+	w.tb.Helper()
+	rep, err := w.svc.ImportFeed(w.tb.Context(), kind, path)
 	if err != nil {
-		w.t.Fatal(err)
+		w.tb.Fatal(err)
 	}
 	return rep
 }
 
 func (w *world) devices(site, version string, ids ...string) {
-	w.t.Helper()
-	ctx := w.t.Context()
+	w.tb.Helper()
+	ctx := w.tb.Context()
 	if err := w.st.PutSite(ctx, state.Site{Name: site, TimeZone: "UTC"}); err != nil {
-		w.t.Fatal(err)
+		w.tb.Fatal(err)
 	}
 	var ds []state.Device
 	for _, id := range ids {
 		ds = append(ds, state.Device{ID: id, Product: "demo-pump", Hardware: "rev-b", Site: site, PublicKey: "AAAA", Installed: version})
 	}
 	if err := w.st.AddDevices(ctx, ds); err != nil {
-		w.t.Fatal(err)
+		w.tb.Fatal(err)
 	}
 }
 
 func (w *world) install(version string, ids ...string) {
-	w.t.Helper()
+	w.tb.Helper()
 	var ts []state.Touch
 	for _, id := range ids {
 		ts = append(ts, state.Touch{DeviceID: id, Installed: version, Seen: time.Now(), SignedAt: time.Now()})
 	}
-	if err := w.st.TouchDevices(w.t.Context(), ts); err != nil {
-		w.t.Fatal(err)
+	if err := w.st.TouchDevices(w.tb.Context(), ts); err != nil {
+		w.tb.Fatal(err)
 	}
 }
 
 func (w *world) findings(f vigilance.Filter) []api.FindingDetail {
-	w.t.Helper()
-	l, err := w.svc.Findings(w.t.Context(), f)
+	w.tb.Helper()
+	l, err := w.svc.Findings(w.tb.Context(), f)
 	if err != nil {
-		w.t.Fatal(err)
+		w.tb.Fatal(err)
 	}
 	return l.Findings
 }
 
 func (w *world) finding(vuln string) api.FindingDetail {
-	w.t.Helper()
+	w.tb.Helper()
 	for _, f := range w.findings(vigilance.Filter{}) {
 		if f.VulnerabilityID == vuln {
 			return f
 		}
 	}
-	w.t.Fatalf("no finding of %s", vuln)
+	w.tb.Fatalf("no finding of %s", vuln)
 	return api.FindingDetail{}
 }
 
@@ -171,14 +171,14 @@ func writeJSON(t *testing.T, dir, name string, v any) string {
 
 // nvdRecord returns a test-data NVD record as a map, to edit.
 func (w *world) nvdRecord(cve string) map[string]any {
-	w.t.Helper()
+	w.tb.Helper()
 	b, err := os.ReadFile(filepath.Join(w.dir, "nvd", cve+".json"))
 	if err != nil {
-		w.t.Fatal(err)
+		w.tb.Fatal(err)
 	}
 	var m map[string]any
 	if err := json.Unmarshal(b, &m); err != nil {
-		w.t.Fatal(err)
+		w.tb.Fatal(err)
 	}
 	return m
 }

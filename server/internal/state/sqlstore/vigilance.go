@@ -358,25 +358,42 @@ func scanFinding(sc scanner) (state.FindingRecord, error) {
 
 // PutFinding implements state.FindingStore.
 func (s *Store) PutFinding(ctx context.Context, f state.FindingRecord) (bool, error) {
+	isNew, err := s.PutFindings(ctx, []state.FindingRecord{f})
+	if err != nil {
+		return false, err
+	}
+	return isNew[0], nil
+}
+
+// PutFindings implements state.FindingStore.
+func (s *Store) PutFindings(ctx context.Context, fs []state.FindingRecord) ([]bool, error) {
+	out := make([]bool, len(fs))
+	if len(fs) == 0 {
+		return out, nil
+	}
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
-		return false, s.fail("store finding", err)
+		return nil, s.fail("store findings", err)
 	}
 	defer tx.Rollback()
-	res, err := tx.ExecContext(ctx, s.d.rebind(`UPDATE findings SET data = ?, kev = ?, status = ?, closed_reason = ?, closed_ms = ?, updated_ms = ? WHERE id = ?`),
-		string(f.Data), boolInt(f.KEV), f.Status, f.ClosedReason, ms(f.Closed), ms(f.Updated), f.ID)
-	if err != nil {
-		return false, s.fail("store finding", err)
+	up := s.d.rebind(`UPDATE findings SET data = ?, kev = ?, status = ?, closed_reason = ?, closed_ms = ?, updated_ms = ? WHERE id = ?`)
+	ins := s.d.rebind(`INSERT INTO findings (` + findingColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	for i, f := range fs {
+		res, err := tx.ExecContext(ctx, up, string(f.Data), boolInt(f.KEV), f.Status, f.ClosedReason, ms(f.Closed), ms(f.Updated), f.ID)
+		if err != nil {
+			return nil, s.fail("store findings", err)
+		}
+		if n, _ := res.RowsAffected(); n > 0 {
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, ins, f.ID, f.VulnSource, f.VulnID, f.Product, f.Version, string(f.Data), boolInt(f.KEV), f.Status, f.ClosedReason,
+			f.Risk, f.VEXStatus, f.Justification, f.Rationale, f.Action, f.TriagedBy, ms(f.Triaged), ms(f.Aware), f.AwareReason, ms(f.Created), ms(f.Updated),
+			ms(f.Closed), ms(f.Notified), ms(f.FixDeployed), f.ExposurePeak); err != nil {
+			return nil, s.fail("store findings", err)
+		}
+		out[i] = true
 	}
-	if n, _ := res.RowsAffected(); n > 0 {
-		return false, s.fail("store finding", tx.Commit())
-	}
-	if _, err := tx.ExecContext(ctx, s.d.rebind(`INSERT INTO findings (`+findingColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-		f.ID, f.VulnSource, f.VulnID, f.Product, f.Version, string(f.Data), boolInt(f.KEV), f.Status, f.ClosedReason, f.Risk, f.VEXStatus, f.Justification,
-		f.Rationale, f.Action, f.TriagedBy, ms(f.Triaged), ms(f.Aware), f.AwareReason, ms(f.Created), ms(f.Updated), ms(f.Closed), ms(f.Notified), ms(f.FixDeployed), f.ExposurePeak); err != nil {
-		return false, s.fail("store finding", err)
-	}
-	return true, s.fail("store finding", tx.Commit())
+	return out, s.fail("store findings", tx.Commit())
 }
 
 // UpdateTriage implements state.FindingStore.
