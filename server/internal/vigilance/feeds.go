@@ -33,6 +33,26 @@ const MaxReportedSkips = 1000
 // again. A malformed record is skipped and reported by file and id; the
 // others are imported, each one whole.
 func (s *Service) ImportFeed(ctx context.Context, kind, path string) (api.ImportReport, error) {
+	release, err := s.importSlot(ctx)
+	if err != nil {
+		return api.ImportReport{}, err
+	}
+	defer release()
+	return s.importFeed(ctx, kind, path)
+}
+
+// importSlot waits for one of the MaxConcurrentImports slots (spooling and
+// importing) and returns its release.
+func (s *Service) importSlot(ctx context.Context) (func(), error) {
+	select {
+	case s.importing <- struct{}{}:
+		return func() { <-s.importing }, nil
+	case <-ctx.Done():
+		return nil, apperr.Wrap(ctx.Err(), apperr.Unavailable, "another feed import is running; try again")
+	}
+}
+
+func (s *Service) importFeed(ctx context.Context, kind, path string) (api.ImportReport, error) {
 	start := time.Now()
 	var rep api.ImportReport
 	var err error

@@ -2,6 +2,7 @@ package vigilance
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -84,6 +85,11 @@ func (f *Fetcher) Fetch(ctx context.Context, fc FeedConfig) (rep api.ImportRepor
 	ctx, cancel := context.WithTimeout(ctx, FeedFetchTimeout)
 	defer cancel()
 	s := f.Service
+	release, err := s.importSlot(ctx)
+	if err != nil {
+		return rep, false, err
+	}
+	defer release()
 	prev, err := s.feedState(ctx, fc.Name())
 	if err != nil {
 		return rep, false, err
@@ -106,7 +112,7 @@ func (f *Fetcher) Fetch(ctx context.Context, fc FeedConfig) (rep api.ImportRepor
 		return rep, notModified, err
 	}
 	defer os.Remove(path)
-	if rep, err = s.ImportFeed(ctx, fc.Kind, path); err != nil {
+	if rep, err = s.importFeed(ctx, fc.Kind, path); err != nil {
 		return rep, false, err
 	}
 	next.ETag, next.LastModified, next.Succeeded = etag, lastMod, s.now()
@@ -193,7 +199,11 @@ func saveFeed(dir string, body io.Reader) (string, error) {
 		return "", err
 	}
 	w, err := io.Copy(tmp, io.LimitReader(body, MaxFeedDownloadBytes-int64(n)+1))
-	if err != nil {
+	var ae *apperr.Error
+	switch {
+	case errors.As(err, &ae):
+		return "", err // e.g. the upload stalled (the HTTP layer's body timeout)
+	case err != nil:
 		return "", apperr.Wrap(err, apperr.Unavailable, "reading the feed")
 	}
 	if w+int64(n) > MaxFeedDownloadBytes {
@@ -212,12 +222,17 @@ func (s *Service) ImportUpload(ctx context.Context, kind string, body io.Reader)
 	if kind != api.FeedOSV && kind != api.FeedNVD && kind != api.FeedKEV {
 		return api.ImportReport{}, apperr.New(apperr.Invalid, "unknown feed kind %q: osv, nvd or kev", kind)
 	}
+	release, err := s.importSlot(ctx)
+	if err != nil {
+		return api.ImportReport{}, err
+	}
+	defer release()
 	path, err := saveFeed(s.o.TempDir, body)
 	if err != nil {
 		return api.ImportReport{}, err
 	}
 	defer os.Remove(path)
-	return s.ImportFeed(ctx, kind, path)
+	return s.importFeed(ctx, kind, path)
 }
 
 // Feeds reports what is imported and the scheduled feeds.

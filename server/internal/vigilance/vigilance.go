@@ -59,6 +59,10 @@ const (
 	MaxRationaleLength = 4000
 	// MaxListedFindings bounds one findings listing.
 	MaxListedFindings = 10000
+	// MaxConcurrentImports bounds feed imports running at once on one
+	// replica (each may spool up to MaxFeedDownloadBytes to disk); more
+	// wait their turn.
+	MaxConcurrentImports = 1
 )
 
 // Stores are the state areas vigilance uses.
@@ -117,6 +121,8 @@ type Service struct {
 	cat Catalog
 	o   Options
 
+	importing chan struct{} // a slot per running import
+
 	mu       sync.Mutex
 	kev      map[string][]byte
 	kevVer   string
@@ -131,7 +137,7 @@ func New(st Stores, cat Catalog, o Options) *Service {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Service{st: st, cat: cat, o: o}
+	return &Service{st: st, cat: cat, o: o, importing: make(chan struct{}, MaxConcurrentImports)}
 }
 
 func (s *Service) now() time.Time { return s.o.Now().UTC() }

@@ -277,7 +277,7 @@ func printFinding(w io.Writer, f api.FindingDetail) {
 	if f.ClosedReason != "" {
 		fmt.Fprintf(w, ": %s", f.ClosedReason)
 	}
-	fmt.Fprintf(w, ")\nvulnerability:  %s (%s) %s\naliases:        %s\nsummary:        %s\n", f.VulnerabilityID, f.Source, strings.Join(f.CVEs, ","), strings.Join(f.Aliases, ", "), f.Summary)
+	fmt.Fprintf(w, ")\nvulnerability:  %s (%s) %s\naliases:        %s\nsummary:        %s\n", f.VulnerabilityID, f.Source, strings.Join(f.CVEs, ","), orDash(strings.Join(f.Aliases, ", ")), f.Summary)
 	if f.KEVEntry != nil {
 		fmt.Fprintf(w, "KEV:            listed %s, due %s, ransomware use %s\n", f.KEVEntry.DateAdded, f.KEVEntry.DueDate, f.KEVEntry.RansomwareCampaign)
 	} else if len(f.KEVRelated) > 0 {
