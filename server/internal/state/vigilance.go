@@ -94,8 +94,11 @@ type FeedState struct {
 
 // VulnStore keeps vulnerability records, the KEV catalog and feed state.
 type VulnStore interface {
-	// RecordHashes returns every stored record's hash of a source, by id.
-	RecordHashes(ctx context.Context, source string) (map[string]string, error)
+	// RecordHashes returns the stored hashes of the given records of a
+	// source, by id (ids not stored are absent).
+	RecordHashes(ctx context.Context, source string, ids []string) (map[string]string, error)
+	// CountRecords counts a source's stored records.
+	CountRecords(ctx context.Context, source string) (int, error)
 	// PutRecords stores records (replacing those with the same source and
 	// id, with their keys and aliases) in one transaction.
 	PutRecords(ctx context.Context, rs []VulnRecord) error

@@ -80,24 +80,29 @@ func (s *Service) importFeed(ctx context.Context, kind, path string) (api.Import
 	return rep, aerr
 }
 
-// recordImport is the state of one OSV or NVD import.
+// recordImport is the state of one OSV or NVD import: records wait in
+// pending (at most RecordBatch), then their stored hashes are read in one
+// query and the new and changed ones written in one transaction.
 type recordImport struct {
 	s       *Service
-	hashes  map[string]string
-	batch   []state.VulnRecord
+	source  string
+	seen    map[string]string // hash of each record this import holds
+	pending []pendingRecord
 	keys    map[state.IndexKey]bool
 	changed []string
 	rep     *api.ImportReport
 }
 
+type pendingRecord struct {
+	r    *vigilance.Record
+	data []byte
+	hash string
+}
+
 func (s *Service) importRecords(ctx context.Context, kind, path string) (api.ImportReport, error) {
 	var rep api.ImportReport
-	hashes, err := s.st.Vulns.RecordHashes(ctx, kind)
-	if err != nil {
-		return rep, err
-	}
 	files := map[string]bool{}
-	im := &recordImport{s: s, hashes: hashes, keys: map[state.IndexKey]bool{}, rep: &rep}
+	im := &recordImport{s: s, source: kind, seen: map[string]string{}, keys: map[state.IndexKey]bool{}, rep: &rep}
 	for it := range feed.Records(kind, path) {
 		files[it.File] = true
 		if it.Err != nil {
@@ -136,7 +141,7 @@ func appendSkip(list []api.Skipped, sk api.Skipped) []api.Skipped {
 	return append(list, sk)
 }
 
-// add queues a record if it is new or changed.
+// add queues a record; a full queue is flushed.
 func (im *recordImport) add(ctx context.Context, r *vigilance.Record) error {
 	im.rep.Records++
 	if r.Withdrawn {
@@ -147,40 +152,54 @@ func (im *recordImport) add(ctx context.Context, r *vigilance.Record) error {
 		return err
 	}
 	sum := sha256.Sum256(data)
-	h := hex.EncodeToString(sum[:])
-	old, had := im.hashes[r.ID]
-	switch {
-	case had && old == h:
-		im.rep.Unchanged++
-		return nil
-	case had:
-		im.rep.Changed++
-	default:
-		im.rep.New++
-	}
-	im.hashes[r.ID] = h
-	keys := recordKeys(r)
-	for _, k := range keys {
-		im.keys[k] = true
-	}
-	if had {
-		im.changed = append(im.changed, r.ID)
-	}
-	im.batch = append(im.batch, state.VulnRecord{Source: r.Source, ID: r.ID, Hash: h, Withdrawn: r.Withdrawn, Data: data, Keys: keys,
-		Aliases: r.Aliases, Imported: im.s.now()})
-	if len(im.batch) >= RecordBatch {
+	im.pending = append(im.pending, pendingRecord{r: r, data: data, hash: hex.EncodeToString(sum[:])})
+	if len(im.pending) >= RecordBatch {
 		return im.flush(ctx)
 	}
 	return nil
 }
 
+// flush writes the pending records that are new or changed.
 func (im *recordImport) flush(ctx context.Context) error {
-	if len(im.batch) == 0 {
+	if len(im.pending) == 0 {
 		return nil
 	}
-	err := im.s.st.Vulns.PutRecords(ctx, im.batch)
-	im.batch = im.batch[:0]
-	return err
+	var ask []string
+	for _, p := range im.pending {
+		if _, ok := im.seen[p.r.ID]; !ok {
+			ask = append(ask, p.r.ID)
+		}
+	}
+	stored, err := im.s.st.Vulns.RecordHashes(ctx, im.source, ask)
+	if err != nil {
+		return err
+	}
+	var batch []state.VulnRecord
+	for _, p := range im.pending {
+		old, had := im.seen[p.r.ID]
+		if !had {
+			old, had = stored[p.r.ID]
+		}
+		switch {
+		case had && old == p.hash:
+			im.rep.Unchanged++
+			continue
+		case had:
+			im.rep.Changed++
+			im.changed = append(im.changed, p.r.ID)
+		default:
+			im.rep.New++
+		}
+		im.seen[p.r.ID] = p.hash
+		keys := recordKeys(p.r)
+		for _, k := range keys {
+			im.keys[k] = true
+		}
+		batch = append(batch, state.VulnRecord{Source: p.r.Source, ID: p.r.ID, Hash: p.hash, Withdrawn: p.r.Withdrawn, Data: p.data, Keys: keys,
+			Aliases: p.r.Aliases, Imported: im.s.now()})
+	}
+	im.pending = im.pending[:0]
+	return im.s.st.Vulns.PutRecords(ctx, batch)
 }
 
 // componentsToRescan returns the components indexed by keys, plus those of
@@ -326,11 +345,11 @@ func sameEntries(a, b map[string][]byte) bool {
 func (s *Service) FeedStatus(ctx context.Context, scheduled []FeedConfig) (api.FeedStatus, error) {
 	out := api.FeedStatus{Records: map[string]int{}, Scheduled: []api.FeedSchedule{}}
 	for _, src := range []string{vigilance.SourceOSV, vigilance.SourceNVD} {
-		h, err := s.st.Vulns.RecordHashes(ctx, src)
+		n, err := s.st.Vulns.CountRecords(ctx, src)
 		if err != nil {
 			return out, err
 		}
-		out.Records[src] = len(h)
+		out.Records[src] = n
 	}
 	ver, entries, err := s.st.Vulns.KEV(ctx)
 	if err != nil {

@@ -423,16 +423,9 @@ func (s *Session) publishOnce(ctx context.Context, o PublishOptions) (*PublishRe
 	if o.Custom.UnpackedLength == 0 {
 		o.Custom.UnpackedLength = img.unpacked
 	}
-	uploaded := false
-	if !s.DryRun {
-		if uploaded, err = s.upload(ctx, o.Product, o.Name, img); err != nil {
-			return nil, err
-		}
-		if doc != nil {
-			if _, err = s.upload(ctx, o.Product, doc.name, doc.img); err != nil {
-				return nil, err
-			}
-		}
+	uploaded, err := s.uploadRelease(ctx, o, img, doc)
+	if err != nil {
+		return nil, err
 	}
 	adds := []newTarget{{path: path, custom: o.Custom, img: img}}
 	if doc != nil {
@@ -547,6 +540,20 @@ func (s *Session) upload(ctx context.Context, product, name string, img image) (
 		return false, fmt.Errorf("upload %s: %w", name, err)
 	}
 	return uploaded, nil
+}
+
+// uploadRelease uploads the image and its SBOM (nothing in a dry run);
+// it reports whether the image was stored anew.
+func (s *Session) uploadRelease(ctx context.Context, o PublishOptions, img image, doc *sbomFile) (bool, error) {
+	if s.DryRun {
+		return false, nil
+	}
+	uploaded, err := s.upload(ctx, o.Product, o.Name, img)
+	if err != nil || doc == nil {
+		return uploaded, err
+	}
+	_, err = s.upload(ctx, o.Product, doc.name, doc.img)
+	return uploaded, err
 }
 
 // newTarget is a target to add to the product role.

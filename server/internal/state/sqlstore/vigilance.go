@@ -38,21 +38,41 @@ func dedupeKeys(keys []state.IndexKey) []state.IndexKey {
 }
 
 // RecordHashes implements state.VulnStore.
-func (s *Store) RecordHashes(ctx context.Context, source string) (map[string]string, error) {
-	rows, err := s.r.QueryContext(ctx, s.d.rebind("SELECT id, hash FROM vuln_records WHERE source = ?"), source)
-	if err != nil {
-		return nil, s.fail("read record hashes", err)
-	}
-	defer rows.Close()
+func (s *Store) RecordHashes(ctx context.Context, source string, ids []string) (map[string]string, error) {
 	out := map[string]string{}
-	for rows.Next() {
-		var id, h string
-		if err := rows.Scan(&id, &h); err != nil {
+	for i := 0; i < len(ids); i += keyChunk {
+		chunk := ids[i:min(i+keyChunk, len(ids))]
+		args := []any{source}
+		marks := make([]string, len(chunk))
+		for j, id := range chunk {
+			marks[j], args = "?", append(args, id)
+		}
+		rows, err := s.r.QueryContext(ctx, s.d.rebind("SELECT id, hash FROM vuln_records WHERE source = ? AND id IN ("+strings.Join(marks, ", ")+")"), args...)
+		if err != nil {
 			return nil, s.fail("read record hashes", err)
 		}
-		out[id] = h
+		for rows.Next() {
+			var id, h string
+			if err := rows.Scan(&id, &h); err != nil {
+				rows.Close()
+				return nil, s.fail("read record hashes", err)
+			}
+			out[id] = h
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, s.fail("read record hashes", err)
+		}
 	}
-	return out, s.fail("read record hashes", rows.Err())
+	return out, nil
+}
+
+// CountRecords implements state.VulnStore.
+func (s *Store) CountRecords(ctx context.Context, source string) (int, error) {
+	var n int
+	err := s.r.QueryRowContext(ctx, s.d.rebind("SELECT COUNT(*) FROM vuln_records WHERE source = ?"), source).Scan(&n)
+	return n, s.fail("count records", err)
 }
 
 // PutRecords implements state.VulnStore.

@@ -33,9 +33,12 @@ func testVulnRecords(t *testing.T, s state.Store) {
 	if err := s.PutRecords(ctx, recs); err != nil {
 		t.Fatal(err)
 	}
-	h, err := s.RecordHashes(ctx, "nvd")
+	h, err := s.RecordHashes(ctx, "nvd", []string{"CVE-2014-0160", "CVE-2099-0001", "GO-2023-2102"})
 	if err != nil || len(h) != 1 || h["CVE-2014-0160"] != "h1" {
 		t.Fatalf("hashes %v %v", h, err)
+	}
+	if n, err := s.CountRecords(ctx, "osv"); err != nil || n != 1 {
+		t.Fatalf("count %d %v", n, err)
 	}
 	got, err := s.RecordsByKeys(ctx, []state.IndexKey{keyOpenSSL, keyZlib})
 	if err != nil || len(got) != 1 || got[0].ID != "CVE-2014-0160" || string(got[0].Data) != `{"id":"CVE-2014-0160"}` || !got[0].Imported.Equal(now) {
