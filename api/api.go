@@ -39,11 +39,11 @@ const (
 
 	// The fleet.
 	RouteSite            = APIPrefix + "/sites/:name"              // PUT Site → SiteSaved
-	RouteDevices         = APIPrefix + "/devices"                  // POST []Device → DevicesRegistered
+	RouteDevices         = APIPrefix + "/devices"                  // POST []Device → DevicesRegistered; GET ?site=&care_area=&product=&version=&q=&offset=&limit= → DevicePage
 	RouteDeviceImport    = APIPrefix + "/devices/import"           // POST CSV → DevicesRegistered
 	RouteDeviceEventList = APIPrefix + "/devices/:id/events"       // GET ?limit= → DeviceEvents
 	RouteDecommission    = APIPrefix + "/devices/:id/decommission" // POST → Decommissioned
-	RouteRollouts        = APIPrefix + "/rollouts"                 // POST RolloutPlan → RolloutCreated
+	RouteRollouts        = APIPrefix + "/rollouts"                 // POST RolloutPlan → RolloutCreated; GET → RolloutList
 	RouteRollout         = APIPrefix + "/rollouts/:id"             // GET → RolloutStatus
 	RouteRolloutPause    = APIPrefix + "/rollouts/:id/pause"       // POST → RolloutState
 	RouteRolloutResume   = APIPrefix + "/rollouts/:id/resume"      // POST → RolloutState

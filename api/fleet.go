@@ -128,3 +128,46 @@ type HaltRequest struct {
 type Halted struct {
 	Halted []string `json:"halted"`
 }
+
+// DevicePage is one page of devices (GET RouteDevices), ordered by site
+// then id; Total counts every device the query selects.
+type DevicePage struct {
+	Devices []DeviceRow `json:"devices"`
+	Total   int         `json:"total"`
+	Offset  int         `json:"offset"`
+	Limit   int         `json:"limit"`
+}
+
+// DeviceRow is what a page of devices shows of one device.
+type DeviceRow struct {
+	ID             string    `json:"id"`
+	Product        string    `json:"product"`
+	Hardware       string    `json:"hardware"`
+	Site           string    `json:"site"`
+	CareArea       string    `json:"care_area"`
+	Installed      string    `json:"installed_version"`
+	Decommissioned bool      `json:"decommissioned,omitempty"`
+	LastSeen       time.Time `json:"last_seen,omitzero"`
+	// State is the agent's newest reported install state (idle when it
+	// has reported none), with its reason and time.
+	State       InstallState `json:"state"`
+	StateReason string       `json:"state_reason,omitempty"`
+	StateTime   time.Time    `json:"state_time,omitzero"`
+	// InUse: the newest event is a deferral because the device is in
+	// clinical use.
+	InUse bool `json:"in_use"`
+	// Pending is an assignment the device has not finished, if any.
+	Pending *PendingAssignment `json:"pending,omitempty"`
+}
+
+// PendingAssignment is a rollout's unfinished assignment of a device.
+type PendingAssignment struct {
+	Rollout string       `json:"rollout"`
+	Release string       `json:"release"`
+	State   InstallState `json:"state"`
+}
+
+// RolloutList answers GET RouteRollouts: the newest rollouts first.
+type RolloutList struct {
+	Rollouts []RolloutStatus `json:"rollouts"`
+}

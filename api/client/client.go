@@ -278,3 +278,37 @@ func (c *Client) SendEvents(ctx context.Context, b api.EventBatch) (api.EventBat
 	var out api.EventBatchResponse
 	return out, c.call(ctx, http.MethodPost, api.RouteDeviceEvents, b, &out)
 }
+
+// DeviceQuery selects a page of devices.
+type DeviceQuery struct {
+	Site, CareArea, Product, Version, Prefix string
+	Offset, Limit                            int
+}
+
+// Devices returns a page of devices.
+func (c *Client) Devices(ctx context.Context, q DeviceQuery) (api.DevicePage, error) {
+	v := url.Values{}
+	for k, s := range map[string]string{"site": q.Site, "care_area": q.CareArea, "product": q.Product, "version": q.Version, "q": q.Prefix} {
+		if s != "" {
+			v.Set(k, s)
+		}
+	}
+	if q.Offset > 0 {
+		v.Set("offset", strconv.Itoa(q.Offset))
+	}
+	if q.Limit > 0 {
+		v.Set("limit", strconv.Itoa(q.Limit))
+	}
+	path := api.RouteDevices
+	if len(v) > 0 {
+		path += "?" + v.Encode()
+	}
+	var out api.DevicePage
+	return out, c.call(ctx, http.MethodGet, path, nil, &out)
+}
+
+// Rollouts lists the newest rollouts.
+func (c *Client) Rollouts(ctx context.Context) (api.RolloutList, error) {
+	var out api.RolloutList
+	return out, c.call(ctx, http.MethodGet, api.RouteRollouts, nil, &out)
+}

@@ -76,6 +76,9 @@ type Error struct {
 	Code string
 	// Message is safe to show to the client.
 	Message string
+	// Field names the input field the error is about, when it is about
+	// one (a form shows the message next to it).
+	Field string
 	// Err is the underlying cause, for logs only.
 	Err error
 }
@@ -112,6 +115,21 @@ func Wrap(err error, k Kind, format string, args ...any) *Error {
 func (e *Error) WithCode(code string) *Error {
 	e.Code = code
 	return e
+}
+
+// WithField names the input field the error is about and returns e.
+func (e *Error) WithField(field string) *Error {
+	e.Field = field
+	return e
+}
+
+// FieldOf returns the field an error is about ("" when none).
+func FieldOf(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Field
+	}
+	return ""
 }
 
 // KindOf reports the kind of err: the kind of the outermost *Error in its

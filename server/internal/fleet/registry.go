@@ -42,10 +42,11 @@ var deviceID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
 // Registry keeps hospital sites and registered devices (the package doc
 // has its rules).
 type Registry struct {
-	reg   state.RegistryStore
-	cache *cache
-	rec   recorder
-	clock *clock
+	reg    state.RegistryStore
+	events state.EventStore
+	cache  *cache
+	rec    recorder
+	clock  *clock
 }
 
 // scoped refuses a site-scoped operator acting on another site.
@@ -62,41 +63,55 @@ func siteFromState(st state.Site) api.Site {
 
 func toSite(in api.Site) (*rollout.Site, error) {
 	if err := input.Identifier("site name", in.Name); err != nil {
-		return nil, err
+		return nil, withField(err, "name")
 	}
 	// "Local" would mean the server's own zone, which differs between
 	// replicas and moves with the host: a site names its real zone.
 	if _, err := time.LoadLocation(in.TimeZone); err != nil || in.TimeZone == "" || in.TimeZone == "Local" {
-		return nil, apperr.New(apperr.Invalid, "site %s: time zone %q is not an IANA zone such as America/Chicago", in.Name, in.TimeZone)
+		return nil, apperr.New(apperr.Invalid, "site %s: time zone %q is not an IANA zone such as America/Chicago", in.Name, in.TimeZone).WithField("time_zone")
 	}
-	if len(in.Windows) > MaxWindows || len(in.CareAreas) > MaxCareAreas {
-		return nil, apperr.New(apperr.TooLarge, "site %s: at most %d maintenance windows and %d care areas", in.Name, MaxWindows, MaxCareAreas)
+	if len(in.Windows) > MaxWindows {
+		return nil, apperr.New(apperr.TooLarge, "site %s: at most %d maintenance windows", in.Name, MaxWindows).WithField("windows")
+	}
+	if len(in.CareAreas) > MaxCareAreas {
+		return nil, apperr.New(apperr.TooLarge, "site %s: at most %d care areas", in.Name, MaxCareAreas).WithField("care_areas")
 	}
 	for _, a := range in.CareAreas {
 		if err := input.Required("site "+in.Name+": care area", a, input.MaxName); err != nil {
-			return nil, err
+			return nil, withField(err, "care_areas")
 		}
 	}
-	if in.SiteCap < 0 || in.CareAreaCap < 0 {
-		return nil, apperr.New(apperr.Invalid, "site %s: caps cannot be negative", in.Name)
-	}
-	if in.SiteCap > MaxCap || in.CareAreaCap > MaxCap {
-		return nil, apperr.New(apperr.Invalid, "site %s: caps are at most %d", in.Name, MaxCap)
+	for _, c := range []struct {
+		field string
+		v     int
+	}{{"site_cap", in.SiteCap}, {"care_area_cap", in.CareAreaCap}} {
+		if c.v < 0 || c.v > MaxCap {
+			return nil, apperr.New(apperr.Invalid, "site %s: %s %d is not between 0 and %d", in.Name, c.field, c.v, MaxCap).WithField(c.field)
+		}
 	}
 	site := &rollout.Site{Name: in.Name, TimeZone: in.TimeZone, CareAreas: in.CareAreas, SiteCap: in.SiteCap, CareAreaCap: in.CareAreaCap}
 	for _, w := range in.Windows {
 		win, err := rollout.ParseWindow(w)
 		if err != nil {
-			return nil, apperr.New(apperr.Invalid, "site %s: %v", in.Name, err)
+			return nil, apperr.New(apperr.Invalid, "site %s: %v", in.Name, err).WithField("windows")
 		}
 		site.Windows = append(site.Windows, win)
 	}
 	aa, err := rollout.ParsePolicy(in.Policy)
 	if err != nil {
-		return nil, apperr.New(apperr.Invalid, "site %s: %v", in.Name, err)
+		return nil, apperr.New(apperr.Invalid, "site %s: %v", in.Name, err).WithField("policy")
 	}
 	site.AutoApprove = aa
 	return site, nil
+}
+
+// withField names the field of an input error.
+func withField(err error, field string) error {
+	var e *apperr.Error
+	if errors.As(err, &e) {
+		return e.WithField(field)
+	}
+	return apperr.Wrap(err, apperr.Invalid, "%v", err).WithField(field)
 }
 
 // PutSite creates or updates a site.

@@ -140,3 +140,20 @@ func haltRelease(s Rollouts) gin.HandlerFunc {
 		respond(c, http.StatusOK, api.Halted{Halted: ids}, err)
 	}
 }
+
+func listDevices(s Registry) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		offset, _ := strconv.Atoi(c.Query("offset"))
+		limit, _ := strconv.Atoi(c.Query("limit"))
+		page, err := s.DevicePage(c.Request.Context(), fleet.DeviceQuery{Site: c.Query("site"), CareArea: c.Query("care_area"), Product: c.Query("product"),
+			Version: c.Query("version"), Prefix: c.Query("q"), Offset: offset, Limit: limit})
+		respond(c, http.StatusOK, page, err)
+	}
+}
+
+func listRollouts(s Rollouts) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		l, err := s.List(c.Request.Context())
+		respond(c, http.StatusOK, l, err)
+	}
+}

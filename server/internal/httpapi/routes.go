@@ -64,6 +64,7 @@ type Repository interface {
 
 // Registry is fleet.Registry.
 type Registry interface {
+	DevicePage(ctx context.Context, q fleet.DeviceQuery) (api.DevicePage, error)
 	PutSite(ctx context.Context, in api.Site) error
 	RegisterDevices(ctx context.Context, ins []api.Device) error
 	Decommission(ctx context.Context, id string) error
@@ -88,6 +89,7 @@ type Events interface {
 
 // Rollouts is fleet.Rollouts.
 type Rollouts interface {
+	List(ctx context.Context) (api.RolloutList, error)
 	Create(ctx context.Context, in api.RolloutPlan) (api.RolloutCreated, error)
 	Status(ctx context.Context, id string) (api.RolloutStatus, error)
 	Control(ctx context.Context, id, action string) (api.RolloutState, error)
@@ -147,10 +149,12 @@ func Routes(s Services) []Route {
 
 		op(http.MethodPut, api.RouteSite, operator.PermSiteWrite, putSite(s.Registry)),
 		op(http.MethodPost, api.RouteDevices, operator.PermFleetWrite, registerDevices(s.Registry)),
+		op(http.MethodGet, api.RouteDevices, operator.PermRead, listDevices(s.Registry)),
 		op(http.MethodPost, api.RouteDeviceImport, operator.PermFleetWrite, importDevices(s.Registry)),
 		op(http.MethodGet, api.RouteDeviceEventList, operator.PermRead, listDeviceEvents(s.Events)),
 		op(http.MethodPost, api.RouteDecommission, operator.PermFleetWrite, decommission(s.Registry)),
 		op(http.MethodPost, api.RouteRollouts, operator.PermRolloutWrite, createRollout(s.Rollouts)),
+		op(http.MethodGet, api.RouteRollouts, operator.PermRead, listRollouts(s.Rollouts)),
 		op(http.MethodGet, api.RouteRollout, operator.PermRead, rolloutStatus(s.Rollouts)),
 		op(http.MethodPost, api.RouteRolloutPause, operator.PermRolloutWrite, controlRollout(s.Rollouts, fleet.ControlPause)),
 		op(http.MethodPost, api.RouteRolloutResume, operator.PermRolloutWrite, controlRollout(s.Rollouts, fleet.ControlResume)),

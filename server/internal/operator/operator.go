@@ -80,7 +80,13 @@ type Principal struct {
 	Name  string // audit actor
 	Role  string
 	Sites []string // site-it only
+	// TokenID is the token that authenticated (BootstrapTokenID for the
+	// bootstrap token).
+	TokenID string
 }
+
+// BootstrapTokenID names the bootstrap token in sessions.
+const BootstrapTokenID = "bootstrap"
 
 // Can reports whether p holds perm.
 func (p Principal) Can(perm Permission) bool { return slices.Contains(rolePerms[p.Role], perm) }
@@ -97,6 +103,7 @@ func (p Principal) CanSite(site string) bool {
 // token changes in.
 type Store interface {
 	state.TokenStore
+	state.SessionStore
 	audit.Recorder
 }
 
@@ -131,7 +138,7 @@ func (s *Service) Authenticate(ctx context.Context, bearer string) (Principal, e
 		if admin != "" {
 			return Principal{}, apperr.New(apperr.Unauthorized, "the bootstrap token is retired: admin token %s exists; use an admin token", admin).WithCode(api.CodeBootstrapRetired)
 		}
-		return Principal{Name: "bootstrap-token", Role: RoleAdmin}, nil
+		return bootstrapPrincipal, nil
 	}
 	rest, ok := strings.CutPrefix(bearer, tokenPrefix)
 	id, secret, ok2 := strings.Cut(rest, "_")
@@ -148,13 +155,21 @@ func (s *Service) Authenticate(ctx context.Context, bearer string) (Principal, e
 	if subtle.ConstantTimeCompare([]byte(hashSecret(secret)), []byte(t.SecretHash)) != 1 {
 		return Principal{}, unauth
 	}
+	return s.valid(t)
+}
+
+var bootstrapPrincipal = Principal{Name: "bootstrap-token", Role: RoleAdmin, TokenID: BootstrapTokenID}
+
+// valid returns the principal of a token that is neither revoked nor
+// expired.
+func (s *Service) valid(t state.Token) (Principal, error) {
 	if t.Revoked {
 		return Principal{}, apperr.New(apperr.Unauthorized, "token %s is revoked", t.ID)
 	}
 	if !s.now().Before(t.Expires) {
 		return Principal{}, apperr.New(apperr.Unauthorized, "token %s expired at %s", t.ID, t.Expires.Format(time.RFC3339))
 	}
-	return Principal{Name: "token:" + t.ID + ":" + t.Name, Role: t.Role, Sites: t.Sites}, nil
+	return Principal{Name: "token:" + t.ID + ":" + t.Name, Role: t.Role, Sites: t.Sites, TokenID: t.ID}, nil
 }
 
 // AdminTokenExists returns the id of a valid admin token ("" when none):

@@ -38,6 +38,21 @@ type Device struct {
 	LastCheckIn time.Time
 }
 
+// DeviceQuery selects devices for a page; empty fields select all. Sites
+// nil means every site (an empty, non-nil list selects none).
+type DeviceQuery struct {
+	Sites    []string
+	CareArea string
+	Product  string
+	Version  string
+	// Prefix matches the start of the device id.
+	Prefix string
+	Offset int
+	Limit  int
+	// InService leaves decommissioned devices out.
+	InService bool
+}
+
 // InstalledCount is how many devices of a product at a site run a version.
 type InstalledCount struct {
 	Site, Version string
@@ -117,6 +132,9 @@ type RegistryStore interface {
 	// FleetEpoch changes whenever sites, devices, rollouts, approvals or
 	// deferrals change: replicas reload cached state when it moves.
 	FleetEpoch(ctx context.Context) (int64, error)
+	// DevicePage returns one page of the devices q selects, ordered by
+	// site then id, and how many it selects in all.
+	DevicePage(ctx context.Context, q DeviceQuery) ([]Device, int, error)
 	// InstalledCounts counts a product's devices in service (not
 	// decommissioned) by site and installed version, as last reported.
 	InstalledCounts(ctx context.Context, product string) ([]InstalledCount, error)
@@ -171,4 +189,28 @@ type TokenStore interface {
 	Token(ctx context.Context, id string) (Token, error)
 	Tokens(ctx context.Context) ([]Token, error)
 	RevokeToken(ctx context.Context, id string) error
+}
+
+// Session is a console session: the hash of its secret id, the token it
+// was exchanged for, its CSRF token, and when it was created and last used.
+type Session struct {
+	IDHash  string
+	TokenID string
+	CSRF    string
+	Created time.Time
+	Seen    time.Time
+}
+
+// SessionStore keeps console sessions.
+type SessionStore interface {
+	CreateSession(ctx context.Context, s Session) error
+	// Session returns a session by its id hash, or NotFound.
+	Session(ctx context.Context, idHash string) (Session, error)
+	// TouchSession records a session's use.
+	TouchSession(ctx context.Context, idHash string, seen time.Time) error
+	// DeleteSession ends a session (no error when it is gone already).
+	DeleteSession(ctx context.Context, idHash string) error
+	// DeleteSessionsBefore ends the sessions created before created or
+	// last used before seen; it returns how many.
+	DeleteSessionsBefore(ctx context.Context, created, seen time.Time) (int, error)
 }

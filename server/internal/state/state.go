@@ -9,6 +9,7 @@
 //	EventStore     device events (fleet's event ingest)
 //	AuditStore     the hash-chained audit log (everything that records)
 //	TokenStore     operator tokens (operator)
+//	SessionStore   console sessions (operator)
 //	LeaseStore     leases for singleton jobs (app)
 //	VulnStore      vulnerability records, the KEV catalog, feed state (vigilance)
 //	SBOMStore      releases' indexed SBOMs (vigilance)
@@ -89,6 +90,7 @@ type Store interface {
 	EventStore
 	AuditStore
 	TokenStore
+	SessionStore
 	LeaseStore
 	VulnStore
 	SBOMStore
@@ -123,6 +125,9 @@ type EventStore interface {
 	AddDeviceEvents(ctx context.Context, evs []DeviceEvent) (int, error)
 	// DeviceEvents lists a device's events, oldest first, at most limit.
 	DeviceEvents(ctx context.Context, deviceID string, limit int) ([]DeviceEvent, error)
+	// LatestEvents returns the newest event of each of the devices that
+	// have one.
+	LatestEvents(ctx context.Context, deviceIDs []string) (map[string]DeviceEvent, error)
 }
 
 // AuditStore keeps the hash-chained audit log.

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vigil-ota/vigil/api"
+	"github.com/vigil-ota/vigil/api/client"
 	"github.com/vigil-ota/vigil/api/devicesig"
 	"github.com/vigil-ota/vigil/internal/keyfile"
 	"github.com/vigil-ota/vigil/tools/internal/repotool"
@@ -64,8 +65,55 @@ func newDeviceCmd(g *globals) *cobra.Command {
 		Long:    "Register devices with the public key each one got at manufacturing (one by one, or many\nfrom CSV, all or none), and decommission them (their key stops working at once).",
 		Example: "  vigil device import devices.csv",
 	}
-	cmd.AddCommand(newDeviceRegisterCmd(g), newDeviceImportCmd(g), newDeviceDecommissionCmd(g))
+	cmd.AddCommand(newDeviceRegisterCmd(g), newDeviceImportCmd(g), newDeviceDecommissionCmd(g), newDeviceListCmd(g))
 	return cmd
+}
+
+func newDeviceListCmd(g *globals) *cobra.Command {
+	var q client.DeviceQuery
+	cmd := &cobra.Command{
+		Use:     "list [--site S] [--care-area A] [--version V] [--q PREFIX]",
+		Short:   "List devices: version, agent state, last seen, pending assignment",
+		Long:    "List devices a page at a time (ordered by site, then id). A site-it token sees its own sites.",
+		Example: "  vigil device list --site st-mary --version 1.0.0",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			page, err := c.Devices(cmd.Context(), q)
+			if err != nil {
+				return err
+			}
+			return g.emit(page, func(w io.Writer) { printDevicePage(w, page) })
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&q.Site, "site", "", "only this site")
+	f.StringVar(&q.CareArea, "care-area", "", "only this care area")
+	f.StringVar(&q.Product, "product", "", "only this product")
+	f.StringVar(&q.Version, "version", "", "only devices running this version")
+	f.StringVar(&q.Prefix, "q", "", "only device ids starting with this")
+	f.IntVar(&q.Offset, "offset", 0, "skip this many")
+	f.IntVar(&q.Limit, "limit", 0, "at most this many (default 100, at most 1000)")
+	return cmd
+}
+
+func printDevicePage(w io.Writer, p api.DevicePage) {
+	fmt.Fprintf(w, "%-14s %-12s %-10s %-10s %-12s %-20s %s\n", "DEVICE", "SITE", "CARE AREA", "VERSION", "STATE", "LAST SEEN", "PENDING")
+	for _, d := range p.Devices {
+		pending := "-"
+		if d.Pending != nil {
+			pending = d.Pending.Release + " (" + string(d.Pending.State) + ")"
+		}
+		state := string(d.State)
+		if d.InUse {
+			state += " (in use)"
+		}
+		fmt.Fprintf(w, "%-14s %-12s %-10s %-10s %-12s %-20s %s\n", d.ID, d.Site, d.CareArea, d.Installed, state, when(d.LastSeen), pending)
+	}
+	fmt.Fprintf(w, "%d–%d of %d\n", min(p.Offset+1, p.Total), p.Offset+len(p.Devices), p.Total)
 }
 
 func newDeviceRegisterCmd(g *globals) *cobra.Command {

@@ -26,11 +26,40 @@ the current one reached --success and --soak passed; failures reaching
 --halt-on halt the rollout by itself. See docs/rollouts.md.`,
 		Example: "  vigil rollout status ro-0123456789ab",
 	}
-	cmd.AddCommand(newRolloutCreateCmd(g), newRolloutStatusCmd(g))
+	cmd.AddCommand(newRolloutCreateCmd(g), newRolloutStatusCmd(g), newRolloutListCmd(g))
 	for _, action := range []string{client.Pause, client.Resume, client.Abort} {
 		cmd.AddCommand(newRolloutControlCmd(g, action))
 	}
 	return cmd
+}
+
+func newRolloutListCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:     "list",
+		Short:   "List rollouts, newest first, with their state and progress",
+		Example: "  vigil rollout list -o json",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			l, err := c.Rollouts(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return g.emit(l, func(w io.Writer) {
+				fmt.Fprintf(w, "%-16s %-20s %-9s %-10s %s\n", "ROLLOUT", "RELEASE", "STATE", "WAVE", "COMMITTED/ELIGIBLE")
+				for _, r := range l.Rollouts {
+					committed, eligible := 0, 0
+					for _, c := range r.Counts {
+						committed, eligible = committed+c.Committed, eligible+c.Eligible
+					}
+					fmt.Fprintf(w, "%-16s %-20s %-9s %-10s %d/%d\n", r.ID, r.Release, r.State, r.CurrentWave, committed, eligible)
+				}
+			})
+		},
+	}
 }
 
 func newRolloutCreateCmd(g *globals) *cobra.Command {

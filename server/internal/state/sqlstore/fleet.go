@@ -483,3 +483,92 @@ func (s *Store) InstalledCounts(ctx context.Context, product string) ([]state.In
 	}
 	return out, s.fail("count devices", rows.Err())
 }
+
+// MaxDevicePage bounds one page of devices.
+const MaxDevicePage = 1000
+
+// DevicePage implements state.RegistryStore.
+func (s *Store) DevicePage(ctx context.Context, q state.DeviceQuery) ([]state.Device, int, error) {
+	where := " WHERE 1 = 1"
+	var args []any
+	if q.Sites != nil {
+		if len(q.Sites) == 0 {
+			return nil, 0, nil
+		}
+		marks := make([]string, len(q.Sites))
+		for i, site := range q.Sites {
+			marks[i], args = "?", append(args, site)
+		}
+		where += " AND site IN (" + strings.Join(marks, ", ") + ")"
+	}
+	for _, c := range []struct{ col, v string }{{"care_area", q.CareArea}, {"product", q.Product}, {"installed", q.Version}} {
+		if c.v != "" {
+			where += " AND " + c.col + " = ?"
+			args = append(args, c.v)
+		}
+	}
+	if q.Prefix != "" {
+		where += " AND substr(id, 1, ?) = ?"
+		args = append(args, len(q.Prefix), q.Prefix)
+	}
+	if q.InService {
+		where += " AND decommissioned = 0"
+	}
+	var total int
+	if err := s.r.QueryRowContext(ctx, s.d.rebind("SELECT COUNT(*) FROM devices"+where), args...).Scan(&total); err != nil {
+		return nil, 0, s.fail("count devices", err)
+	}
+	limit := q.Limit
+	if limit <= 0 || limit > MaxDevicePage {
+		limit = MaxDevicePage
+	}
+	rows, err := s.r.QueryContext(ctx, s.d.rebind("SELECT "+deviceColumns+" FROM devices"+where+" ORDER BY site, id LIMIT ? OFFSET ?"), append(args, limit, max(q.Offset, 0))...)
+	if err != nil {
+		return nil, 0, s.fail("list devices", err)
+	}
+	defer rows.Close()
+	var out []state.Device
+	for rows.Next() {
+		d, err := scanDevice(rows)
+		if err != nil {
+			return nil, 0, s.fail("list devices", err)
+		}
+		out = append(out, d)
+	}
+	return out, total, s.fail("list devices", rows.Err())
+}
+
+// LatestEvents implements state.EventStore.
+func (s *Store) LatestEvents(ctx context.Context, ids []string) (map[string]state.DeviceEvent, error) {
+	out := map[string]state.DeviceEvent{}
+	for i := 0; i < len(ids); i += keyChunk {
+		chunk := ids[i:min(i+keyChunk, len(ids))]
+		marks := make([]string, len(chunk))
+		args := make([]any, len(chunk))
+		for j, id := range chunk {
+			marks[j], args[j] = "?", id
+		}
+		rows, err := s.r.QueryContext(ctx, s.d.rebind(`SELECT id, device_id, target, version, state, reason, time_unix_ms, received_unix_ms FROM (
+			SELECT e.*, ROW_NUMBER() OVER (PARTITION BY device_id ORDER BY time_unix_ms DESC, id DESC) AS rn FROM device_events e
+			WHERE device_id IN (`+strings.Join(marks, ", ")+`)) latest WHERE rn = 1`), args...)
+		if err != nil {
+			return nil, s.fail("latest events", err)
+		}
+		for rows.Next() {
+			var e state.DeviceEvent
+			var t, r int64
+			if err := rows.Scan(&e.ID, &e.DeviceID, &e.Target, &e.Version, &e.State, &e.Reason, &t, &r); err != nil {
+				rows.Close()
+				return nil, s.fail("latest events", err)
+			}
+			e.Time, e.Received = time.UnixMilli(t).UTC(), time.UnixMilli(r).UTC()
+			out[e.DeviceID] = e
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, s.fail("latest events", err)
+		}
+	}
+	return out, nil
+}

@@ -104,3 +104,38 @@ func testTokens(t *testing.T, s state.Store) {
 		t.Fatalf("tokens %v %v", all, err)
 	}
 }
+
+func testSessions(t *testing.T, s state.Store) {
+	ctx := t.Context()
+	now := time.Now().Truncate(time.Millisecond)
+	for i, id := range []string{"h1", "h2", "h3"} {
+		if err := s.CreateSession(ctx, state.Session{IDHash: id, TokenID: "t1", CSRF: "c" + id, Created: now.Add(-time.Duration(i) * time.Hour), Seen: now.Add(-time.Duration(i) * time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.CreateSession(ctx, state.Session{IDHash: "h1", TokenID: "t2"}); err == nil {
+		t.Fatal("a session id was reused")
+	}
+	got, err := s.Session(ctx, "h1")
+	if err != nil || got.TokenID != "t1" || got.CSRF != "ch1" || !got.Created.Equal(now) {
+		t.Fatalf("session %+v %v", got, err)
+	}
+	if err := s.TouchSession(ctx, "h2", now); err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.DeleteSessionsBefore(ctx, now.Add(-90*time.Minute), now.Add(-30*time.Minute))
+	if err != nil || n != 1 { // h3 is too old; h2 was touched
+		t.Fatalf("expired sessions deleted: %d %v", n, err)
+	}
+	if err := s.DeleteSession(ctx, "h1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteSession(ctx, "h1"); err != nil {
+		t.Fatalf("deleting twice: %v", err)
+	}
+	for id, want := range map[string]bool{"h1": false, "h2": true, "h3": false} {
+		if _, err := s.Session(ctx, id); (err == nil) != want {
+			t.Errorf("session %s present %v, want %v (%v)", id, err == nil, want, err)
+		}
+	}
+}

@@ -15,6 +15,7 @@ func runVigilance(t *testing.T, one func(t *testing.T) state.Store) {
 	t.Run("FindingsKeepTriageWhenTheirDataChanges", func(t *testing.T) { testFindings(t, one(t)) })
 	t.Run("InstalledCountsGroupBySiteAndVersion", func(t *testing.T) { testInstalledCounts(t, one(t)) })
 	t.Run("FeedStateIsUpserted", func(t *testing.T) { testFeedState(t, one(t)) })
+	t.Run("DevicesArePagedBySiteAndTheirLatestEventsRead", func(t *testing.T) { testDevicePages(t, one(t)) })
 }
 
 var (
@@ -219,5 +220,59 @@ func testFeedState(t *testing.T, s state.Store) {
 	all, err := s.FeedStates(ctx)
 	if err != nil || len(all) != 1 || all[0].ETag != `"2"` || !all[0].Succeeded.Equal(now) || all[0].Message != "ok" {
 		t.Fatalf("feed state %+v %v", all, err)
+	}
+}
+
+func testDevicePages(t *testing.T, s state.Store) {
+	ctx := t.Context()
+	for _, site := range []string{"north", "south"} {
+		if err := s.PutSite(ctx, state.Site{Name: site, TimeZone: "UTC"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var devs []state.Device
+	for i := range 25 {
+		site, area := "north", "icu"
+		if i%5 == 0 {
+			site, area = "south", "ward"
+		}
+		devs = append(devs, state.Device{ID: "PUMP-" + string(rune('A'+i)), Product: "demo-pump", Hardware: "rev-b", Site: site, CareArea: area, PublicKey: "AAAA", Installed: "1.0.0"})
+	}
+	if err := s.AddDevices(ctx, devs); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		q           state.DeviceQuery
+		first, want string
+		n, total    int
+	}{
+		{state.DeviceQuery{Limit: 10}, "PUMP-B", "", 10, 25},
+		{state.DeviceQuery{Sites: []string{"south"}}, "PUMP-A", "", 5, 5},
+		{state.DeviceQuery{Sites: []string{}}, "", "", 0, 0},
+		{state.DeviceQuery{CareArea: "icu", Offset: 18, Limit: 10}, "PUMP-X", "", 2, 20},
+		{state.DeviceQuery{Prefix: "PUMP-C"}, "PUMP-C", "", 1, 1},
+		{state.DeviceQuery{Prefix: "%"}, "", "", 0, 0},
+	} {
+		got, total, err := s.DevicePage(ctx, c.q)
+		if err != nil || len(got) != c.n || total != c.total || (c.n > 0 && got[0].ID != c.first) {
+			first := ""
+			if len(got) > 0 {
+				first = got[0].ID
+			}
+			t.Errorf("query %+v: %d devices (first %s) of %d, want %d (first %s) of %d (%v)", c.q, len(got), first, total, c.n, c.first, c.total, err)
+		}
+	}
+	now := time.Now().Truncate(time.Millisecond)
+	evs := []state.DeviceEvent{
+		{ID: "e1", DeviceID: "PUMP-A", State: "downloading", Time: now.Add(-time.Minute)},
+		{ID: "e2", DeviceID: "PUMP-A", State: "committed", Version: "1.1.0", Time: now},
+		{ID: "e3", DeviceID: "PUMP-B", State: "deferred", Reason: "in clinical use", Time: now},
+	}
+	if _, err := s.AddDeviceEvents(ctx, evs); err != nil {
+		t.Fatal(err)
+	}
+	latest, err := s.LatestEvents(ctx, []string{"PUMP-A", "PUMP-B", "PUMP-C"})
+	if err != nil || len(latest) != 2 || latest["PUMP-A"].ID != "e2" || latest["PUMP-B"].Reason != "in clinical use" {
+		t.Fatalf("latest %+v %v", latest, err)
 	}
 }
