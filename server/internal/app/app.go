@@ -24,6 +24,7 @@ import (
 	"github.com/vigil-ota/vigil/server/internal/blob/localblob"
 	"github.com/vigil-ota/vigil/server/internal/blob/s3blob"
 	"github.com/vigil-ota/vigil/server/internal/config"
+	"github.com/vigil-ota/vigil/server/internal/console"
 	"github.com/vigil-ota/vigil/server/internal/fleet"
 	"github.com/vigil-ota/vigil/server/internal/httpapi"
 	"github.com/vigil-ota/vigil/server/internal/operator"
@@ -159,9 +160,15 @@ func Open(ctx context.Context, cfg config.Config, log *zap.Logger) (*Server, err
 		},
 	})
 	stores := s.State
+	con, err := console.New(console.Deps{Rollouts: s.Fleet.Rollouts, Registry: s.Fleet.Registry, Vigilance: s.Vigilance, Catalog: s.Repo,
+		Audit: stores, Sessions: ops, Secure: tlsCfg != nil})
+	if err != nil {
+		return nil, fmt.Errorf("console: %w", err)
+	}
 	s.services = httpapi.Services{Repo: s.Repo, Registry: s.Fleet.Registry, DeviceAuth: s.Fleet.Auth, CheckIns: s.Fleet.CheckIns,
-		Events: s.Fleet.Events, Rollouts: s.Fleet.Rollouts, Operators: ops, Tokens: ops, Audit: stores, Vigilance: s.Vigilance}
-	s.routes = httpapi.Routes(s.services)
+		Events: s.Fleet.Events, Rollouts: s.Fleet.Rollouts, Operators: ops, Tokens: ops, Audit: stores, Vigilance: s.Vigilance,
+		Sessions: ops, Refuse: con.Refuse}
+	s.routes = append(httpapi.Routes(s.services), con.Routes()...)
 	httpapi.Register(router, s.routes, s.services)
 	s.http = &http.Server{
 		Handler:           router,

@@ -19,15 +19,18 @@ import (
 	"github.com/vigil-ota/vigil/internal/vigilance/vigilancetest"
 	"github.com/vigil-ota/vigil/server/internal/app"
 	"github.com/vigil-ota/vigil/server/internal/config"
+	"github.com/vigil-ota/vigil/server/internal/console"
 	"github.com/vigil-ota/vigil/server/internal/httpapi"
 	"github.com/vigil-ota/vigil/server/internal/operator"
 )
 
 // TestEveryRouteAgainstEveryRole is the generated authorization matrix: it
 // walks the server's route table and asks every operator route with a token
-// of every role (and with none), every device route unsigned, and every
-// public route without anything, and checks each answer against what the
-// table declares. A route the table does not declare does not exist.
+// of every role (and with none), every console route with a session of
+// every role (and with none, and with a wrong CSRF token), every device
+// route unsigned, and every public route without anything, and checks each
+// answer against what the table declares. A route the table does not
+// declare does not exist.
 func TestEveryRouteAgainstEveryRole(t *testing.T) {
 	srv := openServer(t, "bootstrap-secret")
 	h := srv.Handler()
@@ -44,6 +47,17 @@ func TestEveryRouteAgainstEveryRole(t *testing.T) {
 		}
 		tokens[role] = c.Secret
 	}
+	sessions := map[string]operator.Session{}
+	signIn := func() {
+		for role, tok := range tokens {
+			ss, err := srv.Operators().SignIn(ctx, tok)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sessions[role] = ss
+		}
+	}
+	signIn()
 	routes := srv.Routes()
 	if len(httpapi.Policy(routes)) < 20 {
 		t.Fatalf("only %d operator routes in the table", len(httpapi.Policy(routes)))
@@ -71,6 +85,12 @@ func TestEveryRouteAgainstEveryRole(t *testing.T) {
 		case httpapi.Device:
 			if w := ask(rt.Method, url, tokens[operator.RoleAdmin]); w.Code != http.StatusUnauthorized || !strings.Contains(w.Body.String(), api.CodeDeviceUnauthenticated) {
 				t.Errorf("device %s with an operator token and no signature: %d %s", route, w.Code, w.Body.String())
+			}
+			continue
+		case httpapi.Session:
+			checkSessionRoute(t, h, rt, url, sessions)
+			if rt.Path == console.PathSignOut {
+				signIn() // every session just signed out
 			}
 			continue
 		}
@@ -279,5 +299,46 @@ func TestSiteITSeesOnlyItsOwnSitesInFindingsAndExposure(t *testing.T) {
 	}
 	if code, _ := do(it.Secret, "POST", api.Path(api.RouteFeedImport, "kev"), "{}"); code != 403 {
 		t.Fatalf("site-it imported a feed: %d", code)
+	}
+}
+
+// checkSessionRoute asks a console route with no session, with a session
+// of every role, and (for a form) with a wrong CSRF token.
+func checkSessionRoute(t *testing.T, h http.Handler, rt httpapi.Route, url string, sessions map[string]operator.Session) {
+	t.Helper()
+	route := rt.Method + " " + rt.Path
+	post := rt.Method != http.MethodGet && rt.Method != http.MethodHead
+	ask := func(ss *operator.Session, csrf string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(rt.Method, url, strings.NewReader("csrf="+csrf))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if ss != nil {
+			req.AddCookie(&http.Cookie{Name: httpapi.SessionCookie, Value: ss.ID})
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		return w
+	}
+	switch w := ask(nil, ""); {
+	case !post && (w.Code != http.StatusSeeOther || !strings.HasPrefix(w.Header().Get("Location"), httpapi.PathSignIn)):
+		t.Errorf("%s without a session: %d %s, want a redirect to sign in", route, w.Code, w.Header().Get("Location"))
+	case post && w.Code != http.StatusUnauthorized:
+		t.Errorf("%s without a session: %d, want 401", route, w.Code)
+	}
+	for role, ss := range sessions {
+		allowed := ss.Principal.Can(rt.Perm)
+		if post && allowed { // before the real request, which may end the session
+			if w := ask(&ss, "forged"); w.Code != http.StatusForbidden || !strings.Contains(w.Body.String(), "CSRF") {
+				t.Errorf("%s as %s with a wrong CSRF token: %d", route, role, w.Code)
+			}
+		}
+		w := ask(&ss, ss.CSRF)
+		switch {
+		case !allowed && w.Code != http.StatusForbidden:
+			t.Errorf("%s as %s (lacks %s): %d, want 403", route, role, rt.Perm, w.Code)
+		case allowed && (w.Code == http.StatusUnauthorized || w.Code == http.StatusForbidden):
+			if !(role == operator.RoleSiteIT && (strings.Contains(w.Body.String(), "limited to sites") || strings.Contains(w.Body.String(), "not one of them"))) {
+				t.Errorf("%s as %s (holds %s): %d %s", route, role, rt.Perm, w.Code, w.Body.String())
+			}
+		}
 	}
 }

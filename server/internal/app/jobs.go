@@ -22,6 +22,10 @@ const (
 	// LeaseVigilance is the vigilance job's (SBOM indexing, clocks); each
 	// scheduled feed has its own, "feed:" + its name.
 	LeaseVigilance = "vigilance"
+	// LeaseSessions is the console session purge's, run every
+	// SessionPurgeInterval.
+	LeaseSessions        = "session-purge"
+	SessionPurgeInterval = 10 * time.Minute
 	// LeaseTTLFactor: a lease lasts this many job intervals, so a holder
 	// that dies is replaced within that time.
 	LeaseTTLFactor = 3
@@ -44,6 +48,11 @@ func (s *Server) startJobs(ctx context.Context) {
 	})
 	go RunSingleton(ctx, s.State, s.holder, LeaseRolloutController, RolloutControllerInterval, s.log, s.Fleet.Rollouts.Evaluate)
 	go RunSingleton(ctx, s.State, s.holder, LeaseVigilance, s.cfg.VigilanceInterval, s.log, s.vigilanceJob)
+	go RunSingleton(ctx, s.State, s.holder, LeaseSessions, SessionPurgeInterval, s.log, func(ctx context.Context) {
+		if _, err := s.ops.PurgeSessions(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("purging ended console sessions failed", zap.Error(err))
+		}
+	})
 	if s.Alerts != nil {
 		go s.Alerts.Run(ctx)
 	}

@@ -138,3 +138,36 @@ func (s *Rollouts) List(ctx context.Context) (api.RolloutList, error) {
 
 // MaxListedRollouts bounds one rollout listing.
 const MaxListedRollouts = 200
+
+// Sites returns the sites the caller may see, with their settings.
+func (r *Registry) Sites(ctx context.Context) ([]api.Site, error) {
+	all, err := r.reg.Sites(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p, ok := operator.From(ctx)
+	out := []api.Site{}
+	for _, st := range all {
+		if !ok || p.CanSite(st.Name) {
+			out = append(out, siteFromState(st))
+		}
+	}
+	return out, nil
+}
+
+// Versions counts a product's devices in service by installed version, at
+// the caller's sites.
+func (r *Registry) Versions(ctx context.Context, product string) (map[string]int, error) {
+	counts, err := r.reg.InstalledCounts(ctx, product)
+	if err != nil {
+		return nil, err
+	}
+	p, ok := operator.From(ctx)
+	out := map[string]int{}
+	for _, c := range counts {
+		if !ok || p.CanSite(c.Site) {
+			out[c.Version] += c.Count
+		}
+	}
+	return out, nil
+}

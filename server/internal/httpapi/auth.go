@@ -1,6 +1,8 @@
 package httpapi
 
 import (
+	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/gin-gonic/gin"
@@ -71,4 +73,64 @@ func deviceAuth(auth DeviceAuth, changesState bool) gin.HandlerFunc {
 func device(c *gin.Context) fleet.Authenticated {
 	v, _ := c.Get(ginKeyDevice)
 	return v.(fleet.Authenticated)
+}
+
+// Console session cookie and form field names.
+const (
+	SessionCookie = "vigil_session"
+	CSRFField     = "csrf"
+	// PathSignIn is where a request without a session is sent.
+	PathSignIn = "/console/sign-in"
+	// MaxFormBytes bounds a console form body.
+	MaxFormBytes  = 64 << 10
+	ginKeySession = "vigil.session"
+)
+
+// sessionAuth admits a console request with a live session whose role
+// holds perm; a request that changes state must carry the session's CSRF
+// token in its form. A page asked for without a session redirects to the
+// sign-in page.
+func sessionAuth(sessions Sessions, perm operator.Permission, refuse SessionRefusal) gin.HandlerFunc {
+	if refuse == nil {
+		refuse = func(c *gin.Context, status int, err error) { writeError(c, status, err) }
+	}
+	return func(c *gin.Context) {
+		id, _ := c.Cookie(SessionCookie)
+		ss, err := sessions.SessionFor(c.Request.Context(), id)
+		if err != nil {
+			if apperr.Is(err, apperr.Unauthorized) && (c.Request.Method == http.MethodGet || c.Request.Method == http.MethodHead) {
+				c.Redirect(http.StatusSeeOther, PathSignIn+"?next="+url.QueryEscape(c.Request.URL.RequestURI()))
+				c.Abort()
+				return
+			}
+			refuse(c, StatusOf(err), err)
+			c.Abort()
+			return
+		}
+		p := ss.Principal
+		if !p.Can(perm) {
+			refuse(c, http.StatusForbidden, apperr.New(apperr.Forbidden, "role %s may not do this (needs %s)", p.Role, perm))
+			c.Abort()
+			return
+		}
+		if c.Request.Method != http.MethodGet && c.Request.Method != http.MethodHead {
+			c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, MaxFormBytes)
+			if !ss.CheckCSRF(c.PostForm(CSRFField)) {
+				refuse(c, http.StatusForbidden, apperr.New(apperr.Forbidden, "this form is not from your session (CSRF token missing or wrong): reload the page and try again"))
+				c.Abort()
+				return
+			}
+		}
+		ctx := operator.WithPrincipal(audit.WithActor(c.Request.Context(), p.Name), p)
+		c.Request = c.Request.WithContext(ctx)
+		c.Set(ginKeySession, ss)
+		c.Next()
+	}
+}
+
+// SessionOf is the signed-in session of a Session route.
+func SessionOf(c *gin.Context) operator.Session {
+	v, _ := c.Get(ginKeySession)
+	ss, _ := v.(operator.Session)
+	return ss
 }

@@ -64,3 +64,12 @@ func writeError(c *gin.Context, status int, err error) {
 	}
 	c.AbortWithStatusJSON(status, ErrorBody{Code: code, Message: msg, RequestID: rid})
 }
+
+// LogError logs a failure the caller answers itself (the console's error
+// pages), as WriteError would.
+func LogError(c *gin.Context, status int, err error) {
+	if log := loggerOf(c); log != nil {
+		code, _ := apperr.Public(err)
+		log.Error("request failed", zap.Int("status", status), zap.String("code", code), zap.Error(err))
+	}
+}

@@ -31,9 +31,13 @@ const (
 	// Operator routes need a bearer token whose role holds Perm (and, for
 	// site-scoped roles, the site the request is about).
 	Operator
+	// Session routes are the web console's: a signed-in session whose
+	// token's role holds Perm (the same roles and site scoping as the API),
+	// and on every request that changes state, the session's CSRF token.
+	Session
 )
 
-func (a Access) String() string { return [...]string{"public", "device", "operator"}[a] }
+func (a Access) String() string { return [...]string{"public", "device", "operator", "session"}[a] }
 
 // Route is one entry of the route table: everything about a route is
 // written here once, and the table drives registration, authorization,
@@ -103,6 +107,15 @@ type Authenticator interface {
 	Authenticate(ctx context.Context, bearer string) (operator.Principal, error)
 }
 
+// Sessions resolves console sessions (operator.Service).
+type Sessions interface {
+	SessionFor(ctx context.Context, id string) (operator.Session, error)
+}
+
+// SessionRefusal renders a refused console request (the console's error
+// page); status is 401, 403 or what the error's kind maps to.
+type SessionRefusal func(c *gin.Context, status int, err error)
+
 // TokenAdmin is what the token routes need (operator.Service).
 type TokenAdmin interface {
 	Create(ctx context.Context, in api.TokenRequest) (api.TokenCreated, error)
@@ -127,6 +140,9 @@ type Services struct {
 	Tokens     TokenAdmin
 	Audit      AuditLog
 	Vigilance  Vigilance
+	// Sessions and Refuse serve the Session routes (nil: there are none).
+	Sessions Sessions
+	Refuse   SessionRefusal
 }
 
 // Routes is the route table of the API and the repository (probes and
@@ -189,17 +205,19 @@ func Register(r *gin.Engine, routes []Route, s Services) {
 			chain = append(chain, deviceAuth(s.DeviceAuth, rt.ChangesState))
 		case Operator:
 			chain = append(chain, authorize(s.Operators, rt.Perm))
+		case Session:
+			chain = append(chain, sessionAuth(s.Sessions, rt.Perm, s.Refuse))
 		}
 		r.Handle(rt.Method, rt.Path, append(chain, rt.Handle)...)
 	}
 }
 
-// Policy returns "METHOD /path" → permission for every Operator route, in
-// order (docs, tests).
+// Policy returns "METHOD /path" → permission for every Operator and
+// Session route, in order (docs, tests).
 func Policy(routes []Route) map[string]operator.Permission {
 	out := map[string]operator.Permission{}
 	for _, rt := range routes {
-		if rt.Access == Operator {
+		if rt.Access == Operator || rt.Access == Session {
 			out[rt.Method+" "+rt.Path] = rt.Perm
 		}
 	}

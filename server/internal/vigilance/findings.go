@@ -340,3 +340,43 @@ func (s *Service) Overdue(ctx context.Context) (api.FindingList, error) {
 	l.ReleasesWithoutSBOM = []string{}
 	return l, err
 }
+
+// FixedBy returns the open findings of the product's releases from that
+// product@version no longer carries (by any id of the vulnerability): what
+// installing it fixes. ok is false when version has no SBOM (nothing can
+// be said).
+func (s *Service) FixedBy(ctx context.Context, product, version string, from []string) (fixed []api.FindingDetail, ok bool, err error) {
+	if _, err := s.st.SBOMs.SBOM(ctx, product, version); apperr.Is(err, apperr.NotFound) {
+		return nil, false, nil
+	} else if err != nil {
+		return nil, false, err
+	}
+	pubs, err := s.cat.Releases(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	v, err := s.productView(ctx, product, pubs)
+	if err != nil {
+		return nil, false, err
+	}
+	var carried []string
+	for _, f := range v.open {
+		if f.Version == version {
+			carried = append(carried, v.ids[f.ID]...)
+		}
+	}
+	fixed = []api.FindingDetail{}
+	for _, rec := range v.open {
+		if !slices.Contains(from, rec.Version) || overlaps(v.ids[rec.ID], carried) {
+			continue
+		}
+		var fd vigilance.Finding
+		if err := json.Unmarshal(rec.Data, &fd); err != nil {
+			return nil, false, err
+		}
+		d := s.detailOf(rec, fd)
+		s.complete(ctx, &d, rec, v)
+		fixed = append(fixed, d)
+	}
+	return fixed, true, nil
+}

@@ -44,20 +44,23 @@ type AuditVerification struct {
 }
 
 func newAuditVerifyCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:     "verify",
-		Short:   "Verify the audit chain end to end",
-		Long:    "Read the whole audit log and check every entry's hash and link; name the first broken entry.",
-		Example: "  vigil audit verify",
+	var file string
+	cmd := &cobra.Command{
+		Use:   "verify [--file EXPORT.jsonl]",
+		Short: "Verify the audit chain end to end (on the server, or an export offline)",
+		Long: `Read the whole audit log and check every entry's hash and link; name the first broken entry.
+With --file, verify an export ('vigil audit export', or the console's export link) offline,
+without a server: keep exports where the server cannot write, and verify them later.`,
+		Example: "  vigil audit verify\n  vigil audit verify --file audit-2026-11.jsonl",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			api, err := g.client()
+			next, err := auditSource(cmd, g, file)
 			if err != nil {
 				return err
 			}
 			prevHash, prevSeq, n := auditchain.GenesisHash, int64(0), 0
 			for {
-				page, err := api.AuditPage(cmd.Context(), prevSeq, "", auditPage)
+				page, err := next(prevSeq)
 				if err != nil {
 					return err
 				}
@@ -81,6 +84,39 @@ func newAuditVerifyCmd(g *globals) *cobra.Command {
 			})
 		},
 	}
+	cmd.Flags().StringVar(&file, "file", "", "verify this export (JSON lines) instead of the server's log")
+	return cmd
+}
+
+// auditSource returns the pages to verify: the server's, or a file's.
+func auditSource(cmd *cobra.Command, g *globals, file string) (func(after int64) ([]auditchain.Entry, error), error) {
+	if file == "" {
+		api, err := g.client()
+		if err != nil {
+			return nil, err
+		}
+		return func(after int64) ([]auditchain.Entry, error) { return api.AuditPage(cmd.Context(), after, "", auditPage) }, nil
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, UsageError{err}
+	}
+	dec := json.NewDecoder(f)
+	return func(int64) ([]auditchain.Entry, error) {
+		var page []auditchain.Entry
+		for len(page) < auditPage {
+			var e auditchain.Entry
+			if err := dec.Decode(&e); err == io.EOF {
+				f.Close()
+				break
+			} else if err != nil {
+				f.Close()
+				return nil, fmt.Errorf("%s: entry %d is not an audit entry: %w", file, len(page)+1, err)
+			}
+			page = append(page, e)
+		}
+		return page, nil
+	}, nil
 }
 
 func newAuditExportCmd(g *globals) *cobra.Command {
