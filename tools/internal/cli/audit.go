@@ -95,7 +95,9 @@ func auditSource(cmd *cobra.Command, g *globals, file string) (func(after int64)
 		if err != nil {
 			return nil, err
 		}
-		return func(after int64) ([]auditchain.Entry, error) { return api.AuditPage(cmd.Context(), after, "", auditPage) }, nil
+		return func(after int64) ([]auditchain.Entry, error) {
+			return api.AuditPage(cmd.Context(), after, "", auditPage)
+		}, nil
 	}
 	f, err := os.Open(file)
 	if err != nil {
