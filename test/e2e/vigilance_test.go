@@ -314,11 +314,14 @@ func TestFindingsFollowTheFleetFromExposureToDeployedFix(t *testing.T) {
 	f.approve(t, ro, "north", "all")
 	for range maxRounds {
 		round(t, devs)
-		if f.exposure(t, testToken, "CVE-2014-0160").Total == 0 {
+		if committedAt(f.rolloutStatus(t, ro), "st-mary")+committedAt(f.rolloutStatus(t, ro), "north") == 10 {
 			break
 		}
 	}
-	if e := f.exposure(t, testToken, "CVE-2014-0160"); e.Total != 0 || e.Fixing["demo-pump"] != "1.1.0" {
+	// Commits reach the registry with the next batch of check-ins (every
+	// LastSeenFlushInterval).
+	waitFor(t, "exposure drops to zero", 30*time.Second, func() bool { return f.exposure(t, testToken, "CVE-2014-0160").Total == 0 })
+	if e := f.exposure(t, testToken, "CVE-2014-0160"); e.Fixing["demo-pump"] != "1.1.0" {
 		t.Fatalf("exposure after the rollout: %+v", e)
 	}
 	waitFor(t, "the fix clock stops", 20*time.Second, func() bool {

@@ -255,3 +255,26 @@ func startGateway(bin string, s S3) (stop func(), err error) {
 	<-exited
 	return nil, fmt.Errorf("versitygw did not listen on %s within %s: %s", s.Endpoint, gatewayStartTimeout, out.String())
 }
+
+// EnvChromium names the browser the console tests drive (default: the
+// first of chromium, chromium-browser, google-chrome on PATH).
+const EnvChromium = "VIGIL_CHROMIUM"
+
+// Chromium returns the path of a Chromium to drive headless; without one
+// the test skips loudly, or fails under VIGIL_REQUIRE_SERVICES=1 (CI
+// installs Debian's chromium package).
+func Chromium(t testing.TB) string {
+	t.Helper()
+	if p := os.Getenv(EnvChromium); p != "" {
+		t.Logf("%s chromium", MarkerUsed)
+		return p
+	}
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			t.Logf("%s chromium", MarkerUsed)
+			return p
+		}
+	}
+	unavailable(t, "chromium", "no chromium on PATH (apt-get install chromium, or set %s)", EnvChromium)
+	return ""
+}

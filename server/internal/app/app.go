@@ -205,7 +205,8 @@ func (s *Server) openVigilance(cfg config.Config, reg *prometheus.Registry, log 
 	if err := os.MkdirAll(tmp, 0o750); err != nil {
 		return cfg.Errorf("data_dir", "cannot create %q: %v", tmp, err)
 	}
-	o := vigilance.Options{Log: log.Named("vigilance"), Rollouts: s.Fleet.Rollouts, Metrics: vigilance.NewMetrics(reg, stores, nil), TempDir: tmp, Feeds: feeds}
+	o := vigilance.Options{Log: log.Named("vigilance"), Rollouts: s.Fleet.Rollouts, Metrics: vigilance.NewMetrics(reg, stores, nil), TempDir: tmp, Feeds: feeds,
+		Flush: s.Fleet.CheckIns.FlushLastSeen}
 	if cfg.AlertWebhookURL != "" {
 		if s.Alerts, err = webhook.New(cfg.AlertWebhookURL, cfg.AlertWebhookSecret, reg, log.Named("webhook")); err != nil {
 			return cfg.Errorf("alert_webhook_secret", "%v", err)

@@ -149,7 +149,7 @@ func TestSiteITActsOnlyForItsOwnSites(t *testing.T) {
 
 // openServer opens an in-process server on the embedded default in a
 // temporary directory (nothing listens until Run).
-func openServer(t *testing.T, bootstrapToken string) *app.Server {
+func openServer(t testing.TB, bootstrapToken string) *app.Server {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := config.Defaults()

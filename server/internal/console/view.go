@@ -2,6 +2,7 @@ package console
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"html/template"
 	"io/fs"
@@ -77,8 +78,8 @@ var funcs = template.FuncMap{
 	"utc":       func(t time.Time) string { return stamp(t, time.UTC) },
 	"iso":       func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 	"inzone":    inZone,
-	"state":     stateWord,
-	"stateicon": stateIcon,
+	"state":     func(v any) string { return stateWord(fmt.Sprint(v)) },
+	"stateicon": func(v any) string { return stateIcon(fmt.Sprint(v)) },
 	"pct":       pct,
 	"join":      strings.Join,
 	"add":       func(a, b int) int { return a + b },
@@ -86,6 +87,35 @@ var funcs = template.FuncMap{
 	"zero":      func(t time.Time) bool { return t.IsZero() },
 	"path":      api.Path,
 	"short":     func(s string, n int) string { return shorten(s, n) },
+	"details":   readableJSON,
+	"who":       who,
+}
+
+// who is an operator's name as people know it: the token's name, not its
+// audit form "token:ID:NAME".
+func who(name string) string {
+	if rest, ok := strings.CutPrefix(name, "token:"); ok {
+		if _, n, ok := strings.Cut(rest, ":"); ok {
+			return n
+		}
+	}
+	return name
+}
+
+// readableJSON shows stored JSON as people wrote it: json.Marshal escapes
+// <, > and & as \u003c…, which html/template would escape anyway.
+func readableJSON(raw []byte) string {
+	var v any
+	if len(raw) == 0 || json.Unmarshal(raw, &v) != nil {
+		return string(raw)
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if enc.Encode(v) != nil {
+		return string(raw)
+	}
+	return strings.TrimSpace(buf.String())
 }
 
 func stamp(t time.Time, loc *time.Location) string {
@@ -142,7 +172,7 @@ func stateIcon(s string) string {
 	case string(api.StateRolledBack), string(api.StateFailed), "halted", "aborted", "kev":
 		return "✕"
 	case string(api.StateDeferred), "paused", "waiting":
-		return "⏸"
+		return "‖"
 	case string(api.StateIdle), "":
 		return "·"
 	}
@@ -205,7 +235,12 @@ func (c *Console) render(g *gin.Context, status int, name string, p page) {
 	}
 	var buf bytes.Buffer
 	if err := t.ExecuteTemplate(&buf, "layout.html", p); err != nil {
-		httpapi.WriteError(g, apperr.Wrap(err, apperr.Internal, "rendering %s", name))
+		err = apperr.Wrap(err, apperr.Internal, "rendering %s", name)
+		if name == "error.html" {
+			httpapi.WriteError(g, err)
+			return
+		}
+		c.renderError(g, http.StatusInternalServerError, err)
 		return
 	}
 	g.Data(status, "text/html; charset=utf-8", buf.Bytes())

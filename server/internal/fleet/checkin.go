@@ -101,6 +101,30 @@ func (c *CheckIns) observe(dev Authenticated, in api.CheckIn, now time.Time) sta
 	return d // a replay: the device as it last really said
 }
 
+// noteInstalled buffers a device's installed version as of signedAt (a
+// committed event), unless something newer is known; it is written with
+// the check-ins.
+func (c *CheckIns) noteInstalled(d state.Device, version string, signedAt, now time.Time) {
+	c.seenMu.Lock()
+	newest := d.LastCheckIn
+	if t, ok := c.seen[d.ID]; ok && t.SignedAt.After(newest) {
+		newest = t.SignedAt
+	}
+	fresh := signedAt.After(newest)
+	if fresh {
+		c.seen[d.ID] = state.Touch{DeviceID: d.ID, Installed: version, Seen: now, SignedAt: signedAt}
+	}
+	c.seenMu.Unlock()
+	if fresh {
+		c.cache.with(func() {
+			if cd, ok := c.cache.devices[d.ID]; ok && signedAt.After(cd.LastCheckIn) {
+				cd.Installed, cd.LastCheckIn = version, signedAt
+				c.cache.devices[d.ID] = cd
+			}
+		})
+	}
+}
+
 // FlushLastSeen writes buffered check-ins (installed version, last seen)
 // in one transaction.
 func (c *CheckIns) FlushLastSeen(ctx context.Context) error {

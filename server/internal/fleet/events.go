@@ -35,7 +35,7 @@ var eventID = regexp.MustCompile(`^[0-9a-f]{16,64}$`)
 // its rules).
 type Events struct {
 	events   state.EventStore
-	reg      state.RegistryStore
+	checkIns *CheckIns
 	prog     state.ProgressStore
 	cache    *cache
 	rollouts *Rollouts
@@ -79,17 +79,16 @@ func (e *Events) Ingest(ctx context.Context, dev state.Device, b api.EventBatch)
 	if err := e.applyProgress(ctx, dev, evs); err != nil {
 		return api.EventBatchResponse{}, err
 	}
-	if err := e.recordCommit(ctx, dev, evs); err != nil {
-		return api.EventBatchResponse{}, err
-	}
+	e.recordCommit(dev, evs)
 	return api.EventBatchResponse{Accepted: n, Duplicate: len(evs) - n}, nil
 }
 
-// recordCommit writes the version of the newest committed event as the
-// device's installed version at once (signed at the event's time, so an
-// older check-in still buffered cannot move it back): exposure reports
-// and fix clocks see a patched device when it commits, not a flush later.
-func (e *Events) recordCommit(ctx context.Context, dev state.Device, evs []state.DeviceEvent) error {
+// recordCommit records the version of the newest committed event as the
+// device's installed version, as of the event's time (so an older
+// check-in cannot move it back), written with the buffered check-ins:
+// exposure reports and fix clocks see a patched device within
+// LastSeenFlushInterval of its commit, even before its next check-in.
+func (e *Events) recordCommit(dev state.Device, evs []state.DeviceEvent) {
 	var last *state.DeviceEvent
 	for i := range evs {
 		ev := &evs[i]
@@ -97,14 +96,9 @@ func (e *Events) recordCommit(ctx context.Context, dev state.Device, evs []state
 			last = ev
 		}
 	}
-	if last == nil || e.reg == nil {
-		return nil
+	if last != nil && e.checkIns != nil {
+		e.checkIns.noteInstalled(dev, last.Version, last.Time, e.clock.Now())
 	}
-	if err := e.reg.TouchDevices(ctx, []state.Touch{{DeviceID: dev.ID, Installed: last.Version, Seen: e.clock.Now(), SignedAt: last.Time}}); err != nil {
-		return err
-	}
-	e.cache.dropDevice(dev.ID)
-	return nil
 }
 
 // applyProgress moves a device's rollout progress from its events.

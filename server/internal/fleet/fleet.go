@@ -94,11 +94,12 @@ func New(st Stores, targets Targets, log *zap.Logger) *Fleet {
 	rec := recorder{st.Audit, log}
 	c := newCache(st.Registry, st.Rollouts, st.Progress, clk)
 	ro := &Rollouts{ro: st.Rollouts, prog: st.Progress, reg: st.Registry, cache: c, targets: targets, rec: rec, log: log, clock: clk}
+	ci := &CheckIns{cache: c, prog: st.Progress, reg: st.Registry, clock: clk, seen: map[string]state.Touch{}}
 	return &Fleet{
 		Registry: &Registry{reg: st.Registry, events: st.Events, cache: c, rec: rec, clock: clk},
 		Auth:     &DeviceAuth{cache: c, nonces: st.Nonces, clock: clk},
-		CheckIns: &CheckIns{cache: c, prog: st.Progress, reg: st.Registry, clock: clk, seen: map[string]state.Touch{}},
-		Events:   &Events{events: st.Events, reg: st.Registry, prog: st.Progress, cache: c, rollouts: ro, clock: clk},
+		CheckIns: ci,
+		Events:   &Events{events: st.Events, checkIns: ci, prog: st.Progress, cache: c, rollouts: ro, clock: clk},
 		Rollouts: ro,
 		cache:    c,
 		clock:    clk,

@@ -67,6 +67,11 @@ type productView struct {
 
 func (s *Service) productView(ctx context.Context, product string, pubs []release.Published) (*productView, error) {
 	v := &productView{product: product, ids: map[string][]string{}, progress: map[string][]api.RolloutProgress{}}
+	if s.o.Flush != nil {
+		if err := s.o.Flush(ctx); err != nil {
+			return nil, err
+		}
+	}
 	var err error
 	if v.counts, err = s.st.Registry.InstalledCounts(ctx, product); err != nil {
 		return nil, err

@@ -113,6 +113,11 @@ type Options struct {
 	TempDir string
 	// Feeds are the scheduled feeds (their status is reported).
 	Feeds []FeedConfig
+	// Flush writes this replica's buffered check-ins before device counts
+	// are read (fleet.CheckIns.FlushLastSeen), so a single server reports
+	// what its devices said a moment ago; other replicas' buffers are at
+	// most fleet.LastSeenFlushInterval behind. Nil: nothing to flush.
+	Flush func(ctx context.Context) error
 }
 
 // Service is the server's vigilance.

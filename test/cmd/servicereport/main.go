@@ -22,7 +22,7 @@ import (
 )
 
 // services whose tests are counted.
-var services = []string{"postgres", "s3"}
+var services = []string{"postgres", "s3", "chromium"}
 
 type event struct {
 	Action  string
