@@ -107,5 +107,15 @@ say "Findings of the demo release demo-pump@1.0.0"
 
 say "Exposure to Heartbleed (CVE-2014-0160, KEV-listed): the pump that rolled back still runs 1.0.0"
 "$BIN/vigil" exposure CVE-2014-0160
+say "The web console"
+IT_TOKEN=$("$BIN/vigil" token create --name "demo st-mary IT" --role site-it --sites st-mary -o json | sed -n 's/.*"token": "\([^"]*\)".*/\1/p')
+REL_TOKEN=$("$BIN/vigil" token create --name "demo release engineer" --role release -o json | sed -n 's/.*"token": "\([^"]*\)".*/\1/p')
+echo "console:                 $S/console/"
+echo "sign in as st-mary's IT: $IT_TOKEN"
+echo "or as a release engineer: $REL_TOKEN"
 echo
 echo "Everything is in $DEMO (server log: $DEMO/server.log)."
+if [ -t 0 ] && [ -z "${DEMO_EXIT:-}" ]; then
+  echo "The server keeps serving the console until you press Ctrl-C."
+  wait "$SERVER_PID" || true
+fi

@@ -28,7 +28,8 @@ func TestDemoRunsTheWholeStory(t *testing.T) {
 		t.Fatalf("the demo did not end as told (2 committed, 1 rolled back):\n%s", out)
 	}
 	for _, want := range []string{`CVE-2014-0160\s+yes\s+demo-pump@1.0.0\s+openssl 1.0.1f\s+untriaged\s+open\s+1\s+demo-pump@1.1.0`, `5 finding\(s\)`,
-		`st-mary\s+demo-pump@1.0.0\s+1\ntotal: 1 device`, `fixing release of demo-pump: 1.1.0`} {
+		`st-mary\s+demo-pump@1.0.0\s+1\ntotal: 1 device`, `fixing release of demo-pump: 1.1.0`, `console: +http://127.0.0.1:\d+/console/`,
+		`sign in as st-mary's IT: vgl_[0-9a-f]+_[0-9a-f]+`} {
 		if !regexp.MustCompile(want).Match(out) {
 			t.Fatalf("the demo does not end with the findings and exposure (%s):\n%s", want, out)
 		}
