@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 
 	"github.com/vigil-ota/vigil/api"
@@ -271,6 +272,13 @@ func testConsoleScoping(t *testing.T, w *consoleWorld, mary *browser) {
 	if code := postFrom(north, "/console/sites/north", "csrf="+csrf+"&time_zone=Mars%2FOlympus"); code != 400 {
 		t.Fatalf("a bad time zone: %d", code)
 	}
+	// Without JavaScript the core action still works: approve with the form.
+	if _, err := chromedp.Call(north.ctx, emulation.SetScriptExecutionDisabled, emulation.SetScriptExecutionDisabledParams{Value: true}); err != nil {
+		t.Fatal(err)
+	}
+	north.visit("/console/waiting")
+	north.do(chromedp.SendKeys(chromedp.CSS(`form[action$="/approve"] input[name=comment]`), "CHG-N-7 (no scripts)"),
+		chromedp.Submit(chromedp.CSS(`form[action$="/approve"] input[name=comment]`)), chromedp.WaitVisible(chromedp.CSS(".flash.ok")))
 }
 
 // testConsolePages visits the release engineer's and the auditor's pages.
