@@ -260,10 +260,18 @@ func exposedAt(e api.Exposure) map[string]int {
 // security officer triages Heartbleed as uncontrolled; 1.1.0 is published
 // with its SBOM and is the fixing release; it rolls out, and as the
 // devices commit, exposure drops to zero and the fix clock stops.
-func TestFindingsFollowTheFleetFromExposureToDeployedFix(t *testing.T) {
+func TestFindingsFollowTheFleetFromExposureToDeployedFixOnSQLite(t *testing.T) {
+	testFindingsFollowTheFleet(t)
+}
+
+func TestFindingsFollowTheFleetFromExposureToDeployedFixOnPostgres(t *testing.T) {
+	testFindingsFollowTheFleet(t, "--database-url", testsvc.PostgresDSN(t))
+}
+
+func testFindingsFollowTheFleet(t *testing.T, args ...string) {
 	const secret = "whsec-0123456789abcdef"
 	recv, hook := newAlertReceiver(t, secret)
-	f := newRepo(t, []string{"VIGIL_ALERT_WEBHOOK_URL=" + hook, "VIGIL_ALERT_WEBHOOK_SECRET=" + secret, "VIGIL_VIGILANCE_INTERVAL=1s"})
+	f := newRepo(t, []string{"VIGIL_ALERT_WEBHOOK_URL=" + hook, "VIGIL_ALERT_WEBHOOK_SECRET=" + secret, "VIGIL_VIGILANCE_INTERVAL=1s"}, args...)
 	dir := vigilancetest.Dir(t)
 	devs := newFleetOf(t, f, 10)
 	f.publishImage(t, "1.0.0", appImage(t, f.tmp, "1.0.0", true, 0))
