@@ -14,6 +14,11 @@
 //	VulnStore      vulnerability records, the KEV catalog, feed state (vigilance)
 //	SBOMStore      releases' indexed SBOMs (vigilance)
 //	FindingStore   findings, their triage and clocks (vigilance)
+//	CaseStore      coordinated-disclosure cases (cvd)
+//	IncidentStore  incidents (incident)
+//	NoticeStore    customer notices, deliveries, site contacts (notice)
+//	ReleaseHistory when releases were published and revoked (reports)
+//	CommitLog      when devices committed releases (reports)
 //
 // Store is all of them; only the app package (wiring) and the conformance
 // suite (statetest) see it whole. Two backends implement it (sqlstore:
@@ -95,6 +100,11 @@ type Store interface {
 	VulnStore
 	SBOMStore
 	FindingStore
+	CaseStore
+	IncidentStore
+	NoticeStore
+	ReleaseHistory
+	CommitLog
 
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error
@@ -173,6 +183,9 @@ type PublishTx interface {
 	// must be strictly greater than the recorded one; otherwise the error
 	// is of kind Conflict and nothing changes.
 	SetRoleVersion(ctx context.Context, v RoleVersion) error
+	// NoteRelease records a release entering (Published set) or leaving
+	// (Revoked set) a product role, with the publish that did it.
+	NoteRelease(ctx context.Context, n ReleaseNote) error
 }
 
 // VersionConflict is the error SetRoleVersion returns for a version that does

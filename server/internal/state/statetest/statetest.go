@@ -45,6 +45,7 @@ func Run(t *testing.T, newDB func(t *testing.T) Opener) {
 	t.Run("SessionsAreStoredTouchedAndExpired", func(t *testing.T) { testSessions(t, one(t)) })
 	runFleet(t, one)
 	runVigilance(t, one)
+	runResponse(t, one)
 }
 
 func testAudit(t *testing.T, open Opener) {
