@@ -14,6 +14,11 @@ type SubmitRequest struct {
 	// carries that the release engineer accepts, each with a reason (the
 	// server refuses such a release otherwise, and audits each one).
 	Accept []AcceptedVulnerability `json:"accept_known_vulnerabilities,omitempty"`
+	// Reason says why; required when a product role drops releases (a
+	// revoke). Incident names the incident the publish belongs to. Both
+	// are audited.
+	Reason   string `json:"reason,omitempty"`
+	Incident string `json:"incident,omitempty"`
 }
 
 // SubmitResponse reports the versions now published.

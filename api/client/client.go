@@ -117,6 +117,10 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, strea
 		}
 		return e
 	}
+	if raw, ok := out.(*[]byte); ok {
+		*raw = data
+		return nil
+	}
 	if out != nil {
 		if err := json.Unmarshal(data, out); err != nil {
 			return fmt.Errorf("%s %s: bad response: %w", method, path, err)

@@ -20,13 +20,17 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/vigil-ota/vigil/internal/buildinfo"
+	"github.com/vigil-ota/vigil/internal/release"
 	"github.com/vigil-ota/vigil/server/internal/blob"
 	"github.com/vigil-ota/vigil/server/internal/blob/localblob"
 	"github.com/vigil-ota/vigil/server/internal/blob/s3blob"
 	"github.com/vigil-ota/vigil/server/internal/config"
 	"github.com/vigil-ota/vigil/server/internal/console"
+	"github.com/vigil-ota/vigil/server/internal/cvd"
 	"github.com/vigil-ota/vigil/server/internal/fleet"
 	"github.com/vigil-ota/vigil/server/internal/httpapi"
+	"github.com/vigil-ota/vigil/server/internal/incident"
+	"github.com/vigil-ota/vigil/server/internal/notice"
 	"github.com/vigil-ota/vigil/server/internal/operator"
 	"github.com/vigil-ota/vigil/server/internal/state"
 	"github.com/vigil-ota/vigil/server/internal/state/sqlstore"
@@ -61,6 +65,12 @@ type Server struct {
 	Alerts    *webhook.Sender
 	feeds     []vigilance.FeedConfig
 	ops       *operator.Service
+	// Incident response.
+	CVD       *cvd.Service
+	Incidents *incident.Service
+	Notices   *notice.Service
+	reports   reports
+	security  *cvd.SecurityTxt
 
 	services httpapi.Services
 	routes   []httpapi.Route
@@ -160,6 +170,9 @@ func Open(ctx context.Context, cfg config.Config, log *zap.Logger) (*Server, err
 		},
 	})
 	stores := s.State
+	if err := s.openResponse(cfg, log); err != nil {
+		return nil, err
+	}
 	con, err := console.New(console.Deps{Rollouts: s.Fleet.Rollouts, Registry: s.Fleet.Registry, Vigilance: s.Vigilance, Catalog: s.Repo,
 		Audit: stores, Sessions: ops, Secure: tlsCfg != nil})
 	if err != nil {
@@ -167,7 +180,8 @@ func Open(ctx context.Context, cfg config.Config, log *zap.Logger) (*Server, err
 	}
 	s.services = httpapi.Services{Repo: s.Repo, Registry: s.Fleet.Registry, DeviceAuth: s.Fleet.Auth, CheckIns: s.Fleet.CheckIns,
 		Events: s.Fleet.Events, Rollouts: s.Fleet.Rollouts, Operators: ops, Tokens: ops, Audit: stores, Vigilance: s.Vigilance,
-		Sessions: ops, Refuse: con.Refuse}
+		Sessions: ops, Refuse: con.Refuse,
+		CVD: s.CVD, SecurityTxt: s.securityTxt, Incidents: s.Incidents, Notices: s.Notices, Reports: s.reports}
 	s.routes = append(httpapi.Routes(s.services), con.Routes()...)
 	httpapi.Register(router, s.routes, s.services)
 	s.http = &http.Server{
@@ -214,6 +228,13 @@ func (s *Server) openVigilance(cfg config.Config, reg *prometheus.Registry, log 
 		o.Alerts = alertSender{s.Alerts}
 	}
 	s.Vigilance = vigilance.New(vigilance.Stores{Vulns: stores, SBOMs: stores, Findings: stores, Registry: stores, Audit: stores}, s.Repo, o)
+	s.Repo.SetRevoked(func(ctx context.Context, removed []release.Published, reason string) {
+		for _, p := range removed {
+			if _, err := s.Fleet.Rollouts.HaltRevoked(ctx, p.Product, p.Custom.Version, reason); err != nil {
+				log.Error("halting the rollouts of a revoked release failed", zap.String("release", p.Release()), zap.Error(err))
+			}
+		}
+	})
 	s.Repo.SetVigilance(s.Vigilance, func(ctx context.Context, products []string) {
 		if _, err := s.Vigilance.SyncSBOMs(ctx); err != nil {
 			log.Warn("indexing the published SBOMs failed; the vigilance job retries", zap.Strings("products", products), zap.Error(err))

@@ -56,6 +56,11 @@ func (s *Server) startJobs(ctx context.Context) {
 	if s.Alerts != nil {
 		go s.Alerts.Run(ctx)
 	}
+	go RunSingleton(ctx, s.State, s.holder, LeaseNotices, s.cfg.NoticeInterval, s.log, func(ctx context.Context) {
+		if _, err := s.Notices.Deliver(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("delivering notices failed; will retry", zap.Error(err))
+		}
+	})
 	fetcher := &vigilance.Fetcher{Service: s.Vigilance, TempDir: filepath.Join(s.cfg.DataDir, FeedTempDirName)}
 	for _, fc := range s.feeds {
 		go RunSingleton(ctx, s.State, s.holder, "feed:"+fc.Name(), fc.Interval, s.log, func(ctx context.Context) {

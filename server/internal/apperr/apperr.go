@@ -45,6 +45,9 @@ const (
 	OutOfRange
 	// MethodNotAllowed means the path exists but not with this method.
 	MethodNotAllowed
+	// RateLimited means the caller sent too much too fast: wait, then try
+	// again.
+	RateLimited
 )
 
 var kindNames = map[Kind]string{
@@ -59,6 +62,7 @@ var kindNames = map[Kind]string{
 	VerificationFailed: "verification_failed",
 	OutOfRange:         "range_not_satisfiable",
 	MethodNotAllowed:   "method_not_allowed",
+	RateLimited:        "rate_limited",
 }
 
 // String returns the kind's stable code, used as the default client code.

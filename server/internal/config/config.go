@@ -14,6 +14,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/mail"
 	"net/url"
 	"path/filepath"
 	"strconv"
@@ -23,6 +24,8 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/vigil-ota/vigil/internal/settings"
+	"github.com/vigil-ota/vigil/server/internal/cvd"
+	"github.com/vigil-ota/vigil/server/internal/notice"
 	"github.com/vigil-ota/vigil/server/internal/vigilance"
 	"github.com/vigil-ota/vigil/server/internal/webhook"
 )
@@ -57,6 +60,8 @@ const (
 	// DefaultVigilanceInterval is how often the vigilance clocks are
 	// evaluated and published SBOMs checked for indexing.
 	DefaultVigilanceInterval = time.Minute
+	// DefaultNoticeInterval is how often due notice deliveries are sent.
+	DefaultNoticeInterval = 10 * time.Second
 )
 
 // Config is the server's effective configuration.
@@ -90,6 +95,21 @@ type Config struct {
 	VigilanceInterval  time.Duration
 	AlertWebhookURL    string
 	AlertWebhookSecret string
+
+	// Incident response (docs/cvd.md, docs/incident-response.md).
+	SecurityContacts       []string
+	SecurityExpires        string
+	SecurityPolicy         string
+	SecurityAcknowledgment string
+	SecurityLanguages      string
+	SecurityCanonical      string
+	CVDAckWindow           time.Duration
+	CVDReportsPerHour      int64
+	NoticeAckWindow        time.Duration
+	NoticeRetryBase        time.Duration
+	NoticeInterval         time.Duration
+	SMTPRelay              string
+	SMTPFrom               string
 
 	// Sources records where each setting's value came from: default,
 	// file, env or flag.
@@ -125,6 +145,19 @@ func (c *Config) declare() *settings.Set {
 	s.Duration(&c.VigilanceInterval, "vigilance_interval", DefaultVigilanceInterval, "how often vigilance evaluates the findings' clocks and indexes newly published SBOMs")
 	s.String(&c.AlertWebhookURL, "alert_webhook_url", "", "http(s) URL that receives each new finding on a release devices run (JSON, HMAC-signed); empty: none").SecretInURL()
 	s.String(&c.AlertWebhookSecret, "alert_webhook_secret", "", "HMAC-SHA256 secret of the alert webhook, at least 16 bytes").Secret()
+	s.List(&c.SecurityContacts, "security_contact", "security.txt Contact URIs (mailto:, https:, tel:); empty: no security.txt is served")
+	s.String(&c.SecurityExpires, "security_expires", "", "security.txt Expires (RFC 3339, less than a year ahead); the server refuses to start once it has passed")
+	s.String(&c.SecurityPolicy, "security_policy", "", "security.txt Policy: https URL of the disclosure policy")
+	s.String(&c.SecurityAcknowledgment, "security_acknowledgments", "", "security.txt Acknowledgments: https URL")
+	s.String(&c.SecurityLanguages, "security_languages", "en", "security.txt Preferred-Languages")
+	s.String(&c.SecurityCanonical, "security_canonical", "", "security.txt Canonical: the https URL it is served at")
+	s.Duration(&c.CVDAckWindow, "cvd_ack_window", cvd.DefaultAckWindow, "how long the maker has to acknowledge a disclosure report before it is overdue")
+	s.Int(&c.CVDReportsPerHour, "cvd_reports_per_hour", cvd.DefaultReportsPerHour, 1, "disclosure reports one source address may file per hour (all replicas)")
+	s.Duration(&c.NoticeAckWindow, "notice_ack_window", notice.DefaultAckWindow, "customer notices unacknowledged for longer are listed as overdue")
+	s.Duration(&c.NoticeRetryBase, "notice_retry_base", notice.DefaultRetryBase, "first wait before a failed notice delivery is retried (doubling each time)")
+	s.Duration(&c.NoticeInterval, "notice_interval", DefaultNoticeInterval, "how often due notice deliveries are sent")
+	s.String(&c.SMTPRelay, "smtp_relay", "", "HOST:PORT of the SMTP relay notices are mailed through; empty: no e-mail")
+	s.String(&c.SMTPFrom, "smtp_from", "", "sender address of notice e-mails (with smtp_relay)")
 	return s
 }
 
@@ -258,7 +291,24 @@ func (c *Config) Validate() error {
 	if _, err := c.FeedConfigs(); err != nil {
 		return err
 	}
-	return c.validateWebhook()
+	if err := c.validateWebhook(); err != nil {
+		return err
+	}
+	if _, err := c.SecurityTxt(time.Now()); err != nil {
+		return err
+	}
+	if (c.SMTPRelay == "") != (c.SMTPFrom == "") {
+		return c.Errorf("smtp_from", "smtp_relay and smtp_from go together: set both or neither")
+	}
+	if c.SMTPRelay != "" {
+		if _, _, err := net.SplitHostPort(c.SMTPRelay); err != nil {
+			return c.Errorf("smtp_relay", "%q is not HOST:PORT", c.SMTPRelay)
+		}
+		if a, err := mail.ParseAddress(c.SMTPFrom); err != nil || a.Name != "" {
+			return c.Errorf("smtp_from", "%q is not a single e-mail address", c.SMTPFrom)
+		}
+	}
+	return nil
 }
 
 func (c *Config) validateWebhook() error {
@@ -303,3 +353,28 @@ func Keys() []string { return Settings().Keys() }
 
 // Redacted is what secrets print as.
 const Redacted = settings.Redacted
+
+// SecurityTxt builds security.txt from the settings (nil when no contact
+// is set) and checks it at now: an expired one is refused.
+func (c *Config) SecurityTxt(now time.Time) (*cvd.SecurityTxt, error) {
+	if len(c.SecurityContacts) == 0 {
+		if c.SecurityExpires != "" {
+			return nil, c.Errorf("security_contact", "security_expires is set, but no security_contact")
+		}
+		return nil, nil
+	}
+	exp, err := time.Parse(time.RFC3339, c.SecurityExpires)
+	if err != nil {
+		return nil, c.Errorf("security_expires", "%q is not an RFC 3339 time (e.g. 2027-06-30T00:00:00Z)", c.SecurityExpires)
+	}
+	t := cvd.SecurityTxt{Contacts: c.SecurityContacts, Expires: exp, Policy: c.SecurityPolicy, Acknowledgments: c.SecurityAcknowledgment,
+		Languages: c.SecurityLanguages, Canonical: c.SecurityCanonical}
+	if err := t.Validate(now); err != nil {
+		key := "security_contact"
+		if strings.Contains(err.Error(), "Expires") || strings.Contains(err.Error(), "expired") {
+			key = "security_expires"
+		}
+		return nil, c.Errorf(key, "%v", err)
+	}
+	return &t, nil
+}

@@ -204,6 +204,17 @@ func (s *Rollouts) HaltRelease(ctx context.Context, rel, reason string) ([]strin
 			return nil, err // an unknown release: nothing to halt, nothing to audit
 		}
 	}
+	return s.halt(ctx, product, version, rel, reason)
+}
+
+// HaltRevoked halts every rollout of a release its product role no longer
+// holds (a revoke): devices could not install it anyway; the halt stops
+// assignments and shows why.
+func (s *Rollouts) HaltRevoked(ctx context.Context, product, version, reason string) ([]string, error) {
+	return s.halt(ctx, product, version, product+"@"+version, "revoked: "+reason)
+}
+
+func (s *Rollouts) halt(ctx context.Context, product, version, rel, reason string) ([]string, error) {
 	rs, err := s.ro.Rollouts(ctx, product)
 	if err != nil {
 		return nil, err

@@ -39,6 +39,8 @@ func statusOf(k apperr.Kind) int {
 		return http.StatusRequestedRangeNotSatisfiable
 	case apperr.MethodNotAllowed:
 		return http.StatusMethodNotAllowed
+	case apperr.RateLimited:
+		return http.StatusTooManyRequests
 	default:
 		return http.StatusInternalServerError
 	}

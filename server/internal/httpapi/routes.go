@@ -143,6 +143,12 @@ type Services struct {
 	// Sessions and Refuse serve the Session routes (nil: there are none).
 	Sessions Sessions
 	Refuse   SessionRefusal
+	// Incident response.
+	CVD         CVD
+	SecurityTxt SecurityTxt
+	Incidents   Incidents
+	Notices     Notices
+	Reports     Reports
 }
 
 // Routes is the route table of the API and the repository (probes and
@@ -193,6 +199,32 @@ func Routes(s Services) []Route {
 		op(http.MethodGet, api.RouteExposure, operator.PermRead, exposure(s.Vigilance)),
 		op(http.MethodGet, api.RouteReleaseSBOM, operator.PermRead, releaseSBOM(s.Vigilance)),
 		op(http.MethodGet, api.RouteVEX, operator.PermRead, exportVEX(s.Vigilance)),
+
+		{Method: http.MethodGet, Path: api.RouteSecurityTxt, Access: Public, Handle: securityTxt(s.SecurityTxt)},
+		{Method: http.MethodPost, Path: api.RouteCVDReports, Access: Public, Handle: submitReport(s.CVD)},
+		{Method: http.MethodGet, Path: api.RouteCVDReport, Access: Public, Handle: reporterView(s.CVD)},
+		{Method: http.MethodPost, Path: api.RouteCVDReportNotes, Access: Public, Handle: reporterMessage(s.CVD)},
+		op(http.MethodGet, api.RouteCVDCases, operator.PermCVDRead, listCases(s.CVD)),
+		op(http.MethodGet, api.RouteCVDCase, operator.PermCVDRead, showCase(s.CVD)),
+		op(http.MethodPost, api.RouteCVDTransition, operator.PermCVDManage, transitionCase(s.CVD)),
+		op(http.MethodPost, api.RouteCVDLink, operator.PermCVDManage, linkCase(s.CVD)),
+		op(http.MethodPost, api.RouteCVDCaseMessages, operator.PermCVDManage, replyCase(s.CVD)),
+
+		op(http.MethodPost, api.RouteIncidents, operator.PermIncidentWrite, openIncident(s.Incidents)),
+		op(http.MethodGet, api.RouteIncidents, operator.PermIncidentRead, listIncidents(s.Incidents)),
+		op(http.MethodGet, api.RouteIncident, operator.PermIncidentRead, showIncident(s.Incidents)),
+		op(http.MethodPost, api.RouteIncidentAction, operator.PermIncidentWrite, incidentAction(s.Incidents)),
+		op(http.MethodGet, api.RouteIncidentTimeline, operator.PermIncidentRead, incidentTimeline(s.Incidents)),
+
+		op(http.MethodPost, api.RouteNotices, operator.PermNoticeWrite, createNotice(s.Notices)),
+		op(http.MethodGet, api.RouteNotices, operator.PermRead, listNotices(s.Notices)),
+		op(http.MethodGet, api.RouteNotice, operator.PermRead, showNotice(s.Notices)),
+		op(http.MethodPost, api.RouteNoticeAck, operator.PermNoticeAck, ackNotice(s.Notices)),
+		op(http.MethodPut, api.RouteSiteContacts, operator.PermSiteWrite, putContacts(s.Notices)),
+		op(http.MethodGet, api.RouteSiteContacts, operator.PermRead, showContacts(s.Notices)),
+
+		op(http.MethodGet, api.RoutePatchingReport, operator.PermIncidentRead, patchingReport(s.Reports)),
+		op(http.MethodGet, api.RouteEvidence, operator.PermEvidence, exportEvidence(s.Reports)),
 	}
 }
 

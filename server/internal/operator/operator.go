@@ -55,13 +55,24 @@ const (
 	// triage decisions on findings (device makers' security officers).
 	PermVigilanceWrite Permission = "vigilance.write"
 	PermTriage         Permission = "vigilance.triage"
+	// Incident response: disclosure cases (read, manage), incidents (read,
+	// act), customer notices (send; acknowledge for a site), evidence.
+	PermCVDRead       Permission = "cvd.read"
+	PermCVDManage     Permission = "cvd.manage"
+	PermIncidentRead  Permission = "incident.read"
+	PermIncidentWrite Permission = "incident.write"
+	PermNoticeWrite   Permission = "notice.write"
+	PermNoticeAck     Permission = "notice.ack" // site-scoped
+	PermEvidence      Permission = "evidence.export"
 )
 
 var rolePerms = map[string][]Permission{
-	RoleAdmin:   {PermRepoWrite, PermFleetWrite, PermSiteWrite, PermRolloutWrite, PermRolloutReview, PermRead, PermAuditRead, PermTokens, PermVigilanceWrite, PermTriage},
-	RoleRelease: {PermRepoWrite, PermFleetWrite, PermRolloutWrite, PermRead, PermVigilanceWrite, PermTriage},
-	RoleSiteIT:  {PermSiteWrite, PermRolloutReview, PermRead},
-	RoleAuditor: {PermRead, PermAuditRead},
+	RoleAdmin: {PermRepoWrite, PermFleetWrite, PermSiteWrite, PermRolloutWrite, PermRolloutReview, PermRead, PermAuditRead, PermTokens, PermVigilanceWrite, PermTriage,
+		PermCVDRead, PermCVDManage, PermIncidentRead, PermIncidentWrite, PermNoticeWrite, PermNoticeAck, PermEvidence},
+	RoleRelease: {PermRepoWrite, PermFleetWrite, PermRolloutWrite, PermRead, PermVigilanceWrite, PermTriage,
+		PermCVDRead, PermCVDManage, PermIncidentRead, PermIncidentWrite, PermNoticeWrite},
+	RoleSiteIT:  {PermSiteWrite, PermRolloutReview, PermRead, PermNoticeAck},
+	RoleAuditor: {PermRead, PermAuditRead, PermCVDRead, PermIncidentRead, PermEvidence},
 }
 
 // Roles lists the roles.

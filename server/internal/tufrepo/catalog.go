@@ -24,6 +24,12 @@ type SBOMGate interface {
 	CheckNewRelease(ctx context.Context, product, version string, s *sbom.SBOM, accept []api.AcceptedVulnerability) error
 }
 
+// SetRevoked installs the revoked hook (set once, before the repository
+// serves; the fleet is built after the repository).
+func (r *Repo) SetRevoked(fn func(ctx context.Context, removed []release.Published, reason string)) {
+	r.o.Revoked = fn
+}
+
 // SetVigilance installs the SBOM gate and the published hook (set once,
 // before the repository serves: vigilance reads the repository, so it is
 // built after it).

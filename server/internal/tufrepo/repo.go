@@ -47,6 +47,7 @@ import (
 	"github.com/vigil-ota/vigil/server/internal/apperr"
 	"github.com/vigil-ota/vigil/server/internal/audit"
 	"github.com/vigil-ota/vigil/server/internal/blob"
+	"github.com/vigil-ota/vigil/server/internal/input"
 	"github.com/vigil-ota/vigil/server/internal/state"
 )
 
@@ -93,6 +94,10 @@ type Options struct {
 	// Published is told, after a publish commits, which product roles it
 	// changed (vigilance indexes their new SBOMs); nil: nobody.
 	Published func(ctx context.Context, products []string)
+	// Revoked is told, after a publish commits, which releases it removed
+	// from their product roles (the fleet halts their rollouts); nil:
+	// nobody.
+	Revoked func(ctx context.Context, removed []release.Published, reason string)
 }
 
 // Repo is the repository. It is safe for concurrent use; all coordination
@@ -255,6 +260,14 @@ func (r *Repo) Submit(ctx context.Context, req api.SubmitRequest) (map[string]in
 	if err := checkSizes(req); err != nil {
 		return nil, err
 	}
+	if err := input.Text("reason", req.Reason, input.MaxComment); err != nil {
+		return nil, err
+	}
+	if req.Incident != "" {
+		if err := input.Identifier("incident", req.Incident); err != nil {
+			return nil, err
+		}
+	}
 	select {
 	case r.verifying <- struct{}{}:
 		defer func() { <-r.verifying }()
@@ -275,6 +288,7 @@ func (r *Repo) Submit(ctx context.Context, req api.SubmitRequest) (map[string]in
 	}
 	var out map[string]int64
 	var undo func(context.Context)
+	var added, removed []release.Published
 	err = r.st.Publish(ctx, func(ctx context.Context, tx state.PublishTx) error {
 		cur, err := currentVersions(ctx, tx)
 		if err != nil {
@@ -285,8 +299,16 @@ func (r *Repo) Submit(ctx context.Context, req api.SubmitRequest) (map[string]in
 				return err
 			}
 		}
-		out, undo, err = r.publish(ctx, tx, cur, files, true)
-		return err
+		if added, removed, err = r.releaseChanges(ctx, cur, files); err != nil {
+			return err
+		}
+		if err := checkRevokeReason(removed, req.Reason); err != nil {
+			return err
+		}
+		if out, undo, err = r.publish(ctx, tx, cur, files, true); err != nil {
+			return err
+		}
+		return noteReleases(ctx, tx, added, removed, r.now())
 	})
 	if err != nil {
 		if undo != nil {
@@ -304,7 +326,17 @@ func (r *Repo) Submit(ctx context.Context, req api.SubmitRequest) (map[string]in
 	for _, f := range files {
 		roles = append(roles, f.role+"@v"+strconv.FormatInt(f.version, 10))
 	}
-	r.record(ctx, "repo.publish", strings.Join(roles, ","), map[string]any{"versions": out})
+	r.record(ctx, "repo.publish", strings.Join(roles, ","), map[string]any{"versions": out, "incident": req.Incident})
+	for _, p := range added {
+		r.record(ctx, "release.publish", p.Release(), map[string]any{"target": p.Target, "sha256": p.SHA256, "severity": p.Custom.Severity,
+			"downgrade_from": p.Custom.DowngradeFrom, "incident": req.Incident, "reason": req.Reason})
+	}
+	for _, p := range removed {
+		r.record(ctx, "release.revoke", p.Release(), map[string]any{"target": p.Target, "sha256": p.SHA256, "incident": req.Incident, "reason": req.Reason})
+	}
+	if r.o.Revoked != nil && len(removed) > 0 {
+		r.o.Revoked(context.WithoutCancel(ctx), removed, req.Reason)
+	}
 	for _, a := range req.Accept {
 		r.record(ctx, "release.accept_known_vulnerability", a.ID, map[string]any{"reason": a.Reason, "products": sortedKeys(req.Products)})
 	}

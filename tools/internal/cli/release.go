@@ -20,7 +20,7 @@ func newReleaseCmd(g *globals) *cobra.Command {
 		Long:    "Publish patches as signed releases, list and show what is published (verified through TUF),\nand halt every rollout of a release in an emergency.",
 		Example: "  vigil release list --keys-dir ./keys",
 	}
-	cmd.AddCommand(newReleasePublishCmd(g), newReleaseListCmd(g), newReleaseShowCmd(g), newReleaseHaltCmd(g))
+	cmd.AddCommand(newReleasePublishCmd(g), newReleaseListCmd(g), newReleaseShowCmd(g), newReleaseHaltCmd(g), newReleaseRevokeCmd(g))
 	return cmd
 }
 
@@ -34,6 +34,7 @@ type publishOptions struct {
 	sbom                         string
 	accept                       []string
 	reason                       string
+	incident                     string
 }
 
 func (o *publishOptions) custom(cycleSet bool) (release.Custom, error) {
@@ -99,7 +100,8 @@ than what they run (or a signed recall naming their version in
 	f.StringArrayVar(&o.keys, "key", nil, "product private key file (repeat; default KEYS_DIR/product-PRODUCT.key)")
 	f.StringVar(&o.sbom, "sbom", "", "the release's CycloneDX JSON SBOM (1.2 to 1.6), published beside the image")
 	f.StringArrayVar(&o.accept, "accept-known-vulnerability", nil, "publish although the SBOM carries this KEV-listed vulnerability (repeat; needs --reason; audited)")
-	f.StringVar(&o.reason, "reason", "", "why the known exploited vulnerabilities are accepted")
+	f.StringVar(&o.reason, "reason", "", "why the known exploited vulnerabilities are accepted (or why this release is published: a fix, a recall)")
+	f.StringVar(&o.incident, "incident", "", "the incident this release answers (a fix or a signed recall): it joins the incident's timeline")
 	return cmd
 }
 
@@ -151,7 +153,7 @@ func publish(cmd *cobra.Command, g *globals, o *publishOptions) error {
 	if err != nil {
 		return err
 	}
-	res, err := sess.Publish(cmd.Context(), repotool.PublishOptions{Product: o.product, File: o.file, Name: o.name, Custom: c, Keys: keys, SBOM: o.sbom, Accept: accept})
+	res, err := sess.Publish(cmd.Context(), repotool.PublishOptions{Product: o.product, File: o.file, Name: o.name, Custom: c, Keys: keys, SBOM: o.sbom, Accept: accept, Incident: o.incident, Reason: o.reason})
 	if err != nil {
 		return err
 	}

@@ -50,6 +50,13 @@ func (e UsageError) Unwrap() error { return e.Err }
 
 func usagef(format string, args ...any) error { return UsageError{fmt.Errorf(format, args...)} }
 
+// VerificationError marks a check that failed for security (exit 3): a
+// tampered evidence bundle.
+type VerificationError struct{ Err error }
+
+func (e VerificationError) Error() string { return e.Err.Error() }
+func (e VerificationError) Unwrap() error { return e.Err }
+
 // globals are the settings every command shares: --output, and --server
 // and --token with their variables (internal/settings, as the server and
 // the agent read theirs).
@@ -129,7 +136,7 @@ check failed; or a release still carries a known exploited vulnerability).`,
 	g.set.RegisterFlags(root.PersistentFlags())
 	root.AddCommand(newKeysCmd(g), newRepoCmd(g), newReleaseCmd(g), newAuditCmd(g), newSiteCmd(g), newDeviceCmd(g),
 		newRolloutCmd(g), newApproveCmd(g), newDeferCmd(g), newTokenCmd(g), newSBOMCmd(g), newFeedCmd(g), newFindingsCmd(g),
-		newExposureCmd(g), newVEXCmd(g), &cobra.Command{
+		newExposureCmd(g), newVEXCmd(g), newCVDCmd(g), newIncidentCmd(g), newNoticeCmd(g), newReportCmd(g), newEvidenceCmd(g), &cobra.Command{
 			Use:   "version",
 			Short: "Print the version",
 			Args:  cobra.NoArgs,
@@ -148,7 +155,10 @@ func exitCode(err error) int {
 	var ue UsageError
 	var ae *api.Error
 	var ke *repotool.KeyError
+	var ve VerificationError
 	switch {
+	case errors.As(err, &ve):
+		return ExitRefused
 	case errors.As(err, &ue) || errors.As(err, &ke) || isCobraUsage(err):
 		return ExitUsage
 	case tufclient.IsVerification(err):

@@ -319,6 +319,10 @@ type PublishOptions struct {
 	// Accept lists KEV-listed vulnerabilities the SBOM still carries that
 	// the release engineer accepts (the server refuses them otherwise).
 	Accept []api.AcceptedVulnerability
+	// Incident names the incident the release answers (a fix, a signed
+	// recall); Reason says why. Both go to the audit log and the
+	// incident's timeline.
+	Incident, Reason string
 }
 
 // PublishResult reports a publish.
@@ -435,7 +439,7 @@ func (s *Session) publishOnce(ctx context.Context, o PublishOptions) (*PublishRe
 	if err != nil {
 		return nil, err
 	}
-	resp, err := s.submit(ctx, api.SubmitRequest{Products: map[string]json.RawMessage{o.Product: pb}, Accept: o.Accept})
+	resp, err := s.submit(ctx, api.SubmitRequest{Products: map[string]json.RawMessage{o.Product: pb}, Accept: o.Accept, Incident: o.Incident, Reason: o.Reason})
 	if err != nil {
 		return nil, err
 	}
@@ -792,4 +796,62 @@ func (s *Session) RotateProduct(ctx context.Context, product string, targetsKey 
 		return nil, err
 	}
 	return s.submit(ctx, api.SubmitRequest{Targets: tb, Products: map[string]json.RawMessage{product: pb}})
+}
+
+// RevokeResult is what a revoke removed.
+type RevokeResult struct {
+	Release  string           `json:"release"`
+	Removed  []string         `json:"removed_targets"`
+	Versions map[string]int64 `json:"versions"`
+}
+
+// Revoke re-signs the next version of the product role without the
+// release's targets (its image and SBOM) and submits it with reason and
+// incident: devices stop seeing the release at their next metadata
+// refresh, and one that staged it refuses to switch to it (docs/agent.md).
+func (s *Session) Revoke(ctx context.Context, product, version string, keys []*Signer, reason, incident string) (*RevokeResult, error) {
+	if strings.TrimSpace(reason) == "" {
+		return nil, fmt.Errorf("a revoke needs a reason (it is audited and shown on the incident's timeline)")
+	}
+	tc, err := s.Refresh()
+	if err != nil {
+		return nil, err
+	}
+	cur, err := tc.ProductRole(product)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkDelegatedKeys(tc, product, keys); err != nil {
+		return nil, err
+	}
+	p, err := copyTargets(cur)
+	if err != nil {
+		return nil, err
+	}
+	res := &RevokeResult{Release: product + "@" + version}
+	for path, tf := range p.Signed.Targets {
+		c, err := release.Parse(tf.Custom, product)
+		if err == nil && c.Version == version {
+			delete(p.Signed.Targets, path)
+			res.Removed = append(res.Removed, path)
+		}
+	}
+	if len(res.Removed) == 0 {
+		return nil, fmt.Errorf("%s@%s is not in the signed %s role (already revoked, or never published)", product, version, product)
+	}
+	sort.Strings(res.Removed)
+	if err := nextVersion(&p.Signed.Version); err != nil {
+		return nil, err
+	}
+	p.Signed.Expires = now().Add(ProductExpiry)
+	pb, err := sign(p, keys)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := s.submit(ctx, api.SubmitRequest{Products: map[string]json.RawMessage{product: pb}, Reason: reason, Incident: incident})
+	if err != nil {
+		return nil, err
+	}
+	res.Versions = resp.Versions
+	return res, nil
 }
