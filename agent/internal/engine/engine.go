@@ -394,6 +394,9 @@ func (e *Engine) beforeInstall(ctx context.Context) (bool, error) {
 		// The verified file vanished (disk cleaned): fetch it again.
 		return false, e.to(journal.Downloading, "verified download missing; fetching again", nil)
 	}
+	if offered, err := e.stillOffered(ctx); err != nil || !offered {
+		return err == nil, err
+	}
 	active, err := e.cfg.Slots.Active(ctx)
 	if err != nil {
 		return false, err
@@ -429,7 +432,32 @@ func (e *Engine) beforeSwitch(ctx context.Context) (bool, error) {
 		}
 		return true, nil
 	}
+	if offered, err := e.stillOffered(ctx); err != nil || !offered {
+		return err == nil, err
+	}
 	return false, e.to(journal.Switching, "", func(s *journal.State) { s.BootAttempts = 0 })
+}
+
+// ReasonRevoked is the failure reason of a release that left the signed
+// product role (a revoke) between its download and its install or switch.
+const ReasonRevoked = "revoked: the release is no longer in the signed product role"
+
+// stillOffered re-reads the signed metadata before a step that changes
+// what runs (staging, switching): a release revoked since it was chosen
+// (the product role re-signed without it) is dropped, never installed. A
+// device that cannot refresh keeps waiting (the error): it installs only
+// what it has just confirmed is still signed. When the release is gone it
+// fails the install (reported, never retried) and reports false.
+func (e *Engine) stillOffered(ctx context.Context) (bool, error) {
+	tc, err := tufclient.Refresh(e.tufConfig())
+	if err != nil {
+		return false, fmt.Errorf("re-checking %s before installing it (will retry): %w", e.st.Release.Target, err)
+	}
+	if tf, err := tc.TargetInfo(e.st.Release.Target); err == nil && hex.EncodeToString(tf.Hashes["sha256"]) == e.st.Release.SHA256 {
+		return true, nil
+	}
+	e.cfg.Log.Warn("release revoked before it was installed; dropping it", zap.String("target", e.st.Release.Target), zap.String("phase", string(e.st.Phase)))
+	return false, e.fail(ReasonRevoked)
 }
 
 func (e *Engine) restart(ctx context.Context) error {
