@@ -19,6 +19,11 @@ type SubmitRequest struct {
 	// are audited.
 	Reason   string `json:"reason,omitempty"`
 	Incident string `json:"incident,omitempty"`
+	// Revoke names the releases (PRODUCT@VERSION) the submission
+	// withdraws: the new product role drops their targets (image and
+	// SBOM). Any other dropped target is refused (published releases are
+	// immutable). Needs Reason.
+	Revoke []string `json:"revoke,omitempty"`
 }
 
 // SubmitResponse reports the versions now published.

@@ -2,6 +2,7 @@ package evidence
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"time"
 
@@ -232,5 +233,11 @@ func (e *Exporter) chain(ctx context.Context, zw *evidencezip.Writer, since, unt
 		c.LastSeq, c.LastHash, c.Entries = last.Seq, last.Hash, len(segment)
 	}
 	zw.SetChain(c)
-	return zw.AddJSON(evidencezip.ChainName, segment)
+	// Compact: indenting would re-format each entry's details, which its
+	// hash covers byte for byte.
+	b, err := json.Marshal(segment)
+	if err != nil {
+		return err
+	}
+	return zw.Add(evidencezip.ChainName, b)
 }

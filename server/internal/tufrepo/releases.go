@@ -2,8 +2,10 @@ package tufrepo
 
 import (
 	"context"
+	"strings"
 	"time"
 
+	"github.com/vigil-ota/vigil/api"
 	"github.com/vigil-ota/vigil/internal/release"
 	"github.com/vigil-ota/vigil/server/internal/apperr"
 	"github.com/vigil-ota/vigil/server/internal/state"
@@ -55,11 +57,30 @@ func noteReleases(ctx context.Context, tx state.PublishTx, added, removed []rele
 	return nil
 }
 
-// checkRevokeReason: a submission that removes releases must say why (the
-// reason is audited and shown on incident timelines).
-func checkRevokeReason(removed []release.Published, reason string) error {
-	if len(removed) > 0 && reason == "" {
-		return apperr.New(apperr.Invalid, "the submission removes %s from the signed product role (a revoke) but gives no reason", removed[0].Release()).WithField("reason")
+// checkRevoke: a revoke names each release it withdraws (verifyProduct
+// lets only their targets go) and says why (the reason is audited and
+// shown on incident timelines).
+func checkRevoke(req api.SubmitRequest) error {
+	if len(req.Revoke) == 0 {
+		return nil
+	}
+	if strings.TrimSpace(req.Reason) == "" {
+		return apperr.New(apperr.Invalid, "the submission revokes %s but gives no reason", req.Revoke[0]).WithField("reason")
+	}
+	if len(req.Revoke) > MaxRevokesPerSubmission {
+		return apperr.New(apperr.TooLarge, "%d releases revoked at once; the limit is %d", len(req.Revoke), MaxRevokesPerSubmission)
+	}
+	for _, rel := range req.Revoke {
+		p, v, ok := strings.Cut(rel, "@")
+		if !ok || release.ValidateProduct(p) != nil || release.ValidateVersion(v) != nil {
+			return apperr.New(apperr.Invalid, "revoke %q is not PRODUCT@VERSION", rel).WithField("revoke")
+		}
+		if _, ok := req.Products[p]; !ok {
+			return apperr.New(apperr.Invalid, "the submission revokes %s but carries no new %s role", rel, p).WithField("revoke")
+		}
 	}
 	return nil
 }
+
+// MaxRevokesPerSubmission bounds the releases one submission revokes.
+const MaxRevokesPerSubmission = 64

@@ -268,6 +268,9 @@ func (r *Repo) Submit(ctx context.Context, req api.SubmitRequest) (map[string]in
 			return nil, err
 		}
 	}
+	if err := checkRevoke(req); err != nil {
+		return nil, err
+	}
 	select {
 	case r.verifying <- struct{}{}:
 		defer func() { <-r.verifying }()
@@ -300,9 +303,6 @@ func (r *Repo) Submit(ctx context.Context, req api.SubmitRequest) (map[string]in
 			}
 		}
 		if added, removed, err = r.releaseChanges(ctx, cur, files); err != nil {
-			return err
-		}
-		if err := checkRevokeReason(removed, req.Reason); err != nil {
 			return err
 		}
 		if out, undo, err = r.publish(ctx, tx, cur, files, true); err != nil {

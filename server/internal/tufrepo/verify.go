@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
@@ -112,7 +113,7 @@ func (r *Repo) verifySubmission(ctx context.Context, cur map[string]state.RoleVe
 		if err != nil {
 			return nil, invalid("product %s is not TUF targets metadata: %v", p, err)
 		}
-		if err := r.verifyProduct(ctx, targets, p, md, cur, now, req.Accept); err != nil {
+		if err := r.verifyProduct(ctx, targets, p, md, cur, now, req.Accept, req.Revoke); err != nil {
 			return nil, err
 		}
 		files = append(files, file{role: p, version: md.Signed.Version, data: req.Products[p], expires: md.Signed.Expires, parsed: md})
@@ -244,7 +245,7 @@ func verifyTopTargets(root *metadata.Metadata[metadata.RootType], t *metadata.Me
 
 // verifyProduct checks a new product role against its delegation and the
 // stored images (TUF §5.6.6, plus Vigil's release schema).
-func (r *Repo) verifyProduct(ctx context.Context, targets *metadata.Metadata[metadata.TargetsType], product string, md *metadata.Metadata[metadata.TargetsType], cur map[string]state.RoleVersion, now time.Time, accept []api.AcceptedVulnerability) error {
+func (r *Repo) verifyProduct(ctx context.Context, targets *metadata.Metadata[metadata.TargetsType], product string, md *metadata.Metadata[metadata.TargetsType], cur map[string]state.RoleVersion, now time.Time, accept []api.AcceptedVulnerability, revoke []string) error {
 	if err := targets.VerifyDelegate(product, md); err != nil {
 		return refuse("product signature", "%s is not signed by a threshold of its delegated keys: %v", product, err)
 	}
@@ -309,14 +310,26 @@ func (r *Repo) verifyProduct(ctx context.Context, targets *metadata.Metadata[met
 	}
 	if previous != nil {
 		// Published releases are immutable: none may disappear or change.
-		// Withdrawing one is the revocation path's job, not an edit.
+		// Withdrawing one is the revocation path's job, not an edit: the
+		// submission names each release it revokes (with a reason), and
+		// only their targets may go.
+		revoked := map[string]bool{}
 		for _, path := range sortedPaths(previous.Signed.Targets) {
 			tf, ok := md.Signed.Targets[path]
 			if !ok {
+				if c, err := release.Parse(previous.Signed.Targets[path].Custom, product); err == nil && slices.Contains(revoke, product+"@"+c.Version) {
+					revoked[product+"@"+c.Version] = true
+					continue
+				}
 				return refuse("release immutability", "published target %q is missing from the new %s role; published releases cannot be removed by re-signing (withdraw one through revocation)", path, product)
 			}
 			if !sameTarget(previous.Signed.Targets[path], tf) {
 				return refuse("release immutability", "published target %q changed (length, hashes or signed release fields); published releases are immutable: publish a new version instead", path)
+			}
+		}
+		for _, rel := range revoke {
+			if p, _, _ := strings.Cut(rel, "@"); p == product && !revoked[rel] {
+				return refuse("revocation", "the submission revokes %s, but the new %s role still holds it (or it was never published)", rel, product)
 			}
 		}
 	}

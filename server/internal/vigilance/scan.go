@@ -14,6 +14,7 @@ import (
 	"github.com/vigil-ota/vigil/internal/vigilance"
 	"github.com/vigil-ota/vigil/internal/vigilance/sbom"
 	"github.com/vigil-ota/vigil/server/internal/apperr"
+	"github.com/vigil-ota/vigil/server/internal/audit"
 	"github.com/vigil-ota/vigil/server/internal/state"
 )
 
@@ -280,6 +281,10 @@ func (s *Service) apply(ctx context.Context, plan []change) (opened, closed int,
 			closed++
 		case isNew[i] || !c.wasOpen:
 			opened++
+			if _, err := audit.Record(ctx, s.st.Audit, "finding.open", c.rec.ID, map[string]any{"release": c.rec.Product + "@" + c.rec.Version,
+				"vulnerability": c.rec.VulnID, "source": c.rec.VulnSource, "kev": c.rec.KEV}); err != nil {
+				return opened, closed, err
+			}
 			cs, ok := counts[c.rec.Product]
 			if !ok {
 				if cs, err = s.st.Registry.InstalledCounts(ctx, c.rec.Product); err != nil {

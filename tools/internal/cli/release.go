@@ -109,8 +109,8 @@ than what they run (or a signed recall naming their version in
 // submission's acceptances.
 func (o *publishOptions) accepted() ([]api.AcceptedVulnerability, error) {
 	if len(o.accept) == 0 {
-		if o.reason != "" {
-			return nil, usagef("--reason goes with --accept-known-vulnerability")
+		if o.reason != "" && o.incident == "" {
+			return nil, usagef("--reason goes with --accept-known-vulnerability or --incident")
 		}
 		return nil, nil
 	}

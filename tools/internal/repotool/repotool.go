@@ -848,7 +848,7 @@ func (s *Session) Revoke(ctx context.Context, product, version string, keys []*S
 	if err != nil {
 		return nil, err
 	}
-	resp, err := s.submit(ctx, api.SubmitRequest{Products: map[string]json.RawMessage{product: pb}, Reason: reason, Incident: incident})
+	resp, err := s.submit(ctx, api.SubmitRequest{Products: map[string]json.RawMessage{product: pb}, Reason: reason, Incident: incident, Revoke: []string{res.Release}})
 	if err != nil {
 		return nil, err
 	}
