@@ -29,7 +29,8 @@ func (s *Server) openResponse(cfg config.Config, log *zap.Logger) error {
 	}
 	s.security = sec
 	stores := s.State
-	s.CVD = cvd.New(stores, cvd.Options{AckWindow: cfg.CVDAckWindow, ReportsPerHour: int(cfg.CVDReportsPerHour), Vulns: s.Vigilance, Log: log.Named("cvd")})
+	s.CVD = cvd.New(stores, cvd.Options{AckWindow: cfg.CVDAckWindow, ReportsPerHour: int(cfg.CVDReportsPerHour),
+		RequestsPerMinute: int(cfg.CVDRequestsPerMinute), Vulns: s.Vigilance, Log: log.Named("cvd")})
 	s.Incidents = incident.New(stores, s.Fleet.Rollouts, s.Vigilance, s.CVD)
 	var relay *notice.SMTP
 	if cfg.SMTPRelay != "" {

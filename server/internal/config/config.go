@@ -105,6 +105,7 @@ type Config struct {
 	SecurityCanonical      string
 	CVDAckWindow           time.Duration
 	CVDReportsPerHour      int64
+	CVDRequestsPerMinute   int64
 	NoticeAckWindow        time.Duration
 	NoticeRetryBase        time.Duration
 	NoticeInterval         time.Duration
@@ -153,6 +154,7 @@ func (c *Config) declare() *settings.Set {
 	s.String(&c.SecurityCanonical, "security_canonical", "", "security.txt Canonical: the https URL it is served at")
 	s.Duration(&c.CVDAckWindow, "cvd_ack_window", cvd.DefaultAckWindow, "how long the maker has to acknowledge a disclosure report before it is overdue")
 	s.Int(&c.CVDReportsPerHour, "cvd_reports_per_hour", cvd.DefaultReportsPerHour, 1, "disclosure reports one source address may file per hour (all replicas)")
+	s.Int(&c.CVDRequestsPerMinute, "cvd_requests_per_minute", cvd.DefaultRequestsPerMinute, 1, "requests one source address may make to the public disclosure routes per minute (each replica)")
 	s.Duration(&c.NoticeAckWindow, "notice_ack_window", notice.DefaultAckWindow, "customer notices unacknowledged for longer are listed as overdue")
 	s.Duration(&c.NoticeRetryBase, "notice_retry_base", notice.DefaultRetryBase, "first wait before a failed notice delivery is retried (doubling each time)")
 	s.Duration(&c.NoticeInterval, "notice_interval", DefaultNoticeInterval, "how often due notice deliveries are sent")

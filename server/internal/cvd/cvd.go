@@ -70,10 +70,10 @@ const (
 	// DefaultReportsPerHour bounds the cases one source address opens per
 	// hour (all replicas).
 	DefaultReportsPerHour = 10
-	// RequestsPerMinute and RequestBurst are each replica's token bucket per
-	// source address for the public routes.
-	RequestsPerMinute = 30
-	RequestBurst      = 10
+	// DefaultRequestsPerMinute is each replica's token bucket per source
+	// address for the public routes: this many per minute, and as many at
+	// once.
+	DefaultRequestsPerMinute = 30
 	// maxTrackedSources bounds the per-address buckets kept in memory.
 	maxTrackedSources = 10000
 	secretBytes       = 32
@@ -118,11 +118,12 @@ type Store interface {
 
 // Options configure the service.
 type Options struct {
-	AckWindow      time.Duration
-	ReportsPerHour int
-	Vulns          Vulnerabilities
-	Now            func() time.Time
-	Log            *zap.Logger
+	AckWindow         time.Duration
+	ReportsPerHour    int
+	RequestsPerMinute int
+	Vulns             Vulnerabilities
+	Now               func() time.Time
+	Log               *zap.Logger
 }
 
 // Service runs the intake and the cases.
@@ -141,6 +142,9 @@ func New(st Store, o Options) *Service {
 	}
 	if o.ReportsPerHour <= 0 {
 		o.ReportsPerHour = DefaultReportsPerHour
+	}
+	if o.RequestsPerMinute <= 0 {
+		o.RequestsPerMinute = DefaultRequestsPerMinute
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -169,7 +173,7 @@ func (s *Service) Allow(source string) error {
 		if len(s.buckets) >= maxTrackedSources {
 			clear(s.buckets) // crude but bounded: a flood of addresses resets everyone
 		}
-		b = rate.NewLimiter(rate.Limit(float64(RequestsPerMinute)/60), RequestBurst)
+		b = rate.NewLimiter(rate.Limit(float64(s.o.RequestsPerMinute)/60), s.o.RequestsPerMinute)
 		s.buckets[source] = b
 	}
 	if !b.AllowN(s.o.Now(), 1) {

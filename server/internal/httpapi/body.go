@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
@@ -77,8 +78,14 @@ func decodeBody(c *gin.Context, v any) bool {
 			return false
 		}
 	}
-	if err := json.Unmarshal(body, v); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
 		WriteError(c, apperr.Wrap(err, apperr.Invalid, "the body is not valid JSON for this request: %v", err))
+		return false
+	}
+	if dec.More() {
+		WriteError(c, apperr.New(apperr.Invalid, "the body is not valid JSON for this request: data after the JSON value"))
 		return false
 	}
 	return true

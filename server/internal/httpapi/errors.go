@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"net/http"
+	"strconv"
 
 	"github.com/gin-gonic/gin"
 	"go.uber.org/zap"
@@ -64,8 +65,14 @@ func writeError(c *gin.Context, status int, err error) {
 			log.Info("request refused", fields...)
 		}
 	}
+	if status == http.StatusTooManyRequests {
+		c.Header("Retry-After", strconv.Itoa(RetryAfterSeconds))
+	}
 	c.AbortWithStatusJSON(status, ErrorBody{Code: code, Message: msg, RequestID: rid})
 }
+
+// RetryAfterSeconds is the wait a 429 asks for.
+const RetryAfterSeconds = 60
 
 // LogError logs a failure the caller answers itself (the console's error
 // pages), as WriteError would.

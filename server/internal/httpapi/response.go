@@ -71,7 +71,6 @@ func securityTxt(s SecurityTxt) gin.HandlerFunc {
 func publicLimited(s CVD, h gin.HandlerFunc) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		if err := s.Allow(c.ClientIP()); err != nil {
-			c.Header("Retry-After", "60")
 			WriteError(c, err)
 			return
 		}
