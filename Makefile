@@ -72,7 +72,7 @@ test-sim: tools ## The 10,000-device store-backed rollout simulation on SQLite a
 	@status=0; \
 	$(TOOLS_BIN)/gotestsum --format pkgname-and-test-fails --jsonfile $(REPORT).sim -- \
 		-count=1 -timeout $(SIM_TIMEOUT) -run StoreBackedSimulation ./server/internal/fleet/ || status=$$?; \
-	$(GO) run ./test/cmd/servicereport $(if $(filter 1,$(VIGIL_REQUIRE_SERVICES)),--require) $(REPORT).sim || status=1; \
+	$(GO) run ./test/cmd/servicereport $(if $(filter 1,$(VIGIL_REQUIRE_SERVICES)),--require --services postgres) $(REPORT).sim || status=1; \
 	exit $$status
 
 bench: build tools ## Run the benchmarks (figures go to docs/benchmarks.md)
