@@ -34,7 +34,8 @@ FUZZ_TARGETS := \
 	./agent/internal/slot:FuzzUnpack \
 	./internal/vigilance:FuzzVersionComparison \
 	./internal/vigilance/feed:FuzzFeedRecords \
-	./internal/vigilance/sbom:FuzzSBOM
+	./internal/vigilance/sbom:FuzzSBOM \
+	./api/evidencezip:FuzzVerify
 FUZZTIME ?= 30s
 
 .PHONY: help build run demo test test-sim bench fuzz lint tools keys-example clean console-docs
