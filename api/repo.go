@@ -38,6 +38,12 @@ type OnlineKeys struct {
 	SnapshotID  string          `json:"snapshot_keyid"`
 	Timestamp   json.RawMessage `json:"timestamp"`
 	TimestampID string          `json:"timestamp_keyid"`
+	// The keys a pending online-key rotation moves to (snapshot_key_next,
+	// timestamp_key_next); empty when none is configured.
+	NextSnapshot    json.RawMessage `json:"next_snapshot,omitempty"`
+	NextSnapshotID  string          `json:"next_snapshot_keyid,omitempty"`
+	NextTimestamp   json.RawMessage `json:"next_timestamp,omitempty"`
+	NextTimestampID string          `json:"next_timestamp_keyid,omitempty"`
 }
 
 // Uploaded answers an image upload: Stored is false when the same image

@@ -114,7 +114,7 @@ func Open(ctx context.Context, cfg config.Config, log *zap.Logger) (*Server, err
 		tlsCfg = &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
 	}
 
-	var snap, ts *tufrepo.OnlineKey
+	var snap, ts, nextSnap, nextTS *tufrepo.OnlineKey
 	if cfg.SnapshotKey != "" {
 		if snap, err = tufrepo.LoadOnlineKey(octx, cfg.SnapshotKey); err != nil {
 			return nil, cfg.Errorf("snapshot_key", "%v", err)
@@ -122,7 +122,20 @@ func Open(ctx context.Context, cfg config.Config, log *zap.Logger) (*Server, err
 		if ts, err = tufrepo.LoadOnlineKey(octx, cfg.TimestampKey); err != nil {
 			return nil, cfg.Errorf("timestamp_key", "%v", err)
 		}
-		for _, k := range []*tufrepo.OnlineKey{snap, ts} {
+		if cfg.SnapshotKeyNext != "" {
+			if nextSnap, err = tufrepo.LoadOnlineKey(octx, cfg.SnapshotKeyNext); err != nil {
+				return nil, cfg.Errorf("snapshot_key_next", "%v", err)
+			}
+			if nextTS, err = tufrepo.LoadOnlineKey(octx, cfg.TimestampKeyNext); err != nil {
+				return nil, cfg.Errorf("timestamp_key_next", "%v", err)
+			}
+			log.Info("online-key rotation pending: the server signs with the keys the root names (current or next)",
+				zap.String("snapshot_next", nextSnap.ID), zap.String("timestamp_next", nextTS.ID))
+		}
+		for _, k := range []*tufrepo.OnlineKey{snap, ts, nextSnap, nextTS} {
+			if k == nil {
+				continue
+			}
 			if strings.Contains(k.Ref, "keys-example") {
 				log.Warn("DEMO KEYS: the online key comes from keys-example/, whose private keys are public; never use it in production", zap.String("key", k.Ref), zap.String("keyid", k.ID))
 			}
@@ -143,7 +156,7 @@ func Open(ctx context.Context, cfg config.Config, log *zap.Logger) (*Server, err
 		log.Warn("no bootstrap_token and no admin token: the management API refuses every request")
 	}
 	s.Repo = tufrepo.New(s.State, s.Blobs, tufrepo.Options{
-		Snapshot: snap, Timestamp: ts,
+		Snapshot: snap, Timestamp: ts, NextSnapshot: nextSnap, NextTimestamp: nextTS,
 		TimestampExpiry: cfg.TimestampExpiry, SnapshotExpiry: cfg.SnapshotExpiry,
 		Log: log.Named("repo"), Audit: s.State,
 	})

@@ -110,6 +110,8 @@ type Config struct {
 	NoticeRetryBase        time.Duration
 	NoticeInterval         time.Duration
 	SMTPRelay              string
+	SnapshotKeyNext        string
+	TimestampKeyNext       string
 	SMTPFrom               string
 
 	// Sources records where each setting's value came from: default,
@@ -139,6 +141,8 @@ func (c *Config) declare() *settings.Set {
 	s.String(&c.BootstrapToken, "bootstrap_token", "", "admin bearer token for creating the first tokens; retired while any admin token exists; empty disables it").Secret()
 	s.String(&c.SnapshotKey, "snapshot_key", "", "online snapshot key: a PEM private key file or a KMS URI (awskms://…, fakekms:// in tests)")
 	s.String(&c.TimestampKey, "timestamp_key", "", "online timestamp key: a PEM private key file or a KMS URI")
+	s.String(&c.SnapshotKeyNext, "snapshot_key_next", "", "online-key rotation: the snapshot key to move to (vigil repo rotate online); the server signs with whichever key the root names")
+	s.String(&c.TimestampKeyNext, "timestamp_key_next", "", "online-key rotation: the timestamp key to move to")
 	s.Duration(&c.TimestampExpiry, "timestamp_expiry", DefaultTimestampExpiry, "lifetime of each signed timestamp; re-signed when a third remains")
 	s.Duration(&c.SnapshotExpiry, "snapshot_expiry", DefaultSnapshotExpiry, "lifetime of each signed snapshot; re-signed when a third remains")
 	s.Duration(&c.OnlineRefreshInterval, "online_refresh_interval", DefaultOnlineRefreshInterval, "how often to check whether timestamp or snapshot need re-signing")
@@ -280,6 +284,12 @@ func (c *Config) Validate() error {
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return c.Errorf("tls_cert", "tls_cert and tls_key go together: set both or neither")
+	}
+	if (c.SnapshotKeyNext == "") != (c.TimestampKeyNext == "") {
+		return c.Errorf("snapshot_key_next", "snapshot_key_next and timestamp_key_next go together: set both or neither")
+	}
+	if c.SnapshotKeyNext != "" && c.SnapshotKey == "" {
+		return c.Errorf("snapshot_key_next", "a rotation needs the current keys too (snapshot_key, timestamp_key)")
 	}
 	if (c.SnapshotKey == "") != (c.TimestampKey == "") {
 		return c.Errorf("snapshot_key", "snapshot_key and timestamp_key go together: set both or neither")

@@ -81,8 +81,14 @@ const (
 
 // Options configure a Repo.
 type Options struct {
-	Snapshot        *OnlineKey
-	Timestamp       *OnlineKey
+	Snapshot  *OnlineKey
+	Timestamp *OnlineKey
+	// NextSnapshot and NextTimestamp are the keys an online-key rotation
+	// moves to (nil: none pending). The server signs with whichever key
+	// the root in effect names, so a root that names the next keys takes
+	// effect with the publish that carries it (docs/key-ceremony.md).
+	NextSnapshot    *OnlineKey
+	NextTimestamp   *OnlineKey
 	TimestampExpiry time.Duration
 	SnapshotExpiry  time.Duration
 	Now             func() time.Time
@@ -152,7 +158,17 @@ func (r *Repo) OnlineKeys() (api.OnlineKeys, error) {
 	if err != nil {
 		return api.OnlineKeys{}, err
 	}
-	return api.OnlineKeys{Snapshot: sk, SnapshotID: r.o.Snapshot.ID, Timestamp: tk, TimestampID: r.o.Timestamp.ID}, nil
+	out := api.OnlineKeys{Snapshot: sk, SnapshotID: r.o.Snapshot.ID, Timestamp: tk, TimestampID: r.o.Timestamp.ID}
+	if r.o.NextSnapshot != nil && r.o.NextTimestamp != nil {
+		if out.NextSnapshot, err = jsonOf(r.o.NextSnapshot.Key); err != nil {
+			return api.OnlineKeys{}, err
+		}
+		if out.NextTimestamp, err = jsonOf(r.o.NextTimestamp.Key); err != nil {
+			return api.OnlineKeys{}, err
+		}
+		out.NextSnapshotID, out.NextTimestampID = r.o.NextSnapshot.ID, r.o.NextTimestamp.ID
+	}
+	return out, nil
 }
 
 func metaKey(role string, version int64) string {
@@ -327,6 +343,16 @@ func (r *Repo) Submit(ctx context.Context, req api.SubmitRequest) (map[string]in
 		roles = append(roles, f.role+"@v"+strconv.FormatInt(f.version, 10))
 	}
 	r.record(ctx, "repo.publish", strings.Join(roles, ","), map[string]any{"versions": out, "incident": req.Incident})
+	for _, f := range files {
+		if f.role == metadata.ROOT {
+			details := map[string]any{"version": f.version, "incident": req.Incident, "reason": req.Reason}
+			if md, err := metadata.Root().FromBytes(f.data); err == nil {
+				details["snapshot_keyids"], details["timestamp_keyids"] = md.Signed.Roles[metadata.SNAPSHOT].KeyIDs, md.Signed.Roles[metadata.TIMESTAMP].KeyIDs
+				details["root_keyids"] = md.Signed.Roles[metadata.ROOT].KeyIDs
+			}
+			r.record(ctx, "repo.rotate", "root@v"+strconv.FormatInt(f.version, 10), details)
+		}
+	}
 	for _, p := range added {
 		r.record(ctx, "release.publish", p.Release(), map[string]any{"target": p.Target, "sha256": p.SHA256, "severity": p.Custom.Severity,
 			"downgrade_from": p.Custom.DowngradeFrom, "incident": req.Incident, "reason": req.Reason})
@@ -447,6 +473,10 @@ func isTopLevel(role string) bool {
 // timestamp.
 func (r *Repo) publish(ctx context.Context, tx state.PublishTx, cur map[string]state.RoleVersion, files []file, newSnapshot bool) (out map[string]int64, undo func(context.Context), err error) {
 	now := r.now()
+	snapKey, tsKey, err := r.onlineSigners(ctx, cur, files)
+	if err != nil {
+		return nil, nil, err
+	}
 	next := map[string]state.RoleVersion{}
 	for k, v := range cur {
 		next[k] = v
@@ -463,7 +493,7 @@ func (r *Repo) publish(ctx context.Context, tx state.PublishTx, cur map[string]s
 				snap.Signed.Meta[role+".json"] = metaFile(v)
 			}
 		}
-		b, err := signAndEncode(snap, r.o.Snapshot)
+		b, err := signAndEncode(snap, snapKey)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -474,7 +504,7 @@ func (r *Repo) publish(ctx context.Context, tx state.PublishTx, cur map[string]s
 	ts := metadata.Timestamp(now.Add(r.o.TimestampExpiry))
 	ts.Signed.Version = cur[metadata.TIMESTAMP].Version + 1
 	ts.Signed.Meta = map[string]*metadata.MetaFiles{"snapshot.json": metaFile(next[metadata.SNAPSHOT])}
-	tsData, err := signAndEncode(ts, r.o.Timestamp)
+	tsData, err := signAndEncode(ts, tsKey)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -147,13 +147,66 @@ func (r *Repo) verifySubmission(ctx context.Context, cur map[string]state.RoleVe
 }
 
 func (r *Repo) checkOnlineKeys(root *metadata.Metadata[metadata.RootType]) error {
-	for role, k := range map[string]*OnlineKey{metadata.SNAPSHOT: r.o.Snapshot, metadata.TIMESTAMP: r.o.Timestamp} {
-		rr := root.Signed.Roles[role]
-		if rr == nil || rr.Threshold != 1 || !slices.Equal(rr.KeyIDs, []string{k.ID}) {
-			return refuse("online keys", "root must delegate %s to exactly this server's %s key %s with threshold 1", role, role, k.ID)
+	for _, role := range []string{metadata.SNAPSHOT, metadata.TIMESTAMP} {
+		if _, err := r.signerFor(root, role); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// signerFor is the online key of role that root names: this server's
+// current key or, during a rotation, its next one.
+func (r *Repo) signerFor(root *metadata.Metadata[metadata.RootType], role string) (*OnlineKey, error) {
+	held := []*OnlineKey{r.o.Snapshot, r.o.NextSnapshot}
+	if role == metadata.TIMESTAMP {
+		held = []*OnlineKey{r.o.Timestamp, r.o.NextTimestamp}
+	}
+	rr := root.Signed.Roles[role]
+	for _, k := range held {
+		if k != nil && rr != nil && rr.Threshold == 1 && slices.Equal(rr.KeyIDs, []string{k.ID}) {
+			return k, nil
+		}
+	}
+	ids := []string{}
+	for _, k := range held {
+		if k != nil {
+			ids = append(ids, k.ID)
+		}
+	}
+	return nil, refuse("online keys", "root must delegate %s to exactly one of this server's %s keys (%s) with threshold 1", role, role, strings.Join(ids, " or "))
+}
+
+// onlineSigners are the snapshot and timestamp keys of the root in effect
+// after this publish: the submitted root, or the published one.
+func (r *Repo) onlineSigners(ctx context.Context, cur map[string]state.RoleVersion, files []file) (*OnlineKey, *OnlineKey, error) {
+	var root *metadata.Metadata[metadata.RootType]
+	for _, f := range files {
+		if f.role == metadata.ROOT {
+			md, err := metadata.Root().FromBytes(f.data)
+			if err != nil {
+				return nil, nil, err
+			}
+			root = md
+		}
+	}
+	if root == nil {
+		v, ok := cur[metadata.ROOT]
+		if !ok {
+			return r.o.Snapshot, r.o.Timestamp, nil
+		}
+		md, err := r.loadRoot(ctx, v.Version)
+		if err != nil {
+			return nil, nil, err
+		}
+		root = md
+	}
+	snap, err := r.signerFor(root, metadata.SNAPSHOT)
+	if err != nil {
+		return nil, nil, err
+	}
+	ts, err := r.signerFor(root, metadata.TIMESTAMP)
+	return snap, ts, err
 }
 
 // verifyRoot checks a new root (TUF §5.3.4–5.3.5): version trusted+1, signed

@@ -21,12 +21,16 @@ func newRepoRotateCmd(g *globals) *cobra.Command {
   vigil repo rotate product NAME --new-key F [--new-key F ...] [--threshold N]
       re-delegates NAME to the new keys (signed by the targets key) and re-signs
       NAME's role with them; the old product keys stop working at once.
+  vigil repo rotate online --reason TEXT [--incident ID] ...
+      publishes root version N+1 delegating snapshot and timestamp to the server's
+      next online keys (snapshot_key_next, timestamp_key_next); the server signs
+      with them from this publish on. Then make them the server's current keys.
 
 Generate the new keys first with 'vigil keys generate' on the offline machine.
 Rotation cannot be undone: run it with --dry-run first, then again with --yes.`,
 		Example: "  vigil repo rotate product demo-pump --new-key keys/product-demo-pump-2.key --keys-dir keys --dry-run",
 	}
-	cmd.AddCommand(newRotateRootCmd(g), newRotateProductCmd(g))
+	cmd.AddCommand(newRotateRootCmd(g), newRotateProductCmd(g), newRotateOnlineCmd(g))
 	return cmd
 }
 
@@ -120,6 +124,62 @@ func newRotateProductCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringArrayVar(&o.newKeys, "new-key", nil, "new product private key file (repeat; required)")
 	cmd.Flags().IntVar(&o.threshold, "threshold", 1, "product signatures required")
 	cmd.Flags().StringVar(&o.targetsKey, "targets-key", "", "targets private key file (default KEYS_DIR/targets.key)")
+	cmd.Flags().BoolVar(&o.yes, "yes", false, "confirm the irreversible rotation")
+	return cmd
+}
+
+func newRotateOnlineCmd(g *globals) *cobra.Command {
+	o := &rotateOptions{}
+	var reason, incident string
+	cmd := &cobra.Command{
+		Use:   "online --reason TEXT [--incident ID] --yes",
+		Short: "Move snapshot and timestamp to the server's next online keys (key compromise)",
+		Long: `Rotate the online keys, e.g. when the server or its key store may be compromised:
+
+  1. generate new keys where the server can read them (or in the KMS):
+       vigil keys generate snapshot-2 timestamp-2 --dir /etc/vigil/keys
+  2. set snapshot_key_next and timestamp_key_next and restart the server
+  3. vigil repo rotate online --keys-dir ./offline-keys --reason "…" --incident INC-… --yes
+     (root N+1 names the new keys, signed by a threshold of the root keys; the
+     server signs with them from this publish on; devices walk to root N+1)
+  4. make the new keys snapshot_key/timestamp_key, unset the *_next settings,
+     restart, and destroy the old keys.
+
+A root signed by the old online keys is never trusted again by a device that has
+seen root N+1. docs/key-ceremony.md walks through it.`,
+		Example: `  vigil repo rotate online --keys-dir keys --reason "server image leaked" --incident INC-1A2B --yes`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if reason == "" {
+				return usagef("--reason is required (audited)")
+			}
+			sess, err := o.session()
+			if err != nil {
+				return err
+			}
+			if err := confirm(o.yes, o.dryRun, "an online-key rotation"); err != nil {
+				return err
+			}
+			rootKeys, err := o.keyset("root-key", o.oldKeys, repotool.RootKeyFiles, 0, "root keys")
+			if err != nil {
+				return err
+			}
+			resp, err := sess.RotateOnline(cmd.Context(), rootKeys, reason, incident)
+			if err != nil {
+				return err
+			}
+			return g.emit(RepoResult{Versions: resp.Versions, TrustedRoot: sess.TrustedRoot, DryRun: o.dryRun}, func(w io.Writer) {
+				fmt.Fprintf(w, "online keys %s: %s\n", dryWord(o.dryRun, "rotated"), versionLine(resp.Versions))
+				if !o.dryRun {
+					fmt.Fprintln(w, "now make snapshot_key_next and timestamp_key_next the server's current keys and restart it")
+				}
+			})
+		},
+	}
+	o.register(cmd, g)
+	cmd.Flags().StringArrayVar(&o.oldKeys, "root-key", nil, "root private key file (repeat; default KEYS_DIR/root-*.key)")
+	cmd.Flags().StringVar(&reason, "reason", "", "why (required; audited)")
+	cmd.Flags().StringVar(&incident, "incident", "", "the incident this rotation answers")
 	cmd.Flags().BoolVar(&o.yes, "yes", false, "confirm the irreversible rotation")
 	return cmd
 }

@@ -855,3 +855,61 @@ func (s *Session) Revoke(ctx context.Context, product, version string, keys []*S
 	res.Versions = resp.Versions
 	return res, nil
 }
+
+// RotateOnline publishes root version N+1 that delegates snapshot and
+// timestamp to the server's next online keys (snapshot_key_next,
+// timestamp_key_next), signed by a threshold of the root keys, and
+// updates the trusted root file. The server signs with the keys the root
+// in effect names, so the switch happens with this publish; devices
+// follow through the ordinary root walk. Use it when an online key may be
+// compromised, or on schedule.
+func (s *Session) RotateOnline(ctx context.Context, rootKeys []*Signer, reason, incident string) (*api.SubmitResponse, error) {
+	keys, err := s.API.OnlineKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if keys.NextSnapshotID == "" || keys.NextTimestampID == "" {
+		return nil, fmt.Errorf("the server has no next online keys: generate them (vigil keys generate snapshot-2 timestamp-2 --dir …), set snapshot_key_next and timestamp_key_next, restart the server, then run this again")
+	}
+	tc, err := s.Refresh()
+	if err != nil {
+		return nil, err
+	}
+	cur := tc.Updater().GetTrustedMetadataSet().Root
+	b, err := cur.ToBytes(false)
+	if err != nil {
+		return nil, err
+	}
+	next, err := metadata.Root().FromBytes(b)
+	if err != nil {
+		return nil, err
+	}
+	for role, raw := range map[string]json.RawMessage{metadata.SNAPSHOT: keys.NextSnapshot, metadata.TIMESTAMP: keys.NextTimestamp} {
+		var k metadata.Key
+		if err := json.Unmarshal(raw, &k); err != nil {
+			return nil, fmt.Errorf("the server's next %s key: %w", role, err)
+		}
+		for _, id := range append([]string{}, next.Signed.Roles[role].KeyIDs...) {
+			if err := next.Signed.RevokeKey(id, role); err != nil {
+				return nil, err
+			}
+		}
+		if err := next.Signed.AddKey(&k, role); err != nil {
+			return nil, err
+		}
+		next.Signed.Roles[role].Threshold = 1
+	}
+	if err := nextVersion(&next.Signed.Version); err != nil {
+		return nil, err
+	}
+	next.Signed.Expires = now().Add(RootExpiry)
+	rb, err := sign(next, rootKeys)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := s.submit(ctx, api.SubmitRequest{Root: rb, Reason: reason, Incident: incident})
+	if err != nil || s.DryRun {
+		return resp, err
+	}
+	return resp, writeFile(s.TrustedRoot, rb)
+}
