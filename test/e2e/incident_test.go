@@ -183,6 +183,9 @@ func testIncidentResponse(t *testing.T, args ...string) {
 	if out := f.vigilOK(t, "release", "list"); strings.Contains(out, "1.1.0") {
 		t.Fatalf("1.1.0 is still listed after the revoke: %s", out)
 	}
+	if code, out := f.vigil(t, "release", "publish", "--product", "demo-pump", "--version", "1.1.0", "--file", appImage(t, f.tmp, "1.1.0", true, 7), "--hardware", "rev-b"); code == 0 || !strings.Contains(out, "was revoked") {
+		t.Fatalf("re-publishing the revoked version: exit %d %s", code, out)
+	}
 	os.Remove(busy) // therapy over: the devices may switch now, but 1.1.0 is gone
 	round(t, devs)
 	for _, d := range devs {

@@ -186,6 +186,8 @@ type PublishTx interface {
 	// NoteRelease records a release entering (Published set) or leaving
 	// (Revoked set) a product role, with the publish that did it.
 	NoteRelease(ctx context.Context, n ReleaseNote) error
+	// Release returns a release's history, or ErrNotFound.
+	Release(ctx context.Context, product, version string) (ReleaseNote, error)
 }
 
 // VersionConflict is the error SetRoleVersion returns for a version that does

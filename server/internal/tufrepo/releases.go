@@ -2,6 +2,7 @@ package tufrepo
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"time"
 
@@ -42,8 +43,20 @@ func (r *Repo) releaseChanges(ctx context.Context, cur map[string]state.RoleVers
 	return added, removed, nil
 }
 
-// noteReleases records the changes in the publish transaction.
+// noteReleases records the changes in the publish transaction. A version
+// once revoked is never published again: devices keep it on their list of
+// failed releases, and the audit trail would no longer say which bytes the
+// version meant.
 func noteReleases(ctx context.Context, tx state.PublishTx, added, removed []release.Published, now time.Time) error {
+	for _, p := range added {
+		prev, err := tx.Release(ctx, p.Product, p.Custom.Version)
+		switch {
+		case err == nil && !prev.Revoked.IsZero():
+			return refuse("revocation", "%s was revoked on %s; a revoked version is never published again: publish a new version", p.Release(), prev.Revoked.Format(time.RFC3339))
+		case err != nil && !errors.Is(err, state.ErrNotFound):
+			return err
+		}
+	}
 	for _, p := range added {
 		if err := tx.NoteRelease(ctx, state.ReleaseNote{Product: p.Product, Version: p.Custom.Version, Target: p.Target, Published: now}); err != nil {
 			return err

@@ -262,6 +262,19 @@ func (p *publishTx) NoteRelease(ctx context.Context, n state.ReleaseNote) error 
 	return p.s.fail("record release", err)
 }
 
+// Release implements state.PublishTx.
+func (p *publishTx) Release(ctx context.Context, product, version string) (state.ReleaseNote, error) {
+	n := state.ReleaseNote{Product: product, Version: version}
+	var pub, rev int64
+	err := p.tx.QueryRowContext(ctx, p.s.d.rebind("SELECT target, published_ms, revoked_ms FROM release_history WHERE product = ? AND version = ?"), product, version).
+		Scan(&n.Target, &pub, &rev)
+	if errors.Is(err, sql.ErrNoRows) {
+		return n, state.NotFound("release " + product + "@" + version)
+	}
+	n.Published, n.Revoked = fromMS(pub), fromMS(rev)
+	return n, p.s.fail("read release", err)
+}
+
 // Releases implements state.ReleaseHistory.
 func (s *Store) Releases(ctx context.Context, product string) ([]state.ReleaseNote, error) {
 	q, args := "SELECT product, version, target, published_ms, revoked_ms FROM release_history", []any{}

@@ -2,6 +2,7 @@ package statetest
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -169,6 +170,18 @@ func testReleaseHistory(t *testing.T, s state.Store) {
 	note(state.ReleaseNote{Product: "demo-pump", Version: "1.1.0", Target: "demo-pump/b", Published: rt0.Add(time.Hour)})
 	note(state.ReleaseNote{Product: "other", Version: "1.0.0", Target: "other/c", Published: rt0})
 	note(state.ReleaseNote{Product: "demo-pump", Version: "1.1.0", Revoked: rt0.Add(2 * time.Hour)})
+	if err := s.Publish(ctx, func(ctx context.Context, tx state.PublishTx) error {
+		n, err := tx.Release(ctx, "demo-pump", "1.1.0")
+		if err != nil || n.Revoked.IsZero() || n.Target != "demo-pump/b" {
+			t.Errorf("release in the transaction: %+v %v", n, err)
+		}
+		if _, err := tx.Release(ctx, "demo-pump", "9.9.9"); !errors.Is(err, state.ErrNotFound) {
+			t.Errorf("a release never published: %v", err)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 	got, err := s.Releases(ctx, "demo-pump")
 	if err != nil || len(got) != 2 || got[0].Version != "1.0.0" || !got[1].Revoked.Equal(rt0.Add(2*time.Hour)) || !got[1].Published.Equal(rt0.Add(time.Hour)) {
 		t.Fatalf("history %+v %v", got, err)
