@@ -38,7 +38,7 @@ FUZZ_TARGETS := \
 	./api/evidencezip:FuzzVerify
 FUZZTIME ?= 30s
 
-.PHONY: help build run demo test test-sim bench fuzz lint tools keys-example clean console-docs
+.PHONY: help build run demo demo-incident test test-sim bench fuzz lint tools keys-example clean console-docs
 
 help: ## Show this list
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -56,6 +56,9 @@ run: build ## Run vigil-server on the embedded default (SQLite + ./var/blobs) at
 
 demo: build ## The whole story on the embedded default: publish, rollout, approval, three agents (one rolls back)
 	BIN=$(BIN) bash test/demo/demo.sh
+
+demo-incident: build ## Incident response end to end: KEV finding, halt, revoke, fix, notice, timeline, disclosure, evidence (the outputs of docs/incident-response.md)
+	BIN=$(BIN) bash test/demo/incident.sh
 
 test: build tools ## Run every test (-race; unit, end-to-end, browser), then report real-service tests (PostgreSQL, S3, Chromium)
 	@mkdir -p $(dir $(REPORT))

@@ -31,6 +31,7 @@ type ReportStore interface {
 	state.ReleaseHistory
 	state.CommitLog
 	InstalledCounts(ctx context.Context, product string) ([]state.InstalledCount, error)
+	DevicesOf(ctx context.Context, product string) ([]state.Device, error)
 	Findings(ctx context.Context, f state.FindingFilter) ([]state.FindingRecord, error)
 }
 
@@ -121,15 +122,19 @@ func (r *Reporter) product(ctx context.Context, product string, notes []state.Re
 		}
 		committedDevices[c.Version][c.Device] = true
 	}
+	devices, err := r.st.DevicesOf(ctx, product)
+	if err != nil {
+		return err
+	}
 	for _, n := range notes {
 		m := api.ReleaseMetrics{Release: n.Product + "@" + n.Version, Published: n.Published, Revoked: n.Revoked}
 		m.Committed = len(committedDevices[n.Version])
-		// Eligible: devices that committed it, plus those still on an
+		// Eligible: devices in service that committed it, or still run an
 		// older version (they can install it).
 		m.Eligible = m.Committed
-		for _, c := range counts {
-			if release.Compare(c.Version, n.Version) < 0 {
-				m.Eligible += c.Count
+		for _, d := range devices {
+			if !d.Decommissioned && !committedDevices[n.Version][d.ID] && release.Compare(d.Installed, n.Version) < 0 {
+				m.Eligible++
 			}
 		}
 		var hours []float64

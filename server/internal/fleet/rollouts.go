@@ -204,17 +204,19 @@ func (s *Rollouts) HaltRelease(ctx context.Context, rel, reason string) ([]strin
 			return nil, err // an unknown release: nothing to halt, nothing to audit
 		}
 	}
-	return s.halt(ctx, product, version, rel, reason)
+	return s.halt(ctx, product, version, rel, reason, true)
 }
 
 // HaltRevoked halts every rollout of a release its product role no longer
 // holds (a revoke): devices could not install it anyway; the halt stops
 // assignments and shows why.
 func (s *Rollouts) HaltRevoked(ctx context.Context, product, version, reason string) ([]string, error) {
-	return s.halt(ctx, product, version, product+"@"+version, "revoked: "+reason)
+	return s.halt(ctx, product, version, product+"@"+version, "revoked: "+reason, false)
 }
 
-func (s *Rollouts) halt(ctx context.Context, product, version, rel, reason string) ([]string, error) {
+// halt halts the active or paused rollouts of a release; it audits the
+// halt when always is set or when it stopped any rollout.
+func (s *Rollouts) halt(ctx context.Context, product, version, rel, reason string, always bool) ([]string, error) {
 	rs, err := s.ro.Rollouts(ctx, product)
 	if err != nil {
 		return nil, err
@@ -231,7 +233,9 @@ func (s *Rollouts) halt(ctx context.Context, product, version, rel, reason strin
 		s.cache.forget(r.ID, r.Product)
 		halted = append(halted, r.ID)
 	}
-	s.rec.record(ctx, "release.halt", rel, map[string]any{"rollouts": halted, "reason": reason})
+	if always || len(halted) > 0 {
+		s.rec.record(ctx, "release.halt", rel, map[string]any{"rollouts": halted, "reason": reason})
+	}
 	return halted, nil
 }
 

@@ -89,6 +89,9 @@ func (r *related) learn(e audit.Entry) {
 }
 
 func (r *related) match(e audit.Entry) bool {
+	if e.Action == "repo.publish" {
+		return false // its release.* entries say what the publish meant
+	}
 	if r.subjects[e.Subject] {
 		return true
 	}

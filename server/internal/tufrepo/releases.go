@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+
 	"github.com/vigil-ota/vigil/api"
 	"github.com/vigil-ota/vigil/internal/release"
 	"github.com/vigil-ota/vigil/server/internal/apperr"
@@ -26,21 +28,33 @@ func (r *Repo) releaseChanges(ctx context.Context, cur map[string]state.RoleVers
 			if err != nil {
 				return nil, nil, err
 			}
-			for _, p := range publishedOf(f.role, old) {
-				before[p.Custom.Version] = p
+			before = imagesByVersion(f.role, old)
+		}
+		after := imagesByVersion(f.role, f.parsed)
+		for _, v := range sortedKeys(after) {
+			if _, ok := before[v]; !ok {
+				added = append(added, after[v])
 			}
 		}
-		for _, p := range publishedOf(f.role, f.parsed) {
-			if _, ok := before[p.Custom.Version]; !ok {
-				added = append(added, p)
+		for _, v := range sortedKeys(before) {
+			if _, ok := after[v]; !ok {
+				removed = append(removed, before[v])
 			}
-			delete(before, p.Custom.Version)
-		}
-		for _, p := range before {
-			removed = append(removed, p)
 		}
 	}
 	return added, removed, nil
+}
+
+// imagesByVersion is a product role's releases (their images; an SBOM
+// target describes a release, it is not one), by version.
+func imagesByVersion(product string, md *metadata.Metadata[metadata.TargetsType]) map[string]release.Published {
+	out := map[string]release.Published{}
+	for _, p := range publishedOf(product, md) {
+		if p.Custom.Kind != release.KindSBOM {
+			out[p.Custom.Version] = p
+		}
+	}
+	return out
 }
 
 // noteReleases records the changes in the publish transaction. A version
