@@ -20,7 +20,7 @@ func TestAuditLogRecordsPublishesAndNamesTheFirstTamperedEntry(t *testing.T) {
 		Verified int   `json:"verified"`
 		HeadSeq  int64 `json:"head_seq"`
 	}
-	if code != 0 || json.Unmarshal([]byte(out), &res) != nil || !res.OK || res.Verified != 4 {
+	if code != 0 || json.Unmarshal([]byte(out), &res) != nil || !res.OK || res.Verified != 5 {
 		t.Fatalf("verify: %d %s", code, out)
 	}
 	export := filepath.Join(t.TempDir(), "audit.jsonl")
@@ -28,7 +28,8 @@ func TestAuditLogRecordsPublishesAndNamesTheFirstTamperedEntry(t *testing.T) {
 		t.Fatalf("export: %s", out)
 	}
 	lines := strings.Split(strings.TrimSpace(string(mustRead(t, export))), "\n")
-	if len(lines) != 4 || !strings.Contains(lines[3], `"action":"repo.publish"`) || !strings.Contains(lines[2], `"action":"repo.upload"`) {
+	if len(lines) != 5 || !strings.Contains(lines[3], `"action":"repo.publish"`) || !strings.Contains(lines[2], `"action":"repo.upload"`) ||
+		!strings.Contains(lines[4], `"action":"release.publish"`) || !strings.Contains(lines[4], `"subject":"demo-pump@1.0.0"`) {
 		t.Fatalf("export:\n%s", strings.Join(lines, "\n"))
 	}
 

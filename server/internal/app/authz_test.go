@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -72,6 +73,23 @@ func TestEveryRouteAgainstEveryRole(t *testing.T) {
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, req)
 		return w
+	}
+	// The only routes without a token or a device signature: the signed
+	// repository, security.txt, the disclosure intake, and the console's
+	// sign-in page and static files.
+	wantPublic := []string{"GET " + api.RouteRepoMetadata, "HEAD " + api.RouteRepoMetadata, "GET " + api.RouteRepoTargets, "HEAD " + api.RouteRepoTargets,
+		"GET " + api.RouteSecurityTxt, "POST " + api.RouteCVDReports, "GET " + api.RouteCVDReport, "POST " + api.RouteCVDReportNotes,
+		"GET " + console.PathSignIn, "POST " + console.PathSignIn, "GET " + console.PathStatic}
+	var public []string
+	for _, rt := range routes {
+		if rt.Access == httpapi.Public {
+			public = append(public, rt.Method+" "+rt.Path)
+		}
+	}
+	slices.Sort(public)
+	slices.Sort(wantPublic)
+	if !slices.Equal(public, wantPublic) {
+		t.Errorf("public routes %v, want exactly %v", public, wantPublic)
 	}
 	for _, rt := range routes {
 		url := fill.Replace(rt.Path)

@@ -344,7 +344,7 @@ func (r *Repo) Submit(ctx context.Context, req api.SubmitRequest) (map[string]in
 	}
 	r.record(ctx, "repo.publish", strings.Join(roles, ","), map[string]any{"versions": out, "incident": req.Incident})
 	for _, f := range files {
-		if f.role == metadata.ROOT {
+		if f.role == metadata.ROOT && f.version > 1 { // v1 is the repository's initialisation
 			details := map[string]any{"version": f.version, "incident": req.Incident, "reason": req.Reason}
 			if md, err := metadata.Root().FromBytes(f.data); err == nil {
 				details["snapshot_keyids"], details["timestamp_keyids"] = md.Signed.Roles[metadata.SNAPSHOT].KeyIDs, md.Signed.Roles[metadata.TIMESTAMP].KeyIDs
