@@ -5,61 +5,27 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/vigil-ota/vigil/api"
-	"github.com/vigil-ota/vigil/api/webhooksig"
 	"github.com/vigil-ota/vigil/internal/vigilance/vigilancetest"
 	"github.com/vigil-ota/vigil/test/testsvc"
 )
 
-// noticeReceiver is a site's webhook: it refuses the first failFirst
-// deliveries (a receiver that is down for a while), then verifies the
-// HMAC of each.
-type noticeReceiver struct {
-	mu        sync.Mutex
-	failFirst int
-	tries     int
-	bad       int
-	got       []api.NoticeEvent
-}
-
-func newNoticeReceiver(t *testing.T, secret string, failFirst int) (*noticeReceiver, string) {
-	r := &noticeReceiver{failFirst: failFirst}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		body, _ := io.ReadAll(req.Body)
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		r.tries++
-		if r.tries <= r.failFirst {
-			http.Error(w, "down for maintenance", http.StatusServiceUnavailable)
-			return
-		}
-		if err := webhooksig.Verify([]byte(secret), req.Header, body, time.Now(), webhooksig.DefaultTolerance); err != nil {
-			r.bad++
-			http.Error(w, err.Error(), http.StatusUnauthorized)
-			return
-		}
+// noticesIn decodes what a site's webhook received.
+func noticesIn(bodies [][]byte) []api.NoticeEvent {
+	var out []api.NoticeEvent
+	for _, b := range bodies {
 		var ev api.NoticeEvent
-		json.Unmarshal(body, &ev)
-		r.got = append(r.got, ev)
-	}))
-	t.Cleanup(srv.Close)
-	return r, srv.URL
-}
-
-func (r *noticeReceiver) delivered() ([]api.NoticeEvent, int, int) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]api.NoticeEvent(nil), r.got...), r.tries, r.bad
+		json.Unmarshal(b, &ev)
+		out = append(out, ev)
+	}
+	return out
 }
 
 // apiJSON runs a vigil command with -o json and decodes its output.
@@ -118,7 +84,7 @@ func TestIncidentFromKEVFindingToDeployedFixOnPostgres(t *testing.T) {
 func testIncidentResponse(t *testing.T, args ...string) {
 	const secret = "notice-secret-0123456789"
 	sink := testsvc.StartSMTPSink(t)
-	recv, hook := newNoticeReceiver(t, secret, 2)
+	recv, hook := newSignedReceiver(t, secret, 2)
 	f := newRepo(t, []string{"VIGIL_VIGILANCE_INTERVAL=1s", "VIGIL_NOTICE_INTERVAL=200ms", "VIGIL_NOTICE_RETRY_BASE=100ms",
 		"VIGIL_SMTP_RELAY=" + sink.Addr, "VIGIL_SMTP_FROM=psirt@maker.example"}, args...)
 	start := time.Now().UTC().Add(-time.Minute).Truncate(time.Second)
@@ -207,9 +173,10 @@ func testIncidentResponse(t *testing.T, args ...string) {
 	if d := f.finding(t, heartbleed); d.Clocks == nil || d.Clocks.Notified.IsZero() {
 		t.Fatalf("a notice about the finding did not stop its notice clock: %+v", d.Clocks)
 	}
-	waitFor(t, "both notices delivered to st-mary's webhook after its failures", 30*time.Second, func() bool { got, _, _ := recv.delivered(); return len(got) == 2 })
+	waitFor(t, "both notices delivered to st-mary's webhook after its failures", 30*time.Second, func() bool { n, _ := recv.count(); return n == 2 })
 	waitFor(t, "both notices mailed to north", 30*time.Second, func() bool { return len(sink.Messages()) == 2 })
-	got, tries, badSig := recv.delivered()
+	bodies, tries, badSig := recv.received()
+	got := noticesIn(bodies)
 	if badSig != 0 || tries < 4 || got[0].Site != "st-mary" || !slices.Contains([]string{n.ID, fn.ID}, got[0].Notice.ID) {
 		t.Fatalf("webhook: %d tries, %d bad signatures, %+v", tries, badSig, got)
 	}

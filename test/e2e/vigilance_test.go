@@ -182,36 +182,51 @@ func TestPublishRefusesAKnownExploitedVulnerabilityUnlessAcceptedWithAReason(t *
 	}
 }
 
-// alertReceiver is a webhook endpoint that verifies each delivery.
-type alertReceiver struct {
-	mu     sync.Mutex
-	alerts []map[string]any
-	bad    int
+// signedReceiver is a webhook endpoint (an alert receiver, a site's
+// notice endpoint): it refuses the first failFirst deliveries (a receiver
+// that is down for a while), then verifies the HMAC of each and keeps the
+// bodies that verify.
+type signedReceiver struct {
+	mu        sync.Mutex
+	failFirst int
+	tries     int
+	bad       int
+	bodies    [][]byte
 }
 
-func newAlertReceiver(t *testing.T, secret string) (*alertReceiver, string) {
-	r := &alertReceiver{}
+func newSignedReceiver(t *testing.T, secret string, failFirst int) (*signedReceiver, string) {
+	r := &signedReceiver{failFirst: failFirst}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		body, _ := io.ReadAll(req.Body)
 		r.mu.Lock()
 		defer r.mu.Unlock()
+		r.tries++
+		if r.tries <= r.failFirst {
+			http.Error(w, "down for maintenance", http.StatusServiceUnavailable)
+			return
+		}
 		if err := webhooksig.Verify([]byte(secret), req.Header, body, time.Now(), webhooksig.DefaultTolerance); err != nil {
 			r.bad++
 			http.Error(w, err.Error(), http.StatusUnauthorized)
 			return
 		}
-		var a map[string]any
-		json.Unmarshal(body, &a)
-		r.alerts = append(r.alerts, a)
+		r.bodies = append(r.bodies, body)
 	}))
 	t.Cleanup(srv.Close)
 	return r, srv.URL
 }
 
-func (r *alertReceiver) count() (int, int) {
+// received returns the verified bodies, the attempts and the deliveries
+// whose signature did not verify.
+func (r *signedReceiver) received() ([][]byte, int, int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return len(r.alerts), r.bad
+	return append([][]byte(nil), r.bodies...), r.tries, r.bad
+}
+
+func (r *signedReceiver) count() (int, int) {
+	got, _, bad := r.received()
+	return len(got), bad
 }
 
 // waitFor polls cond until it holds or the deadline passes (for what a
@@ -270,7 +285,7 @@ func TestFindingsFollowTheFleetFromExposureToDeployedFixOnPostgres(t *testing.T)
 
 func testFindingsFollowTheFleet(t *testing.T, args ...string) {
 	const secret = "whsec-0123456789abcdef"
-	recv, hook := newAlertReceiver(t, secret)
+	recv, hook := newSignedReceiver(t, secret, 0)
 	f := newRepo(t, []string{"VIGIL_ALERT_WEBHOOK_URL=" + hook, "VIGIL_ALERT_WEBHOOK_SECRET=" + secret, "VIGIL_VIGILANCE_INTERVAL=1s"}, args...)
 	dir := vigilancetest.Dir(t)
 	devs := newFleetOf(t, f, 10)

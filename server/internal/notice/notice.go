@@ -19,16 +19,13 @@
 package notice
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/mail"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -36,7 +33,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/vigil-ota/vigil/api"
-	"github.com/vigil-ota/vigil/api/webhooksig"
 	"github.com/vigil-ota/vigil/server/internal/apperr"
 	"github.com/vigil-ota/vigil/server/internal/audit"
 	"github.com/vigil-ota/vigil/server/internal/input"
@@ -596,25 +592,7 @@ func (s *Service) postWebhook(ctx context.Context, c contacts, ev api.NoticeEven
 	}
 	ctx, cancel := context.WithTimeout(ctx, AttemptTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.WebhookURL, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	ts := strconv.FormatInt(s.o.Now().Unix(), 10)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(webhooksig.HeaderID, ev.Notice.ID+"/"+ev.Site)
-	req.Header.Set(webhooksig.HeaderTimestamp, ts)
-	req.Header.Set(webhooksig.HeaderSignature, webhooksig.Sign([]byte(c.WebhookSecret), ts, body))
-	resp, err := s.o.Client.Do(req)
-	if err != nil {
-		return err
-	}
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("the webhook answered HTTP %d", resp.StatusCode)
-	}
-	return nil
+	return webhook.Post(ctx, s.o.Client, c.WebhookURL, []byte(c.WebhookSecret), ev.Notice.ID+"/"+ev.Site, body, s.o.Now())
 }
 
 // Run delivers every interval until ctx ends.

@@ -131,23 +131,33 @@ func (s *Sender) deliver(ctx context.Context, d delivery) {
 }
 
 func (s *Sender) post(ctx context.Context, d delivery) error {
-	ts := strconv.FormatInt(time.Now().Unix(), 10)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url, bytes.NewReader(d.body))
+	return Post(ctx, s.client, s.url, s.secret, d.id, d.body, time.Now())
+}
+
+// maxReplyBytes bounds how much of a receiver's answer is read.
+const maxReplyBytes = 64 << 10
+
+// Post sends one signed delivery (api/webhooksig: HMAC over the timestamp
+// and the body, with the delivery id) and reports anything but a 2xx
+// answer as an error. The alert sender and customer notices both use it.
+func Post(ctx context.Context, client *http.Client, url string, secret []byte, id string, body []byte, now time.Time) error {
+	ts := strconv.FormatInt(now.Unix(), 10)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(webhooksig.HeaderID, d.id)
+	req.Header.Set(webhooksig.HeaderID, id)
 	req.Header.Set(webhooksig.HeaderTimestamp, ts)
-	req.Header.Set(webhooksig.HeaderSignature, webhooksig.Sign(s.secret, ts, d.body))
-	resp, err := s.client.Do(req)
+	req.Header.Set(webhooksig.HeaderSignature, webhooksig.Sign(secret, ts, body))
+	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	io.Copy(io.Discard, io.LimitReader(resp.Body, maxReplyBytes))
 	resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("HTTP %d", resp.StatusCode)
+		return fmt.Errorf("the webhook answered HTTP %d", resp.StatusCode)
 	}
 	return nil
 }

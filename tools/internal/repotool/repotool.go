@@ -677,34 +677,6 @@ func (s *Session) RotateRoot(ctx context.Context, oldKeys, newKeys []*Signer, th
 	if threshold < 1 || threshold > len(newKeys) {
 		return nil, fmt.Errorf("threshold %d needs between 1 and %d new root keys", threshold, len(newKeys))
 	}
-	tc, err := s.Refresh()
-	if err != nil {
-		return nil, err
-	}
-	cur := tc.Updater().GetTrustedMetadataSet().Root
-	b, err := cur.ToBytes(false)
-	if err != nil {
-		return nil, err
-	}
-	next, err := metadata.Root().FromBytes(b)
-	if err != nil {
-		return nil, err
-	}
-	for _, id := range next.Signed.Roles[metadata.ROOT].KeyIDs {
-		if err := next.Signed.RevokeKey(id, metadata.ROOT); err != nil {
-			return nil, err
-		}
-	}
-	for _, k := range newKeys {
-		if err := next.Signed.AddKey(k.Key, metadata.ROOT); err != nil {
-			return nil, err
-		}
-	}
-	next.Signed.Roles[metadata.ROOT].Threshold = threshold
-	if err := nextVersion(&next.Signed.Version); err != nil {
-		return nil, err
-	}
-	next.Signed.Expires = now().Add(RootExpiry)
 	signers := append(append([]*Signer{}, oldKeys...), newKeys...)
 	seen := map[string]bool{}
 	var unique []*Signer
@@ -714,15 +686,53 @@ func (s *Session) RotateRoot(ctx context.Context, oldKeys, newKeys []*Signer, th
 			unique = append(unique, k)
 		}
 	}
-	rb, err := sign(next, unique)
+	return s.publishRoot(ctx, unique, api.SubmitRequest{}, func(next *metadata.Metadata[metadata.RootType]) error {
+		for _, id := range next.Signed.Roles[metadata.ROOT].KeyIDs {
+			if err := next.Signed.RevokeKey(id, metadata.ROOT); err != nil {
+				return err
+			}
+		}
+		for _, k := range newKeys {
+			if err := next.Signed.AddKey(k.Key, metadata.ROOT); err != nil {
+				return err
+			}
+		}
+		next.Signed.Roles[metadata.ROOT].Threshold = threshold
+		return nil
+	})
+}
+
+// publishRoot publishes root version N+1: the trusted root changed by
+// change, with a new expiry, signed by signers and submitted with req's
+// reason and incident; then it updates the trusted root file.
+func (s *Session) publishRoot(ctx context.Context, signers []*Signer, req api.SubmitRequest, change func(*metadata.Metadata[metadata.RootType]) error) (*api.SubmitResponse, error) {
+	tc, err := s.Refresh()
 	if err != nil {
 		return nil, err
 	}
-	resp, err := s.submit(ctx, api.SubmitRequest{Root: rb})
+	b, err := tc.Updater().GetTrustedMetadataSet().Root.ToBytes(false)
+	if err != nil {
+		return nil, err
+	}
+	next, err := metadata.Root().FromBytes(b)
+	if err != nil {
+		return nil, err
+	}
+	if err := change(next); err != nil {
+		return nil, err
+	}
+	if err := nextVersion(&next.Signed.Version); err != nil {
+		return nil, err
+	}
+	next.Signed.Expires = now().Add(RootExpiry)
+	if req.Root, err = sign(next, signers); err != nil {
+		return nil, err
+	}
+	resp, err := s.submit(ctx, req)
 	if err != nil || s.DryRun {
 		return resp, err
 	}
-	return resp, writeFile(s.TrustedRoot, rb)
+	return resp, writeFile(s.TrustedRoot, req.Root)
 }
 
 // redelegate moves product's delegation in t to newKeys and threshold.
@@ -871,45 +881,22 @@ func (s *Session) RotateOnline(ctx context.Context, rootKeys []*Signer, reason, 
 	if keys.NextSnapshotID == "" || keys.NextTimestampID == "" {
 		return nil, fmt.Errorf("the server has no next online keys: generate them (vigil keys generate snapshot-2 timestamp-2 --dir …), set snapshot_key_next and timestamp_key_next, restart the server, then run this again")
 	}
-	tc, err := s.Refresh()
-	if err != nil {
-		return nil, err
-	}
-	cur := tc.Updater().GetTrustedMetadataSet().Root
-	b, err := cur.ToBytes(false)
-	if err != nil {
-		return nil, err
-	}
-	next, err := metadata.Root().FromBytes(b)
-	if err != nil {
-		return nil, err
-	}
-	for role, raw := range map[string]json.RawMessage{metadata.SNAPSHOT: keys.NextSnapshot, metadata.TIMESTAMP: keys.NextTimestamp} {
-		var k metadata.Key
-		if err := json.Unmarshal(raw, &k); err != nil {
-			return nil, fmt.Errorf("the server's next %s key: %w", role, err)
-		}
-		for _, id := range append([]string{}, next.Signed.Roles[role].KeyIDs...) {
-			if err := next.Signed.RevokeKey(id, role); err != nil {
-				return nil, err
+	return s.publishRoot(ctx, rootKeys, api.SubmitRequest{Reason: reason, Incident: incident}, func(next *metadata.Metadata[metadata.RootType]) error {
+		for role, raw := range map[string]json.RawMessage{metadata.SNAPSHOT: keys.NextSnapshot, metadata.TIMESTAMP: keys.NextTimestamp} {
+			var k metadata.Key
+			if err := json.Unmarshal(raw, &k); err != nil {
+				return fmt.Errorf("the server's next %s key: %w", role, err)
 			}
+			for _, id := range append([]string{}, next.Signed.Roles[role].KeyIDs...) {
+				if err := next.Signed.RevokeKey(id, role); err != nil {
+					return err
+				}
+			}
+			if err := next.Signed.AddKey(&k, role); err != nil {
+				return err
+			}
+			next.Signed.Roles[role].Threshold = 1
 		}
-		if err := next.Signed.AddKey(&k, role); err != nil {
-			return nil, err
-		}
-		next.Signed.Roles[role].Threshold = 1
-	}
-	if err := nextVersion(&next.Signed.Version); err != nil {
-		return nil, err
-	}
-	next.Signed.Expires = now().Add(RootExpiry)
-	rb, err := sign(next, rootKeys)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := s.submit(ctx, api.SubmitRequest{Root: rb, Reason: reason, Incident: incident})
-	if err != nil || s.DryRun {
-		return resp, err
-	}
-	return resp, writeFile(s.TrustedRoot, rb)
+		return nil
+	})
 }
