@@ -19,7 +19,9 @@ type rollouts struct {
 	halted []string
 }
 
-func (r *rollouts) List(context.Context) (api.RolloutList, error) { return api.RolloutList{Rollouts: r.list}, nil }
+func (r *rollouts) List(context.Context) (api.RolloutList, error) {
+	return api.RolloutList{Rollouts: r.list}, nil
+}
 func (r *rollouts) Control(_ context.Context, id, action string) (api.RolloutState, error) {
 	r.paused = append(r.paused, id)
 	return api.RolloutState{ID: id, State: "paused"}, nil
