@@ -38,7 +38,7 @@ FUZZ_TARGETS := \
 	./api/evidencezip:FuzzVerify
 FUZZTIME ?= 30s
 
-.PHONY: help build run demo demo-incident test test-sim bench fuzz lint tools keys-example clean console-docs
+.PHONY: help build run demo demo-incident docs test test-sim bench fuzz lint tools keys-example clean console-docs
 
 help: ## Show this list
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -78,6 +78,9 @@ test-sim: tools ## The 10,000-device store-backed rollout simulation on SQLite a
 		-count=1 -timeout $(SIM_TIMEOUT) -run StoreBackedSimulation ./server/internal/fleet/ || status=$$?; \
 	$(GO) run ./test/cmd/servicereport $(if $(filter 1,$(VIGIL_REQUIRE_SERVICES)),--require --services postgres) $(REPORT).sim || status=1; \
 	exit $$status
+
+docs: ## Regenerate the generated parts of docs/ (the settings tables of docs/configuration.md)
+	$(GO) test ./server/internal/config ./agent/internal/daemon ./tools/internal/cli -run ConfigurationDoc -count=1 -args -update-docs
 
 bench: build tools ## Run the benchmarks (figures go to docs/benchmarks.md)
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 30m ./...

@@ -24,10 +24,10 @@ const (
 	RouteIncidentAction   = APIPrefix + "/incidents/:id/actions"  // POST IncidentAction → IncidentActionResult
 	RouteIncidentTimeline = APIPrefix + "/incidents/:id/timeline" // GET → Timeline
 
-	RouteNotices      = APIPrefix + "/notices"              // POST NoticeIn → Notice; GET ?unacked=&older_than_days= → NoticeList
+	RouteNotices      = APIPrefix + "/notices"              // POST NoticeIn → Notice; GET ?unacked=&overdue= → NoticeList
 	RouteNotice       = APIPrefix + "/notices/:id"          // GET → Notice
 	RouteNoticeAck    = APIPrefix + "/notices/:id/ack"      // POST NoticeAckIn → Notice
-	RouteSiteContacts = APIPrefix + "/sites/:name/contacts" // PUT SiteContacts → SiteContactsSaved; GET → SiteContacts (secret withheld)
+	RouteSiteContacts = APIPrefix + "/sites/:name/contacts" // PUT SiteContacts → SiteSaved; GET → SiteContacts (secret withheld)
 
 	RoutePatchingReport = APIPrefix + "/reports/patching" // GET ?product= → PatchingReport
 	RouteEvidence       = APIPrefix + "/evidence"         // GET ?since=&until= → application/zip

@@ -415,3 +415,17 @@ func (s *Set) SortedKeys() []string {
 	sort.Strings(k)
 	return k
 }
+
+// ReplaceSection returns doc with the text between the markers
+// "<!-- NAME:begin -->" and "<!-- NAME:end -->" replaced by body: how a
+// program's settings table is kept inside docs/configuration.md (each
+// program's test regenerates its section and fails when it changed).
+func ReplaceSection(doc, name, body string) (string, error) {
+	begin, end := "<!-- "+name+":begin -->\n", "<!-- "+name+":end -->"
+	i := strings.Index(doc, begin)
+	j := strings.Index(doc, end)
+	if i < 0 || j < i {
+		return "", fmt.Errorf("the document has no %q … %q section", strings.TrimSpace(begin), end)
+	}
+	return doc[:i+len(begin)] + body + doc[j:], nil
+}

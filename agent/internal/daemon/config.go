@@ -264,3 +264,7 @@ func (c *Config) Backend() slot.Backend {
 func (c *Config) InterlockCheck() interlock.Interlock {
 	return interlock.Interlock{Command: c.Interlock.Command, File: c.Interlock.File}
 }
+
+// Markdown is the agent's settings table of docs/configuration.md,
+// generated from the declarations.
+func Markdown() string { return (&Config{}).declare().Markdown() }

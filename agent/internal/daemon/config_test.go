@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/vigil-ota/vigil/agent/internal/daemon"
+	"github.com/vigil-ota/vigil/internal/settings/settingsdoc"
 	"github.com/vigil-ota/vigil/internal/keyfile"
 )
 
@@ -105,4 +106,8 @@ func TestAgentSettingsComeFromFileThenEnvironmentThenFlags(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `line 2: unknown setting "hardwre" (known: `) {
 		t.Fatalf("a typo: %v", err)
 	}
+}
+
+func TestConfigurationDocListsEveryAgentSetting(t *testing.T) {
+	settingsdoc.CheckDocSection(t, "agent-settings", daemon.Markdown())
 }

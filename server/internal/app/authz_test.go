@@ -79,7 +79,7 @@ func TestEveryRouteAgainstEveryRole(t *testing.T) {
 	// sign-in page and static files.
 	wantPublic := []string{"GET " + api.RouteRepoMetadata, "HEAD " + api.RouteRepoMetadata, "GET " + api.RouteRepoTargets, "HEAD " + api.RouteRepoTargets,
 		"GET " + api.RouteSecurityTxt, "POST " + api.RouteCVDReports, "GET " + api.RouteCVDReport, "POST " + api.RouteCVDReportNotes,
-		"GET " + console.PathSignIn, "POST " + console.PathSignIn, "GET " + console.PathStatic}
+		"GET " + console.PathSignIn, "POST " + console.PathSignIn, "GET " + console.PathStatic, "GET " + api.RouteOpenAPI}
 	var public []string
 	for _, rt := range routes {
 		if rt.Access == httpapi.Public {

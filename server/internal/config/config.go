@@ -390,3 +390,7 @@ func (c *Config) SecurityTxt(now time.Time) (*cvd.SecurityTxt, error) {
 	}
 	return &t, nil
 }
+
+// Markdown is the settings table of docs/configuration.md, generated from
+// the declarations.
+func Markdown() string { return (&Config{}).declare().Markdown() }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/vigil-ota/vigil/internal/settings/settingsdoc"
 	"github.com/vigil-ota/vigil/server/internal/config"
 )
 
@@ -149,4 +150,8 @@ func TestPrintableRedactsCredentialsInsideBlobURL(t *testing.T) {
 	if p := c.Printable(); p["blob_url"] != "/var/lib/vigil/blobs" {
 		t.Errorf("a directory blob_url printed as %s", p["blob_url"])
 	}
+}
+
+func TestConfigurationDocListsEveryServerSetting(t *testing.T) {
+	settingsdoc.CheckDocSection(t, "server-settings", config.Markdown())
 }

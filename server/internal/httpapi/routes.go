@@ -157,7 +157,9 @@ func Routes(s Services) []Route {
 	op := func(method, path string, perm operator.Permission, h gin.HandlerFunc) Route {
 		return Route{Method: method, Path: path, Access: Operator, Perm: perm, Handle: h}
 	}
-	return []Route{
+	var table []Route
+	table = []Route{
+		{Method: http.MethodGet, Path: api.RouteOpenAPI, Access: Public, Handle: serveOpenAPI(&table)},
 		{Method: http.MethodGet, Path: api.RouteRepoMetadata, Access: Public, Handle: serveArea(s.Repo, "metadata")},
 		{Method: http.MethodHead, Path: api.RouteRepoMetadata, Access: Public, Handle: serveArea(s.Repo, "metadata")},
 		{Method: http.MethodGet, Path: api.RouteRepoTargets, Access: Public, Handle: serveArea(s.Repo, "targets")},
@@ -226,6 +228,7 @@ func Routes(s Services) []Route {
 		op(http.MethodGet, api.RoutePatchingReport, operator.PermIncidentRead, patchingReport(s.Reports)),
 		op(http.MethodGet, api.RouteEvidence, operator.PermEvidence, exportEvidence(s.Reports)),
 	}
+	return table
 }
 
 // Register adds routes to r, each behind the check its Access needs.

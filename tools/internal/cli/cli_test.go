@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vigil-ota/vigil/internal/settings/settingsdoc"
 	"github.com/vigil-ota/vigil/tools/internal/cli"
 )
 
@@ -93,4 +94,8 @@ func TestKeysIDMatchesGenerate(t *testing.T) {
 	if code, _, _ := run("keys", "id", filepath.Join(dir, "snapshot.key")); code != cli.ExitUsage {
 		t.Fatalf("a private key file as public: exit %d", code)
 	}
+}
+
+func TestConfigurationDocListsEveryCLISetting(t *testing.T) {
+	settingsdoc.CheckDocSection(t, "cli-settings", cli.Markdown())
 }

@@ -95,6 +95,19 @@ func (g *globals) emit(v any, text func(w io.Writer)) error {
 	return nil
 }
 
+// declare binds the settings every command shares.
+func (g *globals) declare() {
+	g.set.String(&g.server, "server", "", "vigil-server URL, e.g. http://127.0.0.1:8080")
+	g.set.String(&g.token, "token", "", "operator bearer token (vigil token create)").Secret()
+}
+
+// Markdown is the CLI's settings table of docs/configuration.md.
+func Markdown() string {
+	g := &globals{set: settings.New("VIGIL_")}
+	g.declare()
+	return g.set.Markdown()
+}
+
 // Run executes the command line and returns the exit code.
 func Run(args []string, stdout, stderr io.Writer) int {
 	g := &globals{stdout: stdout, set: settings.New("VIGIL_")}
@@ -126,8 +139,7 @@ check failed; or a release still carries a known exploited vulnerability).`,
 			return g.validate()
 		},
 	}
-	g.set.String(&g.server, "server", "", "vigil-server URL, e.g. http://127.0.0.1:8080")
-	g.set.String(&g.token, "token", "", "operator bearer token (vigil token create)").Secret()
+	g.declare()
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
