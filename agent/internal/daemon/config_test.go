@@ -10,8 +10,8 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/vigil-ota/vigil/agent/internal/daemon"
-	"github.com/vigil-ota/vigil/internal/settings/settingsdoc"
 	"github.com/vigil-ota/vigil/internal/keyfile"
+	"github.com/vigil-ota/vigil/internal/settings/settingsdoc"
 )
 
 func TestExampleConfigParsesAndBadConfigsAreNamed(t *testing.T) {
