@@ -34,6 +34,8 @@ type Device struct {
 // DevicesRegistered answers a registration or an import.
 type DevicesRegistered struct {
 	Registered int `json:"registered"`
+	// Unchanged counts imported rows that matched a registered device.
+	Unchanged int `json:"unchanged,omitempty"`
 }
 
 // Decommissioned answers POST RouteDecommission.

@@ -12,10 +12,15 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/vigil-ota/vigil/api"
@@ -52,4 +57,45 @@ func DecodePublicKey(s string) (ed25519.PublicKey, bool) {
 		return nil, false
 	}
 	return ed25519.PublicKey(b), true
+}
+
+// MaxPublicKeyText bounds a public key as given for registration, in bytes.
+const MaxPublicKeyText = 1024
+
+// ParsePublicKey reads a device public key as people have it at hand: the
+// PEM "PUBLIC KEY" file `vigil keys generate` writes, the base64 of its
+// PKIX DER (the PEM's body on one line), or the base64 of the raw 32-byte
+// ed25519 key (how keys are registered). Anything else, including a PKIX
+// key of another algorithm, is an error that says what was expected.
+func ParsePublicKey(s string) (ed25519.PublicKey, error) {
+	s = strings.TrimSpace(s)
+	if len(s) > MaxPublicKeyText {
+		return nil, fmt.Errorf("the public key is %d bytes; a key is at most %d", len(s), MaxPublicKeyText)
+	}
+	var der []byte
+	if strings.HasPrefix(s, "-----BEGIN") {
+		blk, _ := pem.Decode([]byte(s))
+		if blk == nil || blk.Type != "PUBLIC KEY" {
+			return nil, errors.New(`the public key is PEM but not a "PUBLIC KEY" block (give the .pub file vigil keys generate wrote)`)
+		}
+		der = blk.Bytes
+	} else {
+		b, err := base64.StdEncoding.DecodeString(s)
+		if err != nil {
+			return nil, errors.New("the public key is neither PEM nor base64 (give the .pub file vigil keys generate wrote, or its base64)")
+		}
+		if len(b) == ed25519.PublicKeySize {
+			return ed25519.PublicKey(b), nil
+		}
+		der = b
+	}
+	k, err := x509.ParsePKIXPublicKey(der)
+	if err != nil {
+		return nil, fmt.Errorf("the public key is not a PKIX public key: %v", err)
+	}
+	ek, ok := k.(ed25519.PublicKey)
+	if !ok {
+		return nil, fmt.Errorf("the public key is %T, not ed25519 (devices sign with ed25519)", k)
+	}
+	return ek, nil
 }

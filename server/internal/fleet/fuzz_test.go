@@ -27,7 +27,7 @@ func FuzzDeviceCSV(f *testing.F) {
 	f.Add([]byte(head + "\"PUMP\n1\",0081,demo-pump,rev-b,st-mary,icu,," + key + ",1.0.0\n"))
 	f.Add([]byte("id,product\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		ins, err := fleet.ParseCSV(bytes.NewReader(data))
+		ins, _, err := fleet.ParseCSV(bytes.NewReader(data))
 		if err != nil {
 			return
 		}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/vigil-ota/vigil/api"
+	"github.com/vigil-ota/vigil/api/devicesig"
 	"github.com/vigil-ota/vigil/internal/release"
 	"github.com/vigil-ota/vigil/server/internal/apperr"
 	"github.com/vigil-ota/vigil/server/internal/input"
@@ -132,8 +133,9 @@ func (r *Registry) PutSite(ctx context.Context, in api.Site) error {
 	return nil
 }
 
-// validateDevice checks one device's fields.
-func validateDevice(in api.Device) error {
+// validateDevice checks one device's fields and writes its public key in
+// the registered form (base64 of the raw key), whichever form it came in.
+func validateDevice(in *api.Device) error {
 	if err := input.Line("udi_di", in.UDIDI, MaxUDIDI); err != nil {
 		return err
 	}
@@ -160,9 +162,11 @@ func validateDevice(in api.Device) error {
 	case in.Installed != "" && release.ValidateVersion(in.Installed) != nil:
 		return fmt.Errorf("installed_version %q is not semver", in.Installed)
 	}
-	if _, ok := DecodePublicKey(in.PublicKey); !ok {
-		return errors.New("public_key is not a base64 ed25519 public key")
+	k, err := devicesig.ParsePublicKey(in.PublicKey)
+	if err != nil {
+		return fmt.Errorf("public_key: %v", err)
 	}
+	in.PublicKey = devicesig.EncodePublicKey(k)
 	return nil
 }
 
@@ -174,7 +178,7 @@ func (r *Registry) RegisterDevices(ctx context.Context, ins []api.Device) error 
 	seen := map[string]int{}
 	ds := make([]state.Device, 0, len(ins))
 	for i, in := range ins {
-		if err := validateDevice(in); err != nil {
+		if err := validateDevice(&in); err != nil {
 			return apperr.New(apperr.Invalid, "device %d (%s): %v", i+1, in.ID, err)
 		}
 		if prev, dup := seen[in.ID]; dup {
@@ -200,12 +204,15 @@ func (r *Registry) RegisterDevices(ctx context.Context, ins []api.Device) error 
 var CSVColumns = []string{"id", "udi_di", "product", "hardware", "site", "care_area", "tags", "public_key", "installed_version"}
 
 // ParseCSV reads devices from CSV, validating row by row; errors name the
-// line. Tags are separated by '|'.
+// line. It returns each device's line. Tags are separated by '|' (as in
+// rollout selections and `vigil device register --tags`); public_key is the
+// PEM file `vigil keys generate` wrote (a quoted, multi-line cell), its
+// base64 body, or the base64 raw key.
 //
 // Hostile input (finding 11): a cell that starts with = + - @ (a formula to
 // any spreadsheet that later opens an export) or holds a control character
 // is refused; a UTF-8 byte-order mark (as spreadsheets write) is skipped.
-func ParseCSV(r io.Reader) ([]api.Device, error) {
+func ParseCSV(r io.Reader) ([]api.Device, []int, error) {
 	br := bufio.NewReader(r)
 	if bom, _ := br.Peek(3); bytes.Equal(bom, []byte{0xEF, 0xBB, 0xBF}) {
 		br.Discard(3)
@@ -214,12 +221,13 @@ func ParseCSV(r io.Reader) ([]api.Device, error) {
 	cr.FieldsPerRecord = len(CSVColumns)
 	header, err := cr.Read()
 	if err != nil {
-		return nil, apperr.New(apperr.Invalid, "line 1: cannot read the header: %v", err)
+		return nil, nil, apperr.New(apperr.Invalid, "line 1: cannot read the header: %v", err)
 	}
 	if !slices.Equal(header, CSVColumns) {
-		return nil, apperr.New(apperr.Invalid, "line 1: header is %q, want %q", strings.Join(header, ","), strings.Join(CSVColumns, ","))
+		return nil, nil, apperr.New(apperr.Invalid, "line 1: header is %q, want %q", strings.Join(header, ","), strings.Join(CSVColumns, ","))
 	}
 	var out []api.Device
+	var lines []int
 	for {
 		rec, err := cr.Read()
 		if err == io.EOF {
@@ -229,32 +237,32 @@ func ParseCSV(r io.Reader) ([]api.Device, error) {
 			// (FieldPos panics after a failed Read: found by fuzzing.)
 			var pe *csv.ParseError
 			if errors.As(err, &pe) {
-				return nil, apperr.New(apperr.Invalid, "line %d: %v", pe.Line, pe.Err)
+				return nil, nil, apperr.New(apperr.Invalid, "line %d: %v", pe.Line, pe.Err)
 			}
-			return nil, apperr.New(apperr.Invalid, "reading the CSV: %v", err)
+			return nil, nil, apperr.New(apperr.Invalid, "reading the CSV: %v", err)
 		}
 		line, _ := cr.FieldPos(0)
 		if len(out) >= MaxImportRows {
-			return nil, apperr.New(apperr.TooLarge, "more than %d devices in one import", MaxImportRows)
+			return nil, nil, apperr.New(apperr.TooLarge, "more than %d devices in one import", MaxImportRows)
 		}
 		for i, cell := range rec {
 			if err := csvCell(CSVColumns[i], cell); err != nil {
-				return nil, apperr.New(apperr.Invalid, "line %d: %v", line, err)
+				return nil, nil, apperr.New(apperr.Invalid, "line %d: %v", line, err)
 			}
 		}
 		in := api.Device{ID: rec[0], UDIDI: rec[1], Product: rec[2], Hardware: rec[3], Site: rec[4], CareArea: rec[5], PublicKey: rec[7], Installed: rec[8]}
 		if rec[6] != "" {
 			in.Tags = strings.Split(rec[6], "|")
 		}
-		if err := validateDevice(in); err != nil {
-			return nil, apperr.New(apperr.Invalid, "line %d: %v", line, err)
+		if err := validateDevice(&in); err != nil {
+			return nil, nil, apperr.New(apperr.Invalid, "line %d: %v", line, err)
 		}
-		out = append(out, in)
+		out, lines = append(out, in), append(lines, line)
 	}
 	if len(out) == 0 {
-		return nil, apperr.New(apperr.Invalid, "the file lists no devices")
+		return nil, nil, apperr.New(apperr.Invalid, "the file lists no devices")
 	}
-	return out, nil
+	return out, lines, nil
 }
 
 // hibccUDI is a HIBCC UDI device identifier, which starts with '+'.
@@ -264,7 +272,9 @@ var hibccUDI = regexp.MustCompile(`^\+[A-Z][A-Z0-9]{3}[A-Z0-9$/.%-]{1,60}$`)
 // ones (id, product, version, key, UDI) have their own stricter rules.
 func csvCell(column, v string) error {
 	switch column {
-	case "public_key", "id", "product", "installed_version":
+	case "public_key":
+		return input.Text(column, v, devicesig.MaxPublicKeyText)
+	case "id", "product", "installed_version":
 		return input.Line(column, v, input.MaxComment)
 	case "udi_di":
 		if hibccUDI.MatchString(v) {
@@ -272,6 +282,60 @@ func csvCell(column, v string) error {
 		}
 	}
 	return input.CSVCell(column, v)
+}
+
+// ImportDevices registers the devices of an import: a row that matches the
+// registered device (same UDI-DI, product, hardware, site, care area, tags
+// and key; the installed version moves by itself) changes nothing, so an
+// import can be run again; a row that differs is an error naming its line
+// and field; new devices are registered all or none.
+func (r *Registry) ImportDevices(ctx context.Context, ins []api.Device, lines []int) (api.DevicesRegistered, error) {
+	var fresh []api.Device
+	unchanged := 0
+	for i, in := range ins {
+		cur, err := r.reg.Device(ctx, in.ID)
+		if apperr.Is(err, apperr.NotFound) {
+			fresh = append(fresh, in)
+			continue
+		}
+		if err != nil {
+			return api.DevicesRegistered{}, err
+		}
+		if field := differs(cur, in); field != "" {
+			return api.DevicesRegistered{}, apperr.New(apperr.Conflict, "line %d: device %s is registered with another %s; change a registered device by decommissioning it and registering a new id",
+				lines[i], in.ID, field).WithCode(api.CodeDeviceExists)
+		}
+		unchanged++
+	}
+	out := api.DevicesRegistered{Registered: len(fresh), Unchanged: unchanged}
+	if len(fresh) == 0 {
+		return out, nil
+	}
+	return out, r.RegisterDevices(ctx, fresh)
+}
+
+// differs names the first registration field in which in differs from the
+// registered device ("" when none does).
+func differs(cur state.Device, in api.Device) string {
+	switch {
+	case cur.Decommissioned:
+		return "status (it was decommissioned)"
+	case cur.UDIDI != in.UDIDI:
+		return "udi_di"
+	case cur.Product != in.Product:
+		return "product"
+	case cur.Hardware != in.Hardware:
+		return "hardware"
+	case cur.Site != in.Site:
+		return "site"
+	case cur.CareArea != in.CareArea:
+		return "care_area"
+	case !slices.Equal(cur.Tags, in.Tags) && !(len(cur.Tags) == 0 && len(in.Tags) == 0):
+		return "tags"
+	case cur.PublicKey != in.PublicKey:
+		return "public_key"
+	}
+	return ""
 }
 
 // Decommission retires a device and revokes its key: at once on this

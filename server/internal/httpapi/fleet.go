@@ -71,11 +71,12 @@ func importDevices(s Registry) gin.HandlerFunc {
 			WriteError(c, err)
 			return
 		}
-		ins, err := fleet.ParseCSV(bytes.NewReader(body))
+		ins, lines, err := fleet.ParseCSV(bytes.NewReader(body))
+		var out api.DevicesRegistered
 		if err == nil {
-			err = s.RegisterDevices(c.Request.Context(), ins)
+			out, err = s.ImportDevices(c.Request.Context(), ins, lines)
 		}
-		respond(c, http.StatusCreated, api.DevicesRegistered{Registered: len(ins)}, err)
+		respond(c, http.StatusCreated, out, err)
 	}
 }
 

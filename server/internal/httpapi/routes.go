@@ -71,6 +71,7 @@ type Registry interface {
 	DevicePage(ctx context.Context, q fleet.DeviceQuery) (api.DevicePage, error)
 	PutSite(ctx context.Context, in api.Site) error
 	RegisterDevices(ctx context.Context, ins []api.Device) error
+	ImportDevices(ctx context.Context, ins []api.Device, lines []int) (api.DevicesRegistered, error)
 	Decommission(ctx context.Context, id string) error
 }
 

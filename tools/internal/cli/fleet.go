@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"crypto/ed25519"
 	"fmt"
 	"io"
 	"os"
@@ -12,8 +11,6 @@ import (
 	"github.com/vigil-ota/vigil/api"
 	"github.com/vigil-ota/vigil/api/client"
 	"github.com/vigil-ota/vigil/api/devicesig"
-	"github.com/vigil-ota/vigil/internal/keyfile"
-	"github.com/vigil-ota/vigil/tools/internal/repotool"
 )
 
 func newSiteCmd(g *globals) *cobra.Command {
@@ -130,15 +127,24 @@ func newDeviceRegisterCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			k, err := keyfile.ReadPublic(pub)
+			if pub == "" {
+				return usagef("--public-key is required: the .pub file 'vigil keys generate' wrote for the device")
+			}
+			raw, err := os.ReadFile(pub)
 			if err != nil {
 				return UsageError{err}
 			}
-			ek, ok := k.(ed25519.PublicKey)
-			if !ok {
-				return usagef("--public-key %s is not an ed25519 key", pub)
+			ek, err := devicesig.ParsePublicKey(string(raw))
+			if err != nil {
+				return usagef("--public-key %s: %v", pub, err)
 			}
-			d.Tags, d.PublicKey = repotool.SplitList(tags), devicesig.EncodePublicKey(ek)
+			if strings.Contains(tags, ",") {
+				return usagef("--tags %q: separate tags with '|' (as in the CSV import and rollout selections)", tags)
+			}
+			if tags != "" {
+				d.Tags = strings.Split(tags, "|")
+			}
+			d.PublicKey = devicesig.EncodePublicKey(ek)
 			out, err := c.RegisterDevices(cmd.Context(), []api.Device{d})
 			if err != nil {
 				return err
@@ -153,7 +159,7 @@ func newDeviceRegisterCmd(g *globals) *cobra.Command {
 	f.StringVar(&d.Hardware, "hardware", "", "hardware revision")
 	f.StringVar(&d.Site, "site", "", "site")
 	f.StringVar(&d.CareArea, "care-area", "", "care area")
-	f.StringVar(&tags, "tags", "", "tags, comma-separated")
+	f.StringVar(&tags, "tags", "", "tags, separated by '|' (e.g. ward-3|night-shift)")
 	f.StringVar(&pub, "public-key", "", "the device's ed25519 public key file (PEM)")
 	f.StringVar(&d.Installed, "installed-version", "", "factory version")
 	return cmd
@@ -164,8 +170,11 @@ func newDeviceImportCmd(g *globals) *cobra.Command {
 		Use:   "import FILE.csv",
 		Short: "Register many devices from CSV, all or none",
 		Long: "Columns: " + strings.Join([]string{"id", "udi_di", "product", "hardware", "site", "care_area", "tags", "public_key", "installed_version"}, ",") + `
-(tags separated by '|', public_key as base64 of the raw ed25519 key). Every row
-is checked; an error names its line and nothing is registered.`,
+(tags separated by '|'; public_key the PEM .pub file 'vigil keys generate' wrote, as a
+quoted multi-line cell, or its base64 body on one line, or the base64 raw key). Every
+row is checked; an error names its line and nothing is registered. Importing the same
+file again changes nothing; a row that differs from its registered device is an error
+naming the line and the field. docs/onboarding.md has an example file.`,
 		Example: "  vigil device import devices.csv",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -181,7 +190,9 @@ is checked; an error names its line and nothing is registered.`,
 			if err != nil {
 				return err
 			}
-			return g.emit(out, func(w io.Writer) { fmt.Fprintf(w, "%d devices registered\n", out.Registered) })
+			return g.emit(out, func(w io.Writer) {
+				fmt.Fprintf(w, "%d devices registered, %d already registered and unchanged\n", out.Registered, out.Unchanged)
+			})
 		},
 	}
 }
