@@ -176,9 +176,6 @@ func (c *Config) derive() {
 	if c.set.Source("poll_jitter") == settings.SourceDefault {
 		c.PollJitter = min(DefaultPollJitter, c.PollInterval/6)
 	}
-	if c.set.Source("install_policy") == settings.SourceDefault && c.DeviceKey == "" {
-		c.InstallPolicy = PolicyNewest
-	}
 }
 
 // Errorf makes an error naming a setting.
@@ -222,7 +219,8 @@ func (c *Config) Validate() error {
 	case PolicyNewest:
 	case PolicyAssigned:
 		if c.DeviceKey == "" {
-			return c.Errorf("install_policy", "assigned needs device_key (the server authenticates check-ins)")
+			return c.Errorf("device_key", "is required: the device installs only what a rollout assigns it, and the server authenticates its check-ins with this key "+
+				"(register it: vigil device register --public-key …). A device outside any rollout must say install_policy: newest explicitly")
 		}
 	default:
 		return c.Errorf("install_policy", "%q is not assigned or newest", c.InstallPolicy)

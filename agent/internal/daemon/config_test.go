@@ -31,7 +31,8 @@ func TestExampleConfigParsesAndBadConfigsAreNamed(t *testing.T) {
 		"server: http://s\ndevice_id: d\ntrusted_root: " + root + "\nproduct: p\nhardware: h\n":                           "slots.dir",
 		"server: ftp://s\ndevice_id: d\ntrusted_root: " + root + "\nproduct: p\nhardware: h\nslots: {dir: /x}\n":          "setting server",
 		"server: http://s\n": "device_id",
-		"server: http://s\ndevice_id: d\ntrusted_root: " + root + "\nproduct: p\nhardware: h\nslots: {dir: /x}\npoll_interval: 1m\npoll_jitter: 2m\n": "poll_jitter",
+		"server: http://s\ndevice_id: d\ntrusted_root: " + root + "\nproduct: p\nhardware: h\nslots: {dir: /x}\ninstall_policy: newest\npoll_interval: 1m\npoll_jitter: 2m\n": "poll_jitter",
+		"server: http://s\ndevice_id: d\ntrusted_root: " + root + "\nproduct: p\nhardware: h\nslots: {dir: /x}\n": "setting device_key",
 		"health_check: {timeout: soon}\n": "duration",
 	} {
 		p := filepath.Join(dir, "c.yaml")
@@ -87,7 +88,7 @@ func TestAgentSettingsComeFromFileThenEnvironmentThenFlags(t *testing.T) {
 	root := filepath.Join(dir, "root.json")
 	os.WriteFile(root, []byte("{}"), 0o644)
 	p := filepath.Join(dir, "c.yaml")
-	os.WriteFile(p, []byte("server: http://file\ndevice_id: d\ntrusted_root: "+root+"\nproduct: p\nhardware: h\nslots: {dir: /from/file}\npoll_interval: 2h\n"), 0o600)
+	os.WriteFile(p, []byte("server: http://file\ndevice_id: d\ntrusted_root: "+root+"\nproduct: p\nhardware: h\nslots: {dir: /from/file}\ninstall_policy: newest\npoll_interval: 2h\n"), 0o600)
 	env := map[string]string{daemon.EnvConfigFile: p, "VIGIL_SLOTS_DIR": "/from/env", "VIGIL_POLL_INTERVAL": "3h"}
 	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
 	daemon.RegisterFlags(fs)

@@ -53,6 +53,8 @@ func NewEngine(c Config, log *zap.Logger) (*engine.Engine, error) {
 	var checkIn func(ctx context.Context, in api.CheckIn) (*api.Assignment, error)
 	if c.InstallPolicy == PolicyAssigned {
 		checkIn = dc.CheckIn
+	} else {
+		log.Warn("install_policy is newest: this device installs the newest release it may, with no rollout, no hospital approval, no window and no cap; use it only for devices outside any hospital (bench, lab)")
 	}
 	return engine.New(engine.Config{
 		CheckIn:  checkIn,

@@ -120,7 +120,7 @@ func newDeviceRegisterCmd(g *globals) *cobra.Command {
 		Use:     "register",
 		Short:   "Register one device with its public key",
 		Long:    "Register one device: its id (serial), UDI-DI, product, hardware, site, care area, tags and\nthe ed25519 public key file 'vigil keys generate' wrote for it.",
-		Example: "  vigil device register --id PUMP-0001 --product demo-pump --hardware rev-b --site st-mary --public-key keys/PUMP-0001.pub",
+		Example: "  vigil device register --id PUMP-0001 --product demo-pump --hardware rev-b --site st-mary --public-key keys/pump-0001.pub",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := g.client()
