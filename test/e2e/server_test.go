@@ -222,6 +222,9 @@ func TestEmbeddedDefaultServesProbesAndStopsCleanly(t *testing.T) {
 			t.Errorf("embedded default did not create %s: %v", p, err)
 		}
 	}
+	if !strings.Contains(s.logs.String(), `"msg":"vigil-server stopped"`) {
+		t.Errorf("no final stopped line after SIGTERM:\n%s", s.logs)
+	}
 	if !strings.Contains(s.logs.String(), `"msg":"vigil-server listening"`) {
 		t.Errorf("production logs are not JSON with a constant message:\n%s", s.logs)
 	}

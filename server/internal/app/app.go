@@ -315,6 +315,7 @@ func (s *Server) Addr() string { return s.ln.Addr().String() }
 // Run serves until ctx ends, then drains in-flight requests for up to the
 // configured shutdown timeout and closes the stores.
 func (s *Server) Run(ctx context.Context) error {
+	defer s.log.Info("vigil-server stopped") // last: after the jobs, the requests and the stores
 	defer s.closeStores()
 	scheme := "http"
 	if s.http.TLSConfig != nil {

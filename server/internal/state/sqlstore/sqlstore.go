@@ -203,9 +203,9 @@ func openPostgres(ctx context.Context, dsn string) (*Store, error) {
 	db.SetMaxOpenConns(PostgresMaxConns)
 	db.SetMaxIdleConns(PostgresMaxConns)
 	db.SetConnMaxIdleTime(PostgresConnMaxIdle)
-	if err := db.PingContext(ctx); err != nil {
+	if err := pingUntil(ctx, db); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("PostgreSQL %s is not reachable: %s", redact(dsn), pgErrText(err))
+		return nil, fmt.Errorf("PostgreSQL %s %s", redact(dsn), err)
 	}
 	locker, err := lock.NewPostgresSessionLocker()
 	if err != nil {
@@ -217,6 +217,43 @@ func openPostgres(ctx context.Context, dsn string) (*Store, error) {
 		return nil, err
 	}
 	return &Store{d: postgresDialect, r: db, w: db}, nil
+}
+
+// Start-up retry, with its units: a database that is starting (a
+// container, a failover) is tried again with doubling waits until the
+// start-up timeout ends; one that answers "no" is not.
+const (
+	pingRetryFirst = 250 * time.Millisecond
+	pingRetryMax   = 5 * time.Second
+)
+
+// pingUntil pings until the database answers or ctx ends. A database that
+// does not exist, or refuses the credentials, fails at once with what is
+// wrong; anything else (refused connection, timeout, the server starting
+// up) is retried, and the last error is reported when ctx ends.
+func pingUntil(ctx context.Context, db *sql.DB) error {
+	wait := pingRetryFirst
+	for {
+		err := db.PingContext(ctx)
+		if err == nil {
+			return nil
+		}
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) {
+			switch pe.Code {
+			case "3D000":
+				return fmt.Errorf("answers, but the database does not exist: create it (CREATE DATABASE …) or fix database_url (%s)", pe.Message)
+			case "28P01", "28000":
+				return fmt.Errorf("refuses the credentials in database_url (%s)", pe.Message)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("is not reachable within the start-up timeout (startup_timeout): %s", pgErrText(err))
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, pingRetryMax)
+	}
 }
 
 func redact(dsn string) string {

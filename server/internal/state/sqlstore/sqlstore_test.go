@@ -1,9 +1,12 @@
 package sqlstore_test
 
 import (
+	"context"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vigil-ota/vigil/server/internal/state"
 	"github.com/vigil-ota/vigil/server/internal/state/sqlstore"
@@ -76,7 +79,9 @@ func TestMalformedDSNIsNamed(t *testing.T) {
 }
 
 func TestPasswordNeverInErrors(t *testing.T) {
-	_, err := sqlstore.Open(t.Context(), "postgres://vigil:hunter2@127.0.0.1:1/db?connect_timeout=1")
+	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+	defer cancel()
+	_, err := sqlstore.Open(ctx, "postgres://vigil:hunter2@127.0.0.1:1/db?connect_timeout=1")
 	if err == nil {
 		t.Fatal("connected to a closed port")
 	}
@@ -101,4 +106,39 @@ func BenchmarkPublishPostgres(b *testing.B) {
 	}
 	defer s.Close()
 	statetest.BenchPublish(b, s)
+}
+
+// A PostgreSQL that is not up yet is tried again until the start-up
+// timeout ends, then named with the setting to change.
+func TestUnreachablePostgresIsRetriedUntilTheStartupTimeout(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 1500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := sqlstore.Open(ctx, "postgres://vigil@127.0.0.1:1/db?connect_timeout=1")
+	if err == nil || !strings.Contains(err.Error(), "not reachable within the start-up timeout (startup_timeout)") {
+		t.Fatalf("%v", err)
+	}
+	if waited := time.Since(start); waited < time.Second {
+		t.Fatalf("gave up after %s, before the start-up timeout", waited)
+	}
+}
+
+// A server that answers but lacks the database says so at once.
+func TestMissingPostgresDatabaseIsNamed(t *testing.T) {
+	dsn := testsvc.PostgresDSN(t)
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/vigil_no_such_database"
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err = sqlstore.Open(ctx, u.String())
+	if err == nil || !strings.Contains(err.Error(), "the database does not exist") {
+		t.Fatalf("%v", err)
+	}
+	if time.Since(start) > 10*time.Second {
+		t.Fatal("a missing database was retried like an unreachable server")
+	}
 }
