@@ -466,3 +466,21 @@ func TestAgentTakesASignedRecallButNoOtherDowngrade(t *testing.T) {
 		t.Fatalf("the signed recall was not installed: %+v", s)
 	}
 }
+
+// Events the server refuses (here: the device was decommissioned, so its
+// key no longer counts) stay queued, and `status` says why instead of
+// leaving the operator to guess.
+func TestAgentStatusSaysWhyTheServerRefusesItsEvents(t *testing.T) {
+	f := newRepo(t, nil)
+	f.publishImage(t, "1.1.0", appImage(t, f.tmp, "1.1.0", true, 0))
+	d := newAgentDevice(t, f, f.srv.URL, "", nil)
+	f.manage(t, "POST", api.Path(api.RouteDecommission, d.id), nil)
+	d.once(t)
+	code, out := runBin(t, nil, "vigil-agent", "status", "--config", d.config)
+	if code != 0 || !strings.Contains(out, "the server refuses them (HTTP 401 "+api.CodeDeviceUnauthenticated) || !strings.Contains(out, "is this device registered") {
+		t.Fatalf("status: %d %s", code, out)
+	}
+	if s := d.status(t); s.Pending == 0 {
+		t.Fatalf("refused events were dropped: %+v", s)
+	}
+}

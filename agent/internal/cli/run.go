@@ -84,6 +84,8 @@ type Status struct {
 	Slots        map[string]string `json:"slots"`
 	Installed    string            `json:"installed_version"`
 	Pending      int               `json:"events_pending"`
+	// Refused is the server's standing refusal of the events (nil: none).
+	Refused *events.Refusal `json:"events_refused,omitempty"`
 	Events       []api.DeviceEvent `json:"events"`
 }
 
@@ -136,6 +138,7 @@ func status(ctx context.Context, c daemon.Config, emit func(any, func(io.Writer)
 	if q, err := events.Open(c.DataDir); err == nil {
 		if p, _, err := q.Pending(); err == nil {
 			s.Pending = len(p)
+			s.Refused, _ = events.LastRefusal(c.DataDir)
 		}
 	}
 	s.Events, _ = events.History(c.DataDir, StatusEvents)
@@ -151,6 +154,12 @@ func status(ctx context.Context, c daemon.Config, emit func(any, func(io.Writer)
 		fmt.Fprintf(w, "active:     slot %s, version %s\n", s.Active, s.Installed)
 		fmt.Fprintf(w, "slots:      a=%s b=%s\n", s.Slots[slot.A], s.Slots[slot.B])
 		fmt.Fprintf(w, "events:     %d waiting for delivery\n", s.Pending)
+		if r := s.Refused; r != nil {
+			fmt.Fprintf(w, "            the server refuses them (HTTP %d %s, since %s): %s\n", r.Status, r.Code, r.Time.Format(time.RFC3339), r.Message)
+			if r.Code == api.CodeDeviceUnauthenticated {
+				fmt.Fprintln(w, "            is this device registered with this key? (vigil device register --public-key …)")
+			}
+		}
 		for _, e := range s.Events {
 			fmt.Fprintf(w, "  %s  %-12s %s %s %s\n", e.Time.Format(time.RFC3339), e.State, e.Version, e.Target, e.Reason)
 		}

@@ -44,7 +44,50 @@ const (
 	MaxBackoff = 5 * time.Minute
 	// MaxReasonLength bounds a reason's bytes.
 	MaxReasonLength = 1024
+	// MaxQueued bounds the outbox: past it the oldest events are dropped
+	// (they stay in the history), so a device the server keeps refusing
+	// does not fill its disk.
+	MaxQueued = 10000
 )
+
+// Refusal is the server's last refusal of the outbox's events (a 4xx that
+// retrying will not change, e.g. a device that is not registered): what
+// `vigil-agent status` shows until a delivery succeeds.
+type Refusal struct {
+	Time    time.Time `json:"time"`
+	Status  int       `json:"status"`
+	Code    string    `json:"code"`
+	Message string    `json:"message"`
+}
+
+func (q *Queue) refusalPath() string { return filepath.Join(filepath.Dir(q.dir), "events-refused.json") }
+
+// LastRefusal returns the standing refusal (nil: none).
+func LastRefusal(dataDir string) (*Refusal, error) {
+	b, err := os.ReadFile(filepath.Join(dataDir, "events-refused.json"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var r Refusal
+	return &r, json.Unmarshal(b, &r)
+}
+
+// noteOutcome records a refusal, or clears it after a delivery.
+func (q *Queue) noteOutcome(err error, now time.Time) {
+	var ae *api.Error
+	if err == nil {
+		os.Remove(q.refusalPath())
+		return
+	}
+	if !errors.As(err, &ae) || ae.Status < 400 || ae.Status >= 500 || ae.Status == 408 || ae.Status == 429 {
+		return // transient: the network, the server busy
+	}
+	b, _ := json.Marshal(Refusal{Time: now.UTC(), Status: ae.Status, Code: ae.Code, Message: ae.Message})
+	journal.WriteFileDurable(q.refusalPath(), b, 0o600)
+}
 
 // Queue is the outbox in a directory.
 type Queue struct {
@@ -84,6 +127,7 @@ func (q *Queue) Add(e api.DeviceEvent) error {
 	if err := journal.WriteFileDurable(filepath.Join(q.dir, name), b, 0o600); err != nil {
 		return err
 	}
+	q.dropOldest()
 	return q.appendHistory(b)
 }
 
@@ -169,6 +213,24 @@ func (q *Queue) Pending() ([]api.DeviceEvent, []string, error) {
 	return evs, keep, nil
 }
 
+// dropOldest keeps the outbox within MaxQueued.
+func (q *Queue) dropOldest() {
+	entries, err := os.ReadDir(q.dir)
+	if err != nil || len(entries) <= MaxQueued {
+		return
+	}
+	var names []string
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".json") {
+			names = append(names, e.Name())
+		}
+	}
+	sort.Strings(names)
+	for _, n := range names[:max(0, len(names)-MaxQueued)] {
+		os.Remove(filepath.Join(q.dir, n))
+	}
+}
+
 // Ack removes delivered events.
 func (q *Queue) Ack(names []string) error {
 	q.mu.Lock()
@@ -197,8 +259,10 @@ func (q *Queue) Flush(ctx context.Context, s Sender) (int, error) {
 	for len(evs) > 0 {
 		n := min(len(evs), MaxBatch)
 		if _, err := s.SendEvents(ctx, api.EventBatch{Events: evs[:n]}); err != nil {
+			q.noteOutcome(err, time.Now())
 			return sent, err
 		}
+		q.noteOutcome(nil, time.Now())
 		if err := q.Ack(names[:n]); err != nil {
 			return sent, err
 		}
