@@ -85,8 +85,8 @@ type Status struct {
 	Installed    string            `json:"installed_version"`
 	Pending      int               `json:"events_pending"`
 	// Refused is the server's standing refusal of the events (nil: none).
-	Refused *events.Refusal `json:"events_refused,omitempty"`
-	Events       []api.DeviceEvent `json:"events"`
+	Refused *events.Refusal   `json:"events_refused,omitempty"`
+	Events  []api.DeviceEvent `json:"events"`
 }
 
 // StatusEvents is how many recent events status shows.

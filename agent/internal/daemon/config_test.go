@@ -32,7 +32,7 @@ func TestExampleConfigParsesAndBadConfigsAreNamed(t *testing.T) {
 		"server: ftp://s\ndevice_id: d\ntrusted_root: " + root + "\nproduct: p\nhardware: h\nslots: {dir: /x}\n":          "setting server",
 		"server: http://s\n": "device_id",
 		"server: http://s\ndevice_id: d\ntrusted_root: " + root + "\nproduct: p\nhardware: h\nslots: {dir: /x}\ninstall_policy: newest\npoll_interval: 1m\npoll_jitter: 2m\n": "poll_jitter",
-		"server: http://s\ndevice_id: d\ntrusted_root: " + root + "\nproduct: p\nhardware: h\nslots: {dir: /x}\n": "setting device_key",
+		"server: http://s\ndevice_id: d\ntrusted_root: " + root + "\nproduct: p\nhardware: h\nslots: {dir: /x}\n":                                                             "setting device_key",
 		"health_check: {timeout: soon}\n": "duration",
 	} {
 		p := filepath.Join(dir, "c.yaml")

@@ -60,7 +60,9 @@ type Refusal struct {
 	Message string    `json:"message"`
 }
 
-func (q *Queue) refusalPath() string { return filepath.Join(filepath.Dir(q.dir), "events-refused.json") }
+func (q *Queue) refusalPath() string {
+	return filepath.Join(filepath.Dir(q.dir), "events-refused.json")
+}
 
 // LastRefusal returns the standing refusal (nil: none).
 func LastRefusal(dataDir string) (*Refusal, error) {
