@@ -137,6 +137,7 @@ const (
 	CodeBootstrapRetired      = "bootstrap_retired"
 	CodeKnownExploited        = "known_exploited_vulnerability" // fix it, or accept it with a reason
 	CodeFeedMalformed         = "feed_malformed"
+	CodeAlreadyInitialised    = "already_initialised"
 )
 
 // Done answers a request that has nothing else to say.

@@ -214,6 +214,9 @@ func (r *Repo) onlineSigners(ctx context.Context, cur map[string]state.RoleVersi
 // consistent snapshots on, and the online roles on this server's keys.
 func (r *Repo) verifyRoot(trusted, next *metadata.Metadata[metadata.RootType], now time.Time) error {
 	want := int64(1)
+	if trusted != nil && next.Signed.Version == 1 {
+		return apperr.New(apperr.Conflict, "the repository is already initialised (root version %d is published); to change its keys use vigil repo rotate", trusted.Signed.Version).WithCode(api.CodeAlreadyInitialised)
+	}
 	if trusted != nil {
 		want = trusted.Signed.Version + 1
 		if err := trusted.VerifyDelegate(metadata.ROOT, next); err != nil {

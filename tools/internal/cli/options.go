@@ -3,7 +3,9 @@ package cli
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -88,6 +90,13 @@ func (o *repoOptions) keyset(flag string, files []string, defaults func(dir stri
 	}
 	keys, err := repotool.LoadSigners(files)
 	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) && errors.Is(err, fs.ErrNotExist) {
+			name := strings.TrimSuffix(filepath.Base(pe.Path), ".key")
+			return nil, usagef("%s: no such key file. Make it on the offline machine with `vigil keys generate %s --dir %s` "+
+				"(then, for a product key, `vigil repo add-product` or `vigil repo rotate product` delegates to it), or name the right file with --%s",
+				pe.Path, name, filepath.Dir(pe.Path), flag)
+		}
 		return nil, UsageError{err}
 	}
 	if threshold != 0 && (threshold < 1 || threshold > len(keys)) {

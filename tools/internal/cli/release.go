@@ -159,6 +159,9 @@ func publish(cmd *cobra.Command, g *globals, o *publishOptions) error {
 	}
 	return g.emit(res, func(w io.Writer) {
 		fmt.Fprintf(w, "%s %s (%d bytes, sha256 %s)\n", dryWord(o.dryRun, "published"), res.Target, res.Length, res.SHA256)
+		for _, warn := range res.Warnings {
+			fmt.Fprintf(w, "warning: %s\n", warn)
+		}
 		if res.SBOM != "" {
 			fmt.Fprintf(w, "SBOM %s\n", res.SBOM)
 		} else {

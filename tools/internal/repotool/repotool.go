@@ -20,6 +20,7 @@ import (
 	"io"
 	"math"
 	mrand "math/rand/v2"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -145,7 +146,16 @@ type Session struct {
 // submit sends req, or with DryRun reports what it would publish.
 func (s *Session) submit(ctx context.Context, req api.SubmitRequest) (*api.SubmitResponse, error) {
 	if !s.DryRun {
-		return s.API.Submit(ctx, req)
+		resp, err := s.API.Submit(ctx, req)
+		var ae *api.Error
+		if err != nil && !errors.As(err, &ae) {
+			// No answer: the server went away before or while publishing.
+			// A publish is one transaction: either all of it is there or
+			// nothing; running the same command again is safe (a release
+			// that did make it is reported as already published).
+			return nil, fmt.Errorf("%w\nthe server did not confirm the publish: nothing was published unless it says so when you run the same command again, which is safe", err)
+		}
+		return resp, err
 	}
 	versions := map[string]int64{}
 	if req.Root != nil {
@@ -179,7 +189,42 @@ func (s *Session) Refresh() (*tufclient.Client, error) {
 		return nil, fmt.Errorf("trusted root: %w (written by `vigil repo init`; pass --trusted-root)", err)
 	}
 	mu, tu := tufclient.RepoURLs(s.Server)
-	return tufclient.Refresh(tufclient.Config{MetadataURL: mu, TargetsURL: tu, Dir: s.TUFDir, BootstrapRoot: root})
+	tc, err := tufclient.Refresh(tufclient.Config{MetadataURL: mu, TargetsURL: tu, Dir: s.TUFDir, BootstrapRoot: root})
+	if err != nil && tufclient.IsVerification(err) {
+		if other := s.foreignRoot(root); other != "" {
+			return nil, fmt.Errorf("%s is not this repository's trusted root: %s (another server, or a file from another repository's `vigil repo init`): %w", s.TrustedRoot, other, err)
+		}
+	}
+	return tc, err
+}
+
+// foreignRoot compares the trusted root with the server's first root: a
+// repository's root v1 never changes, so a different one means another
+// repository. It returns what differs ("" when they match or the server
+// cannot be asked).
+func (s *Session) foreignRoot(trusted []byte) string {
+	mine, err := metadata.Root().FromBytes(trusted)
+	if err != nil {
+		return ""
+	}
+	mu, _ := tufclient.RepoURLs(s.Server)
+	resp, err := http.Get(mu + "/1.root.json")
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return ""
+	}
+	theirs, err := metadata.Root().FromBytes(b)
+	if err != nil {
+		return ""
+	}
+	if mine.Signed.Version == 1 && !slices.Equal(mine.Signed.Roles[metadata.ROOT].KeyIDs, theirs.Signed.Roles[metadata.ROOT].KeyIDs) {
+		return "its root keys are not the ones the server's repository started with"
+	}
+	return ""
 }
 
 // InitOptions are the inputs of repository initialisation.
@@ -334,6 +379,9 @@ type PublishResult struct {
 	Versions map[string]int64 `json:"versions"`
 	// SBOM is the published SBOM target ("" = none).
 	SBOM string `json:"sbom,omitempty"`
+	// Warnings are things the release engineer should know (published
+	// nevertheless).
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // HashFile streams a file through SHA-256.
@@ -443,7 +491,7 @@ func (s *Session) publishOnce(ctx context.Context, o PublishOptions) (*PublishRe
 	if err != nil {
 		return nil, err
 	}
-	res := &PublishResult{Target: path, SHA256: img.sha256, Length: img.length, Uploaded: uploaded, Versions: resp.Versions}
+	res := &PublishResult{Target: path, SHA256: img.sha256, Length: img.length, Uploaded: uploaded, Versions: resp.Versions, Warnings: lowerVersionWarning(cur, o)}
 	if doc != nil {
 		res.SBOM = doc.path
 	}
@@ -476,6 +524,25 @@ func checkUnpublished(cur *metadata.Metadata[metadata.TargetsType], o PublishOpt
 		}
 	}
 	return nil
+}
+
+// lowerVersionWarning warns when a release is older than the newest one
+// published: devices on newer versions never install it, unless it is a
+// signed recall naming their version.
+func lowerVersionWarning(cur *metadata.Metadata[metadata.TargetsType], o PublishOptions) []string {
+	newest := ""
+	for _, tf := range cur.Signed.Targets {
+		if c, err := release.Parse(tf.Custom, o.Product); err == nil && c.Kind == release.KindFull && (newest == "" || release.Compare(c.Version, newest) > 0) {
+			newest = c.Version
+		}
+	}
+	if newest == "" || release.Compare(o.Custom.Version, newest) >= 0 {
+		return nil
+	}
+	if len(o.Custom.DowngradeFrom) > 0 {
+		return []string{fmt.Sprintf("%s is older than the newest release %s: a signed recall, installed only by devices running %s", o.Custom.Version, newest, strings.Join(o.Custom.DowngradeFrom, ", "))}
+	}
+	return []string{fmt.Sprintf("%s is older than the newest release %s: devices on %s or newer will never install it (to move them back, publish a signed recall with --downgrade-from)", o.Custom.Version, newest, newest)}
 }
 
 // checkDelegatedKeys refuses keys that cannot sign the product role: at
