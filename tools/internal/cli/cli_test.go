@@ -1,8 +1,11 @@
 package cli_test
 
 import (
+	"unicode"
+
 	"bytes"
 	"encoding/json"
+	"github.com/spf13/cobra"
 	"os"
 	"path/filepath"
 	"strings"
@@ -98,4 +101,26 @@ func TestKeysIDMatchesGenerate(t *testing.T) {
 
 func TestConfigurationDocListsEveryCLISetting(t *testing.T) {
 	settingsdoc.CheckDocSection(t, "cli-settings", cli.Markdown())
+}
+
+// Every command teaches: its help starts with a sentence (Short, capital
+// first letter, no trailing period), and every command that does something
+// shows an example.
+func TestEveryCommandsHelpStartsWithASentenceAndHasAnExample(t *testing.T) {
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		path := c.CommandPath()
+		if c.Short == "" || !unicode.IsUpper([]rune(c.Short)[0]) || strings.HasSuffix(c.Short, ".") {
+			t.Errorf("%s: Short %q is not a sentence", path, c.Short)
+		}
+		if c.Runnable() && c.Example == "" && c.Name() != "version" && c.Name() != "help" && c.Name() != "completion" {
+			t.Errorf("%s: no example", path)
+		}
+		for _, sub := range c.Commands() {
+			if !sub.Hidden {
+				walk(sub)
+			}
+		}
+	}
+	walk(cli.Commands())
 }

@@ -33,7 +33,8 @@ func newKeysIDCmd(g *globals) *cobra.Command {
 		Short: "Print the TUF key id of public key files",
 		Long: `Print the TUF key id (hex SHA-256 of the key's canonical JSON form) of each
 public key file, to compare against root.json or a delegation.`,
-		Args: cobra.MinimumNArgs(1),
+		Example: "  vigil keys id keys/root-1.pub keys/product-demo-pump.pub",
+		Args:    cobra.MinimumNArgs(1),
 		RunE: func(_ *cobra.Command, files []string) error {
 			var out []KeyInfo
 			for _, f := range files {
@@ -92,12 +93,9 @@ The layout Vigil's repository commands expect in a keys directory:
 Procedure for production keys: generate root and targets keys on an
 offline machine, copy only the .pub files off it, and keep the .key files
 on encrypted, backed-up media. Existing keys are never replaced unless you
-pass --force: a lost offline key cannot be recovered.
-
-Example:
-  vigil keys generate root-1 root-2 root-3 targets product-demo-pump \
-      snapshot timestamp --dir ./keys`,
-		Args: cobra.MinimumNArgs(1),
+pass --force: a lost offline key cannot be recovered.`,
+		Example: "  vigil keys generate root-1 root-2 root-3 targets product-demo-pump snapshot timestamp --dir ./keys\n  vigil keys generate pump-0001 --dir ./station-keys",
+		Args:    cobra.MinimumNArgs(1),
 		RunE: func(_ *cobra.Command, names []string) error {
 			return keysGenerate(g, o, names)
 		},

@@ -112,7 +112,7 @@ Every step is timestamped, carries who, and is audited. docs/cvd.md has the whol
 	var status string
 	var overdue bool
 	list := &cobra.Command{
-		Use: "list [--status S] [--overdue]", Short: "List cases", Args: cobra.NoArgs,
+		Use: "list [--status S] [--overdue]", Short: "List cases", Args: cobra.NoArgs, Example: "  vigil cvd list --overdue\n  vigil cvd list --status confirmed -o json",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := g.client()
 			if err != nil {
@@ -135,7 +135,7 @@ Every step is timestamped, carries who, and is audited. docs/cvd.md has the whol
 	list.Flags().StringVar(&status, "status", "", "only cases in this state")
 	list.Flags().BoolVar(&overdue, "overdue", false, "only cases past their acknowledgement deadline")
 	show := &cobra.Command{
-		Use: "show ID", Short: "Show a case: report, history, messages", Args: cobra.ExactArgs(1),
+		Use: "show ID", Short: "Show a case: report, history, messages", Args: cobra.ExactArgs(1), Example: "  vigil cvd show CVD-1A2B3C4D5E",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.client()
 			if err != nil {
@@ -204,7 +204,7 @@ func printCase(w io.Writer, k api.CVDCase) {
 func newCVDTransitionCmd(g *globals, use, to, short string) *cobra.Command {
 	var note, of string
 	cmd := &cobra.Command{
-		Use: use + " ID [--note TEXT]", Short: short, Args: cobra.ExactArgs(1),
+		Use: use + " ID [--note TEXT]", Short: short, Args: cobra.ExactArgs(1), Example: "  vigil cvd " + use + " CVD-1A2B3C4D5E --note \"…\"" + map[bool]string{true: " --of CVD-0F0E0D0C0B"}[to == "duplicate"],
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.client()
 			if err != nil {
@@ -227,8 +227,9 @@ func newCVDTransitionCmd(g *globals, use, to, short string) *cobra.Command {
 func newCVDLinkCmd(g *globals) *cobra.Command {
 	var in api.CVDLinkIn
 	cmd := &cobra.Command{
-		Use:   "link ID --release PRODUCT@VERSION [--release …] [--cve ID] [--summary TEXT] [--known-exploited]",
-		Short: "Open findings for a confirmed case on the affected releases",
+		Use:     "link ID --release PRODUCT@VERSION [--release …] [--cve ID] [--summary TEXT] [--known-exploited]",
+		Example: "  vigil cvd link CVD-1A2B3C4D5E --release demo-pump@1.0.0 --release demo-pump@1.1.0",
+		Short:   "Open findings for a confirmed case on the affected releases",
 		Long: `Link a confirmed case to findings: one per affected release you name. Without --cve the
 vulnerability gets an internal id (VIGIL-…); give the CVE once one is assigned. The findings
 then behave like any other: vigil exposure, vigil findings triage, and the 30/60-day clocks.`,
@@ -260,7 +261,7 @@ then behave like any other: vigil exposure, vigil findings triage, and the 30/60
 func newCVDReplyCmd(g *globals) *cobra.Command {
 	var file string
 	cmd := &cobra.Command{
-		Use: "reply ID --text FILE", Short: "Send the reporter a message on their case", Args: cobra.ExactArgs(1),
+		Use: "reply ID --text FILE", Short: "Send the reporter a message on their case", Args: cobra.ExactArgs(1), Example: "  vigil cvd reply CVD-1A2B3C4D5E --text reply.txt",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			text, err := readTextFile("text", file)
 			if err != nil {
@@ -301,6 +302,7 @@ docs/incident-response.md is the playbook.`,
 	var in api.IncidentIn
 	open := &cobra.Command{
 		Use: "open --title TEXT --severity S [--product P] [--finding ID]… [--case ID]…", Short: "Open an incident", Args: cobra.NoArgs,
+		Example: "  vigil incident open --title \"Heartbleed (KEV) in demo-pump 1.0.0\" --severity critical --product demo-pump --finding F-7764df11e9bcfb0b",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := g.client()
 			if err != nil {
@@ -320,7 +322,7 @@ docs/incident-response.md is the playbook.`,
 	open.Flags().StringArrayVar(&in.Cases, "case", nil, "a disclosure case the incident is about (repeat)")
 	var status string
 	list := &cobra.Command{
-		Use: "list [--status open|closed]", Short: "List incidents", Args: cobra.NoArgs,
+		Use: "list [--status open|closed]", Short: "List incidents", Args: cobra.NoArgs, Example: "  vigil incident list --status open",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := g.client()
 			if err != nil {
@@ -339,7 +341,7 @@ docs/incident-response.md is the playbook.`,
 	}
 	list.Flags().StringVar(&status, "status", "", "open or closed")
 	timeline := &cobra.Command{
-		Use: "timeline ID", Short: "The incident's timeline, from the audit chain (-o json for an FDA report)", Args: cobra.ExactArgs(1),
+		Use: "timeline ID", Short: "The incident's timeline, from the audit chain (-o json for an FDA report)", Args: cobra.ExactArgs(1), Example: "  vigil incident timeline INC-8DB8073098 -o json > timeline.json",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.client()
 			if err != nil {
@@ -361,7 +363,7 @@ docs/incident-response.md is the playbook.`,
 		},
 	}
 	show := &cobra.Command{
-		Use: "show ID", Short: "Show an incident and what it links", Args: cobra.ExactArgs(1),
+		Use: "show ID", Short: "Show an incident and what it links", Args: cobra.ExactArgs(1), Example: "  vigil incident show INC-8DB8073098",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.client()
 			if err != nil {
@@ -391,7 +393,7 @@ func newIncidentActionCmd(g *globals, use, action, short string, needsYes bool) 
 	var a api.IncidentAction
 	var yes bool
 	cmd := &cobra.Command{
-		Use: use, Short: short, Args: cobra.ExactArgs(1),
+		Use: use, Short: short, Args: cobra.ExactArgs(1), Example: "  vigil incident " + strings.Replace(use, " ID ", " INC-8DB8073098 ", 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if needsYes {
 				if err := confirm(yes, false, action+" in incident "+args[0]); err != nil {
@@ -453,6 +455,7 @@ finding stops the finding's 30-day notice clock.
 	var yes bool
 	create := &cobra.Command{
 		Use: "create (--finding ID | --incident ID) --sites all|S1,S2 --severity S --title T --text FILE --yes", Short: "Send a notice", Args: cobra.NoArgs,
+		Example: "  vigil notice create --incident INC-8DB8073098 --sites all --severity critical --title \"Update demo-pump to 1.1.1\" --text notice.txt --yes",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			text, err := readTextFile("text", textFile)
 			if err != nil {
@@ -486,7 +489,7 @@ finding stops the finding's 30-day notice clock.
 	f.BoolVar(&yes, "yes", false, "confirm (a notice cannot be recalled)")
 	var unacked, overdue bool
 	list := &cobra.Command{
-		Use: "list [--unacked] [--overdue]", Short: "List notices (site IT: its own sites)", Args: cobra.NoArgs,
+		Use: "list [--unacked] [--overdue]", Short: "List notices (site IT: its own sites)", Args: cobra.NoArgs, Example: "  vigil notice list --unacked",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := g.client()
 			if err != nil {
@@ -507,7 +510,7 @@ finding stops the finding's 30-day notice clock.
 	list.Flags().BoolVar(&overdue, "overdue", false, "only notices unacknowledged past notice_ack_window")
 	var ack api.NoticeAckIn
 	ackCmd := &cobra.Command{
-		Use: "ack ID [--site S] [--comment TEXT]", Short: "Acknowledge a notice for a site", Args: cobra.ExactArgs(1),
+		Use: "ack ID [--site S] [--comment TEXT]", Short: "Acknowledge a notice for a site", Args: cobra.ExactArgs(1), Example: "  vigil notice ack N-E0AF45AED0 --comment \"pumps moved off the guest network\"",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.client()
 			if err != nil {
@@ -546,6 +549,7 @@ func newSiteContactsCmd(g *globals) *cobra.Command {
 	var secretFile string
 	cmd := &cobra.Command{
 		Use: "contacts SITE [--webhook-url URL --webhook-secret-file FILE] [--email ADDRESS]", Short: "Set where a site's notices go", Args: cobra.ExactArgs(1),
+		Example: "  vigil notice contacts st-mary --webhook-url https://it.st-mary.example/vigil --webhook-secret-file secret.txt --email biomed@st-mary.example",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if secretFile != "" {
 				b, err := os.ReadFile(secretFile)
@@ -574,9 +578,10 @@ func newReportCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "report", Short: "Fleet reports"}
 	var product string
 	patching := &cobra.Command{
-		Use:   "patching [--product P]",
-		Short: "Per release: devices eligible and committed, publish-to-commit time; per site: share on a clean release",
-		Args:  cobra.NoArgs,
+		Use:     "patching [--product P]",
+		Example: "  vigil report patching --product demo-pump -o json",
+		Short:   "Per release: devices eligible and committed, publish-to-commit time; per site: share on a clean release",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := g.client()
 			if err != nil {
@@ -630,7 +635,7 @@ audit-chain segment with its verification. manifest.json lists every file with i
 	}
 	var since, until, out string
 	export := &cobra.Command{
-		Use: "export --since T --until T --out FILE.zip", Short: "Export the bundle of a period", Args: cobra.NoArgs,
+		Use: "export --since T --until T --out FILE.zip", Short: "Export the bundle of a period", Args: cobra.NoArgs, Example: "  vigil evidence export --since 2026-01-01T00:00:00Z --until 2027-01-01T00:00:00Z --out evidence-2026.zip",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := time.Parse(time.RFC3339, since)
 			if err != nil {
@@ -668,7 +673,7 @@ audit-chain segment with its verification. manifest.json lists every file with i
 	export.Flags().StringVar(&until, "until", "", "end of the period, exclusive (RFC 3339)")
 	export.Flags().StringVar(&out, "out", "", "the zip to write")
 	verify := &cobra.Command{
-		Use: "verify FILE.zip", Short: "Verify a bundle offline (exit 3 when a file was changed)", Args: cobra.ExactArgs(1),
+		Use: "verify FILE.zip", Short: "Verify a bundle offline (exit 3 when a file was changed)", Args: cobra.ExactArgs(1), Example: "  vigil evidence verify evidence-2026.zip",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f, err := os.Open(args[0])
 			if err != nil {

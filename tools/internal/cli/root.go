@@ -111,6 +111,24 @@ func Markdown() string {
 // Run executes the command line and returns the exit code.
 func Run(args []string, stdout, stderr io.Writer) int {
 	g := &globals{stdout: stdout, set: settings.New("VIGIL_")}
+	root := newRoot(g, stdout)
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.Execute()
+	if err == nil {
+		return ExitOK
+	}
+	fmt.Fprintln(stderr, "vigil:", err)
+	return exitCode(err)
+}
+
+// Commands is the command tree (tests walk it: every command teaches).
+func Commands() *cobra.Command {
+	return newRoot(&globals{stdout: io.Discard, set: settings.New("VIGIL_")}, io.Discard)
+}
+
+func newRoot(g *globals, stdout io.Writer) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "vigil",
 		Short: "Release engineering and hospital IT for Vigil",
@@ -140,9 +158,6 @@ check failed; or a release still carries a known exploited vulnerability).`,
 		},
 	}
 	g.declare()
-	root.SetArgs(args)
-	root.SetOut(stdout)
-	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return UsageError{err} })
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "text", "output format: text or json")
 	g.set.RegisterFlags(root.PersistentFlags())
@@ -154,12 +169,7 @@ check failed; or a release still carries a known exploited vulnerability).`,
 			Args:  cobra.NoArgs,
 			Run:   func(*cobra.Command, []string) { fmt.Fprintln(stdout, buildinfo.Version) },
 		})
-	err := root.Execute()
-	if err == nil {
-		return ExitOK
-	}
-	fmt.Fprintln(stderr, "vigil:", err)
-	return exitCode(err)
+	return root
 }
 
 // exitCode sorts an error by what the user should do about it.

@@ -157,9 +157,10 @@ func zipDir(dir string) (string, error) {
 
 func newFeedStatusCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
-		Use:   "status",
-		Short: "What the server holds, and its scheduled feeds' last fetches",
-		Args:  cobra.NoArgs,
+		Use:     "status",
+		Short:   "What the server holds, and its scheduled feeds' last fetches",
+		Example: "  vigil feed status -o json",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := g.client()
 			if err != nil {
@@ -318,9 +319,10 @@ func orDash(s string) string {
 
 func newFindingsOverdueCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
-		Use:   "overdue",
-		Short: "Uncontrolled findings whose notice or fix clock is past due",
-		Args:  cobra.NoArgs,
+		Use:     "overdue",
+		Short:   "Uncontrolled findings whose notice or fix clock is past due",
+		Example: "  vigil findings overdue",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := g.client()
 			if err != nil {
