@@ -50,9 +50,8 @@ build: ## Build vigil-server, vigil-agent and vigil into ./bin
 # The demo token for `make run`; override with VIGIL_BOOTSTRAP_TOKEN=….
 DEMO_TOKEN ?= demo-token
 
-run: build ## Run vigil-server on the embedded default (SQLite + ./var/blobs) at 127.0.0.1:8080 with the demo keys
-	VIGIL_BOOTSTRAP_TOKEN=$${VIGIL_BOOTSTRAP_TOKEN:-$(DEMO_TOKEN)} $(BIN)/vigil-server --data-dir $(CURDIR)/var --log-format console \
-		--snapshot-key keys-example/snapshot.key --timestamp-key keys-example/timestamp.key
+run: build ## Run vigil-server on the embedded default (SQLite + ./var) at 127.0.0.1:8080; it makes its own online keys in ./var/keys
+	VIGIL_BOOTSTRAP_TOKEN=$${VIGIL_BOOTSTRAP_TOKEN:-$(DEMO_TOKEN)} $(BIN)/vigil-server --data-dir $(CURDIR)/var --log-format console
 
 demo: build ## The whole story on the embedded default: publish, rollout, approval, three agents (one rolls back)
 	BIN=$(BIN) bash test/demo/demo.sh

@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/vigil-ota/vigil/internal/buildinfo"
+	"github.com/vigil-ota/vigil/internal/keyfile"
 	"github.com/vigil-ota/vigil/internal/release"
 	"github.com/vigil-ota/vigil/server/internal/blob"
 	"github.com/vigil-ota/vigil/server/internal/blob/localblob"
@@ -115,6 +116,15 @@ func Open(ctx context.Context, cfg config.Config, log *zap.Logger) (*Server, err
 	}
 
 	var snap, ts, nextSnap, nextTS *tufrepo.OnlineKey
+	if cfg.SnapshotKey == "" && s.State.Backend() == sqlstore.BackendSQLite {
+		// The embedded default is one server: it may keep its own online
+		// keys. Many replicas must share theirs (a KMS), so they are not
+		// generated on PostgreSQL.
+		var err error
+		if cfg.SnapshotKey, cfg.TimestampKey, err = ensureOnlineKeys(filepath.Join(cfg.DataDir, OnlineKeyDirName), log); err != nil {
+			return nil, cfg.Errorf("data_dir", "%v", err)
+		}
+	}
 	if cfg.SnapshotKey != "" {
 		if snap, err = tufrepo.LoadOnlineKey(octx, cfg.SnapshotKey); err != nil {
 			return nil, cfg.Errorf("snapshot_key", "%v", err)
@@ -132,6 +142,8 @@ func Open(ctx context.Context, cfg config.Config, log *zap.Logger) (*Server, err
 			log.Info("online-key rotation pending: the server signs with the keys the root names (current or next)",
 				zap.String("snapshot_next", nextSnap.ID), zap.String("timestamp_next", nextTS.ID))
 		}
+		log.Info("online keys", zap.String("snapshot_keyid", snap.ID), zap.String("timestamp_keyid", ts.ID),
+			zap.String("check", "vigil repo init --expect-online-keyid "+snap.ID+" --expect-online-keyid "+ts.ID))
 		for _, k := range []*tufrepo.OnlineKey{snap, ts, nextSnap, nextTS} {
 			if k == nil {
 				continue
@@ -141,7 +153,7 @@ func Open(ctx context.Context, cfg config.Config, log *zap.Logger) (*Server, err
 			}
 		}
 	} else {
-		log.Warn("no online keys (snapshot_key, timestamp_key): the repository is served read-only and refuses publishes")
+		log.Warn("no online keys (snapshot_key, timestamp_key): the repository is served read-only and refuses publishes; replicas on PostgreSQL share keys from a KMS or key files")
 	}
 	ops := operator.New(s.State, cfg.BootstrapToken)
 	s.ops = ops
@@ -254,6 +266,32 @@ func (s *Server) openVigilance(cfg config.Config, reg *prometheus.Registry, log 
 		}
 	})
 	return nil
+}
+
+// OnlineKeyDirName is where the embedded default keeps the online keys it
+// generated, inside the data directory.
+const OnlineKeyDirName = "keys"
+
+// ensureOnlineKeys returns the key files of the embedded default's online
+// keys, generating them (mode 0600, in a 0700 directory) on first start.
+func ensureOnlineKeys(dir string, log *zap.Logger) (snapshot, timestamp string, err error) {
+	for _, name := range []string{"snapshot", "timestamp"} {
+		priv, _ := keyfile.Paths(dir, name)
+		if _, err := os.Stat(priv); err == nil {
+			continue
+		}
+		k, err := keyfile.GenerateEd25519()
+		if err != nil {
+			return "", "", err
+		}
+		if _, _, err := keyfile.Write(dir, name, k, false); err != nil {
+			return "", "", fmt.Errorf("cannot write the generated online key: %w", err)
+		}
+		log.Info("online key generated: it signs this server's snapshot or timestamp; back the data directory up with it", zap.String("key", priv))
+	}
+	s, _ := keyfile.Paths(dir, "snapshot")
+	t, _ := keyfile.Paths(dir, "timestamp")
+	return s, t, nil
 }
 
 // FeedTempDirName is where feeds wait inside the data directory until

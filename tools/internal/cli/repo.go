@@ -3,8 +3,11 @@ package cli
 import (
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
+	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/vigil-ota/vigil/tools/internal/repotool"
 )
@@ -40,6 +43,7 @@ type repoInitOptions struct {
 	rootKeys                              []string
 	threshold                             int
 	targetsKey, snapshotPub, timestampPub string
+	expectOnline                          []string
 }
 
 func newRepoInitCmd(g *globals) *cobra.Command {
@@ -52,11 +56,18 @@ server's online snapshot and timestamp keys) and an empty targets role, sign
 them here with the offline keys, and submit them. The private root and
 targets keys never leave this machine.
 
+The online keys: --snapshot-pub and --timestamp-pub (default KEYS_DIR/snapshot.pub,
+KEYS_DIR/timestamp.pub) when you hold their public halves; otherwise they are taken
+from the server, and you must confirm their ids with --expect-online-keyid (the
+server logs them at start: "online keys"), so a server cannot slip in keys of its
+choosing.
+
 The new root is written to --trusted-root (default KEYS_DIR/trusted-root.json):
 it is what devices must trust, so build it into their images.`,
-		Example: "  vigil repo init --server http://127.0.0.1:8080 --keys-dir ./keys --root-threshold 2",
-		Args:    cobra.NoArgs,
-		RunE:    func(cmd *cobra.Command, _ []string) error { return repoInit(cmd, g, o) },
+		Example: "  vigil repo init --server http://127.0.0.1:8080 --keys-dir ./keys --root-threshold 2\n" +
+			"  vigil repo init --keys-dir ./offline-keys --expect-online-keyid 3f1c… --expect-online-keyid 9a0b…",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return repoInit(cmd, g, o) },
 	}
 	o.register(cmd, g)
 	f := cmd.Flags()
@@ -65,6 +76,7 @@ it is what devices must trust, so build it into their images.`,
 	f.StringVar(&o.targetsKey, "targets-key", "", "targets private key file (default KEYS_DIR/targets.key)")
 	f.StringVar(&o.snapshotPub, "snapshot-pub", "", "server's snapshot public key (default KEYS_DIR/snapshot.pub)")
 	f.StringVar(&o.timestampPub, "timestamp-pub", "", "server's timestamp public key (default KEYS_DIR/timestamp.pub)")
+	f.StringArrayVar(&o.expectOnline, "expect-online-keyid", nil, "take the online keys from the server, checking each key id is one of these (repeat)")
 	return cmd
 }
 
@@ -77,20 +89,26 @@ func repoInit(cmd *cobra.Command, g *globals, o *repoInitOptions) error {
 	if err != nil {
 		return err
 	}
-	snap, err := o.keyFile(o.snapshotPub, "snapshot.pub")
-	if err != nil {
-		return err
-	}
-	ts, err := o.keyFile(o.timestampPub, "timestamp.pub")
-	if err != nil {
-		return err
+	var snap, ts string
+	var online map[string]*metadata.Key
+	if o.snapshotPub == "" && o.timestampPub == "" && (len(o.expectOnline) > 0 || !fileExists(filepath.Join(o.keysDir, "snapshot.pub"))) {
+		if online, err = sess.ServerOnlineKeys(cmd.Context(), o.expectOnline); err != nil {
+			return err
+		}
+	} else {
+		if snap, err = o.keyFile(o.snapshotPub, "snapshot.pub"); err != nil {
+			return err
+		}
+		if ts, err = o.keyFile(o.timestampPub, "timestamp.pub"); err != nil {
+			return err
+		}
 	}
 	tk, err := o.signer(o.targetsKey, "targets.key")
 	if err != nil {
 		return err
 	}
 	resp, err := sess.Init(cmd.Context(), repotool.InitOptions{RootKeys: rk, RootThreshold: o.threshold, TargetsKey: tk,
-		SnapshotPub: snap, TimestampPub: ts, TrustedRootOut: sess.TrustedRoot})
+		SnapshotPub: snap, TimestampPub: ts, Online: online, TrustedRootOut: sess.TrustedRoot})
 	if err != nil {
 		return err
 	}
@@ -102,6 +120,11 @@ func repoInit(cmd *cobra.Command, g *globals, o *repoInitOptions) error {
 		}
 		fmt.Fprintf(w, "repository initialised: %s\ntrusted root written to %s (ship it in devices)\n", versionLine(resp.Versions), sess.TrustedRoot)
 	})
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
 
 type addProductOptions struct {

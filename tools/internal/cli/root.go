@@ -178,9 +178,13 @@ func exitCode(err error) int {
 	var ae *api.Error
 	var ke *repotool.KeyError
 	var ve VerificationError
+	var rve *repotool.VerificationError
+	var rue *repotool.UsageError
 	switch {
-	case errors.As(err, &ve):
+	case errors.As(err, &ve) || errors.As(err, &rve):
 		return ExitRefused
+	case errors.As(err, &rue):
+		return ExitUsage
 	case errors.As(err, &ue) || errors.As(err, &ke) || isCobraUsage(err):
 		return ExitUsage
 	case tufclient.IsVerification(err):

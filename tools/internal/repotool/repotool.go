@@ -234,6 +234,9 @@ type InitOptions struct {
 	TargetsKey    *Signer
 	SnapshotPub   string
 	TimestampPub  string
+	// Online, when set, are the online keys (role → key) taken from the
+	// server instead of SnapshotPub and TimestampPub.
+	Online map[string]*metadata.Key
 	// TrustedRootOut is where the new root is written for devices and
 	// for later CLI calls.
 	TrustedRootOut string
@@ -255,9 +258,12 @@ func (s *Session) Init(ctx context.Context, o InitOptions) (*api.SubmitResponse,
 		return nil, err
 	}
 	for role, path := range map[string]string{metadata.SNAPSHOT: o.SnapshotPub, metadata.TIMESTAMP: o.TimestampPub} {
-		k, _, err := LoadPublic(path)
-		if err != nil {
-			return nil, err
+		k := o.Online[role]
+		if k == nil {
+			var err error
+			if k, _, err = LoadPublic(path); err != nil {
+				return nil, err
+			}
 		}
 		if err := root.Signed.AddKey(k, role); err != nil {
 			return nil, err
@@ -967,3 +973,50 @@ func (s *Session) RotateOnline(ctx context.Context, rootKeys []*Signer, reason, 
 		return nil
 	})
 }
+
+// ServerOnlineKeys fetches the server's online keys for a new root and
+// checks their ids against what the operator expects (read out of band,
+// e.g. from the server's start-up log): a server that lies about its keys
+// would otherwise get its own keys into the root. Without expectations it
+// refuses, naming the ids to check.
+func (s *Session) ServerOnlineKeys(ctx context.Context, expect []string) (map[string]*metadata.Key, error) {
+	ok, err := s.API.OnlineKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]*metadata.Key{}
+	var ids []string
+	for role, raw := range map[string]json.RawMessage{metadata.SNAPSHOT: ok.Snapshot, metadata.TIMESTAMP: ok.Timestamp} {
+		var k metadata.Key
+		if err := json.Unmarshal(raw, &k); err != nil {
+			return nil, fmt.Errorf("the server's %s key: %w", role, err)
+		}
+		id, err := k.ID()
+		if err != nil {
+			return nil, err
+		}
+		out[role] = &k
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	if len(expect) == 0 {
+		return nil, &UsageError{Msg: fmt.Sprintf("the server says its online keys are snapshot %s and timestamp %s: check them against its start-up log "+
+			"(the \"online keys\" line) and run again with --expect-online-keyid %s --expect-online-keyid %s", ok.SnapshotID, ok.TimestampID, ok.SnapshotID, ok.TimestampID)}
+	}
+	for _, id := range ids {
+		if !slices.Contains(expect, id) {
+			return nil, &VerificationError{Msg: fmt.Sprintf("the server's online key %s is not one you expect (%s): do not initialise against this server", id, strings.Join(expect, ", "))}
+		}
+	}
+	return out, nil
+}
+
+// UsageError is input the user must give (exit 2).
+type UsageError struct{ Msg string }
+
+func (e *UsageError) Error() string { return e.Msg }
+
+// VerificationError is a check that failed for security (exit 3).
+type VerificationError struct{ Msg string }
+
+func (e *VerificationError) Error() string { return e.Msg }
