@@ -59,10 +59,13 @@ func writeError(c *gin.Context, status int, err error) {
 	rid := RequestID(c)
 	fields := []zap.Field{zap.Int("status", status), zap.String("code", code), zap.Error(err)}
 	if log := loggerOf(c); log != nil {
-		if status >= 500 {
-			log.Error("request failed", fields...)
-		} else {
-			log.Info("request refused", fields...)
+		switch {
+		case status == http.StatusInternalServerError:
+			log.Error("request failed", fields...) // a bug: with its stack
+		case status >= 500:
+			log.Warn("request failed", fields...) // a dependency or the configuration: no stack
+		default:
+			log.Info("request refused", fields...) // the caller's mistake
 		}
 	}
 	if status == http.StatusTooManyRequests {
