@@ -56,6 +56,11 @@ func (s *Server) startJobs(ctx context.Context) {
 	if s.Alerts != nil {
 		go s.Alerts.Run(ctx)
 	}
+	go RunSingleton(ctx, s.State, s.holder, LeaseOrphans, OrphanSweepInterval, s.log, func(ctx context.Context) {
+		if _, err := s.Repo.RemoveOrphanUploads(ctx, s.cfg.OrphanUploadAge); err != nil && ctx.Err() == nil {
+			s.log.Warn("removing orphaned uploads failed; will retry", zap.Error(err))
+		}
+	})
 	go RunSingleton(ctx, s.State, s.holder, LeaseNotices, s.cfg.NoticeInterval, s.log, func(ctx context.Context) {
 		if _, err := s.Notices.Deliver(ctx); err != nil && ctx.Err() == nil {
 			s.log.Warn("delivering notices failed; will retry", zap.Error(err))

@@ -17,6 +17,13 @@ import (
 // LeaseNotices gives notice delivery to one replica at a time.
 const LeaseNotices = "notices"
 
+// LeaseOrphans gives the sweep of orphaned uploads to one replica at a
+// time; OrphanSweepInterval is how often it runs.
+const (
+	LeaseOrphans        = "orphan-uploads"
+	OrphanSweepInterval = time.Hour
+)
+
 // openResponse builds incident response: disclosure, incidents, notices,
 // reports and evidence. An expired security.txt refuses the start.
 func (s *Server) openResponse(cfg config.Config, log *zap.Logger) error {

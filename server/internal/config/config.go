@@ -26,6 +26,7 @@ import (
 	"github.com/vigil-ota/vigil/internal/settings"
 	"github.com/vigil-ota/vigil/server/internal/cvd"
 	"github.com/vigil-ota/vigil/server/internal/notice"
+	"github.com/vigil-ota/vigil/server/internal/tufrepo"
 	"github.com/vigil-ota/vigil/server/internal/vigilance"
 	"github.com/vigil-ota/vigil/server/internal/webhook"
 )
@@ -110,6 +111,7 @@ type Config struct {
 	NoticeRetryBase        time.Duration
 	NoticeInterval         time.Duration
 	SMTPRelay              string
+	OrphanUploadAge        time.Duration
 	SnapshotKeyNext        string
 	TimestampKeyNext       string
 	SMTPFrom               string
@@ -141,6 +143,7 @@ func (c *Config) declare() *settings.Set {
 	s.String(&c.BootstrapToken, "bootstrap_token", "", "admin bearer token for creating the first tokens; retired while any admin token exists; empty disables it").Secret()
 	s.String(&c.SnapshotKey, "snapshot_key", "", "online snapshot key: a PEM private key file or a KMS URI (awskms://…, fakekms:// in tests)")
 	s.String(&c.TimestampKey, "timestamp_key", "", "online timestamp key: a PEM private key file or a KMS URI")
+	s.Duration(&c.OrphanUploadAge, "orphan_upload_age", tufrepo.DefaultOrphanAge, "uploaded images never published are removed once this old (a publish that failed or was abandoned)")
 	s.String(&c.SnapshotKeyNext, "snapshot_key_next", "", "online-key rotation: the snapshot key to move to (vigil repo rotate online); the server signs with whichever key the root names")
 	s.String(&c.TimestampKeyNext, "timestamp_key_next", "", "online-key rotation: the timestamp key to move to")
 	s.Duration(&c.TimestampExpiry, "timestamp_expiry", DefaultTimestampExpiry, "lifetime of each signed timestamp; re-signed when a third remains")

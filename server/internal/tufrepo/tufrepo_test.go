@@ -547,3 +547,41 @@ func TestAnAbortedUploadIsTheClientsErrorAndStoresNothing(t *testing.T) {
 		t.Fatalf("a partial upload was stored: %v", err)
 	}
 }
+
+// An upload whose publish never came is removed once it is older than the
+// age; what a role lists stays, and the repository still serves it.
+func TestOrphanedUploadsAreRemovedAndPublishedOnesStay(t *testing.T) {
+	f := newFixture(t, nil, nil)
+	ctx := context.Background()
+	if err := f.publish(t, "1.0.0"); err != nil {
+		t.Fatal(err)
+	}
+	orphan := []byte("an image whose publish failed")
+	sum := sha256.Sum256(orphan)
+	if _, err := f.repo.Upload(ctx, "demo-pump", "demo-pump-1.1.0.img", hexs(sum[:]), int64(len(orphan)), bytes.NewReader(orphan)); err != nil {
+		t.Fatal(err)
+	}
+	count := func() int {
+		n := 0
+		for range f.blobs.List(ctx, "targets/") {
+			n++
+		}
+		return n
+	}
+	if n, err := f.repo.RemoveOrphanUploads(ctx, tufrepo.DefaultOrphanAge); err != nil || n != 0 || count() != 2 {
+		t.Fatalf("a fresh upload was removed: %d %v, %d left", n, err, count())
+	}
+	f.clock.Add(tufrepo.DefaultOrphanAge + time.Hour)
+	if n, err := f.repo.RemoveOrphanUploads(ctx, tufrepo.DefaultOrphanAge); err != nil || n != 1 || count() != 1 {
+		t.Fatalf("removed %d (%v), %d left", n, err, count())
+	}
+	pub := sha256.Sum256([]byte("image 1.0.0"))
+	rc, _, err := f.repo.Open(ctx, "targets", "demo-pump/"+hexs(pub[:])+".demo-pump-1.0.0.img", nil)
+	if err != nil {
+		t.Fatalf("the published image is gone: %v", err)
+	}
+	rc.Close()
+	if n, _ := f.repo.RemoveOrphanUploads(ctx, tufrepo.DefaultOrphanAge); n != 0 {
+		t.Fatal("a second sweep removed more")
+	}
+}
