@@ -174,6 +174,7 @@ func Open(ctx context.Context, cfg config.Config, log *zap.Logger) (*Server, err
 	})
 
 	reg := prometheus.NewRegistry()
+	reg.MustRegister(s.Repo.Collector())
 	if err := s.openVigilance(cfg, reg, log); err != nil {
 		return nil, err
 	}
