@@ -19,11 +19,13 @@ run() {
   printf '%s\n' "$line" | sed "s#$DEMO#\$DEMO#g; s#$ROOT#.#g; s# --server [^ ]* --keys-dir [^ ]* --tuf-dir [^ ]*##"
   "$BIN/vigil" "$@" | sed "s#$DEMO#\$DEMO#g"
 }
+# utc N: the time N seconds from now, RFC 3339 in UTC (perl: GNU and BSD date differ).
+utc() { perl -MPOSIX -e 'print strftime("%Y-%m-%dT%H:%M:%SZ", gmtime(time + $ARGV[0]))' -- "$1"; }
 cleanup() { [ -n "${SERVER_PID:-}" ] && kill "$SERVER_PID" 2>/dev/null || true; }
 trap cleanup EXIT
 
 VIGIL_BOOTSTRAP_TOKEN=$VIGIL_TOKEN VIGIL_SECURITY_CONTACT=mailto:psirt@maker.example \
-VIGIL_SECURITY_EXPIRES=$(date -u -d '+180 days' +%Y-%m-%dT00:00:00Z) VIGIL_NOTICE_INTERVAL=1s \
+VIGIL_SECURITY_EXPIRES=$(utc 15552000) VIGIL_NOTICE_INTERVAL=1s \
   "$BIN/vigil-server" --listen 127.0.0.1:0 --data-dir "$DEMO/server" \
   --snapshot-key "$ROOT/keys-example/snapshot.key" --timestamp-key "$ROOT/keys-example/timestamp.key" 2> "$DEMO/server.log" &
 SERVER_PID=$!
@@ -129,7 +131,7 @@ run cvd link "$CASE" --release demo-pump@1.1.1
 run cvd list
 
 say "Evidence for the auditor"
-SINCE=$(date -u -d '-1 hour' +%Y-%m-%dT%H:%M:%SZ); UNTIL=$(date -u -d '+1 hour' +%Y-%m-%dT%H:%M:%SZ)
+SINCE=$(utc -3600); UNTIL=$(utc 3600)
 run evidence export --since "$SINCE" --until "$UNTIL" --out "$DEMO/evidence.zip"
 run evidence verify "$DEMO/evidence.zip"
 echo "Everything is in $DEMO (server log: $DEMO/server.log)."

@@ -54,3 +54,30 @@ func TestDocumentedVariablesExist(t *testing.T) {
 		}
 	}
 }
+
+// Every relative link of the docs and the README points at a file inside
+// the repository that exists.
+func TestDocLinksStayInsideTheRepositoryAndResolve(t *testing.T) {
+	_, file, _, _ := runtime.Caller(0)
+	root, _ := filepath.Abs(filepath.Join(filepath.Dir(file), "..", "..", ".."))
+	docs, _ := filepath.Glob(filepath.Join(root, "docs", "*.md"))
+	docs = append(docs, filepath.Join(root, "README.md"))
+	link := regexp.MustCompile(`\]\(([^)#\s]+)(#[^)]*)?\)`)
+	for _, d := range docs {
+		b, _ := os.ReadFile(d)
+		for _, m := range link.FindAllStringSubmatch(string(b), -1) {
+			target := m[1]
+			if strings.Contains(target, "://") || strings.HasPrefix(target, "mailto:") {
+				continue
+			}
+			p := filepath.Clean(filepath.Join(filepath.Dir(d), target))
+			if !strings.HasPrefix(p, root+string(filepath.Separator)) {
+				t.Errorf("%s links %s, outside the repository", filepath.Base(d), target)
+				continue
+			}
+			if _, err := os.Stat(p); err != nil {
+				t.Errorf("%s links %s, which does not exist", filepath.Base(d), target)
+			}
+		}
+	}
+}
