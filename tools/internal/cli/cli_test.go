@@ -1,15 +1,16 @@
 package cli_test
 
 import (
-	"unicode"
-
 	"bytes"
 	"encoding/json"
-	"github.com/spf13/cobra"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"unicode"
+
+	"github.com/spf13/cobra"
 
 	"github.com/vigil-ota/vigil/internal/settings/settingsdoc"
 	"github.com/vigil-ota/vigil/tools/internal/cli"
@@ -123,4 +124,45 @@ func TestEveryCommandsHelpStartsWithASentenceAndHasAnExample(t *testing.T) {
 		}
 	}
 	walk(cli.Commands())
+}
+
+// Every `vigil …` command line in the docs and the README names a command
+// that exists and only flags that command has, so a renamed command or flag
+// fails here rather than in a reader's terminal.
+func TestDocumentedCommandLinesExist(t *testing.T) {
+	root := cli.Commands()
+	docs, _ := filepath.Glob(filepath.Join("..", "..", "..", "docs", "*.md"))
+	docs = append(docs, filepath.Join("..", "..", "..", "README.md"))
+	start := regexp.MustCompile(`(?:^|\$ |bin/|\s)vigil ([a-z].*)$`)
+	for _, d := range docs {
+		b, err := os.ReadFile(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Join continued lines, then look at each line that runs vigil.
+		text := strings.ReplaceAll(string(b), "\\\n", " ")
+		for _, line := range strings.Split(text, "\n") {
+			m := start.FindStringSubmatch(strings.TrimSpace(line))
+			if m == nil || strings.Contains(line, "vigil-") {
+				continue
+			}
+			fields := strings.Fields(strings.Split(m[1], "#")[0])
+			cmd, rest, err := root.Find(fields)
+			if err != nil || cmd == root {
+				t.Errorf("%s: %q names no vigil command", filepath.Base(d), "vigil "+m[1])
+				continue
+			}
+			for _, f := range rest {
+				if !strings.HasPrefix(f, "--") {
+					continue
+				}
+				name := strings.TrimPrefix(strings.SplitN(f, "=", 2)[0], "--")
+				name = strings.Trim(name, "`'\",.;:)")
+				if name == "" || cmd.Flags().Lookup(name) != nil || cmd.InheritedFlags().Lookup(name) != nil || root.PersistentFlags().Lookup(name) != nil {
+					continue
+				}
+				t.Errorf("%s: %q: vigil %s has no flag --%s", filepath.Base(d), strings.TrimSpace(line), cmd.CommandPath(), name)
+			}
+		}
+	}
 }
