@@ -81,6 +81,7 @@ type Findings interface {
 
 // Incidents links a notice to its incident.
 type Incidents interface {
+	Get(ctx context.Context, id string) (api.Incident, error)
 	AddNotice(ctx context.Context, incident, notice string) error
 }
 
@@ -303,12 +304,24 @@ func (s *Service) Create(ctx context.Context, in api.NoticeIn) (api.Notice, erro
 		ref = in.Finding
 	}
 	if in.Incident != "" && s.o.Incidents != nil {
-		if err := s.o.Incidents.AddNotice(ctx, in.Incident, n.ID); err != nil {
-			return api.Notice{}, err
+		inc, err := s.o.Incidents.Get(ctx, in.Incident)
+		if err != nil {
+			return api.Notice{}, err // an unknown incident: nothing stored
+		}
+		if inc.Status != "open" {
+			return api.Notice{}, apperr.New(apperr.Conflict, "incident %s is %s; open a new one for a new notice", in.Incident, inc.Status).WithCode(api.CodeBadTransition)
 		}
 	}
 	if err := s.st.CreateNotice(ctx, state.Doc{ID: n.ID, Key: ref, Created: now, Updated: now, Data: data}, ds); err != nil {
 		return api.Notice{}, err
+	}
+	if in.Incident != "" && s.o.Incidents != nil {
+		// After the notice exists: an incident never names a notice that
+		// is not there. (The timeline finds the notice by its audit entry
+		// either way.)
+		if err := s.o.Incidents.AddNotice(ctx, in.Incident, n.ID); err != nil {
+			return api.Notice{}, err
+		}
 	}
 	if _, err := audit.Record(ctx, s.st, "notice.create", n.ID, map[string]any{"finding": in.Finding, "incident": in.Incident,
 		"severity": in.Severity, "title": in.Title, "sites": sites}); err != nil {
