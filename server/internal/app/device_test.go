@@ -151,8 +151,17 @@ func TestDeviceImportIsAllOrNothingWithLineNumbers(t *testing.T) {
 		}
 	}
 	// Nothing of the refused files was registered; the good row alone is.
-	w.admin("POST", api.RouteDeviceImport, head+good, 201)
-	w.admin("POST", api.RouteDeviceImport, head+good, 409)
+	if out := w.admin("POST", api.RouteDeviceImport, head+good, 201); !strings.Contains(out, `"registered":1`) {
+		t.Fatalf("first import: %s", out)
+	}
+	// The same rows again change nothing; a changed row is refused, named.
+	if out := w.admin("POST", api.RouteDeviceImport, head+good, 201); !strings.Contains(out, `"registered":0,"unchanged":1`) {
+		t.Fatalf("the same import again: %s", out)
+	}
+	moved := strings.Replace(good, ",st-mary,", ",north,", 1)
+	if out := w.admin("POST", api.RouteDeviceImport, head+moved, 409); !strings.Contains(out, "line 2") || !strings.Contains(out, "site") {
+		t.Fatalf("a changed row: %s", out)
+	}
 }
 
 type body struct{ *strings.Reader }
