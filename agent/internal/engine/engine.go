@@ -100,6 +100,10 @@ type Engine struct {
 	cfg   Config
 	st    journal.State
 	queue *events.Queue
+	// offered: stillOffered confirmed the release and nothing has waited
+	// since (a deferral, a new process), so switching right after staging
+	// needs no second refresh.
+	offered bool
 }
 
 // New loads the journal.
@@ -419,6 +423,7 @@ func (e *Engine) stage(ctx context.Context) error {
 // beforeSwitch asks the interlock again: a switch restarts what runs.
 func (e *Engine) beforeSwitch(ctx context.Context) (bool, error) {
 	if busy, reason := e.cfg.Interlock.Busy(ctx); busy {
+		e.offered = false // the release is checked again when the wait ends
 		if e.st.Reason != reason {
 			e.st.Reason = reason
 			if err := e.emit(journal.Deferred, reason, "staged"); err != nil {
@@ -432,9 +437,12 @@ func (e *Engine) beforeSwitch(ctx context.Context) (bool, error) {
 		}
 		return true, nil
 	}
-	if offered, err := e.stillOffered(ctx); err != nil || !offered {
-		return err == nil, err
+	if !e.offered {
+		if offered, err := e.stillOffered(ctx); err != nil || !offered {
+			return err == nil, err
+		}
 	}
+	e.offered = false
 	return false, e.to(journal.Switching, "", func(s *journal.State) { s.BootAttempts = 0 })
 }
 
@@ -443,7 +451,8 @@ func (e *Engine) beforeSwitch(ctx context.Context) (bool, error) {
 const ReasonRevoked = "revoked: the release is no longer in the signed product role"
 
 // stillOffered re-reads the signed metadata before a step that changes
-// what runs (staging, switching): a release revoked since it was chosen
+// what runs (staging; switching, unless it follows staging without a wait):
+// a release revoked since it was chosen
 // (the product role re-signed without it) is dropped, never installed. A
 // device that cannot refresh keeps waiting (the error): it installs only
 // what it has just confirmed is still signed. When the release is gone it
@@ -454,6 +463,7 @@ func (e *Engine) stillOffered(ctx context.Context) (bool, error) {
 		return false, fmt.Errorf("re-checking %s before installing it (will retry): %w", e.st.Release.Target, err)
 	}
 	if tf, err := tc.TargetInfo(e.st.Release.Target); err == nil && hex.EncodeToString(tf.Hashes["sha256"]) == e.st.Release.SHA256 {
+		e.offered = true
 		return true, nil
 	}
 	e.cfg.Log.Warn("release revoked before it was installed; dropping it", zap.String("target", e.st.Release.Target), zap.String("phase", string(e.st.Phase)))

@@ -30,6 +30,7 @@ import (
 	"github.com/vigil-ota/vigil/api"
 	"github.com/vigil-ota/vigil/server/internal/apperr"
 	"github.com/vigil-ota/vigil/server/internal/audit"
+	"github.com/vigil-ota/vigil/server/internal/fleet"
 	"github.com/vigil-ota/vigil/server/internal/input"
 	"github.com/vigil-ota/vigil/server/internal/state"
 )
@@ -295,8 +296,8 @@ func (s *Service) Act(ctx context.Context, id string, a api.IncidentAction) (api
 func (s *Service) link(ctx context.Context, a api.IncidentAction) (map[string]any, func(*api.Incident) error, error) {
 	switch {
 	case a.Release != "":
-		if !strings.Contains(a.Release, "@") {
-			return nil, nil, apperr.New(apperr.Invalid, "release %q is not PRODUCT@VERSION", a.Release).WithField("release")
+		if _, _, err := fleet.ParseRelease(a.Release); err != nil {
+			return nil, nil, err
 		}
 		return map[string]any{"release": a.Release, "note": a.Note},
 			func(i *api.Incident) (err error) { i.Releases, err = addLink(i.Releases, a.Release); return }, nil

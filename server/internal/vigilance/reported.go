@@ -3,7 +3,8 @@ package vigilance
 import (
 	"context"
 	"encoding/json"
-	"sort"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/vigil-ota/vigil/internal/vigilance"
@@ -46,11 +47,11 @@ func (s *Service) AddReported(ctx context.Context, vulnID, caseID, summary strin
 	now := s.now()
 	comp := vigilance.Component{BOMRef: "vigil-cvd:" + caseID, Name: "reported: " + caseID}
 	var recs []state.FindingRecord
-	for _, rel := range dedupe(releases) {
+	for _, rel := range slices.Compact(slices.Sorted(slices.Values(releases))) {
 		if !published[rel] {
 			return nil, apperr.New(apperr.Invalid, "release %q is not published (name affected releases as PRODUCT@VERSION)", rel).WithField("releases")
 		}
-		product, version := splitRelease(rel)
+		product, version, _ := strings.Cut(rel, "@") // a published release: PRODUCT@VERSION
 		f := vigilance.Finding{ID: vigilance.FindingID(vulnID, rel, comp), VulnerabilityID: vulnID, Source: SourceReported, Aliases: []string{caseID},
 			CVEs: []string{}, Summary: summary, KEV: kev, KEVRelated: []string{}, Release: rel, Component: comp,
 			Status: vigilance.StatusOpen, Risk: vigilance.RiskUntriaged}
@@ -71,28 +72,6 @@ func (s *Service) AddReported(ctx context.Context, vulnID, caseID, summary strin
 		}
 	}
 	return ids, nil
-}
-
-func dedupe(in []string) []string {
-	seen := map[string]bool{}
-	var out []string
-	for _, v := range in {
-		if !seen[v] {
-			seen[v] = true
-			out = append(out, v)
-		}
-	}
-	sort.Strings(out)
-	return out
-}
-
-func splitRelease(rel string) (string, string) {
-	for i := len(rel) - 1; i >= 0; i-- {
-		if rel[i] == '@' {
-			return rel[:i], rel[i+1:]
-		}
-	}
-	return rel, ""
 }
 
 // NoticeSent records that customers were notified of a finding at t: the
