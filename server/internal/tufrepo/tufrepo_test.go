@@ -585,3 +585,57 @@ func TestOrphanedUploadsAreRemovedAndPublishedOnesStay(t *testing.T) {
 		t.Fatal("a second sweep removed more")
 	}
 }
+
+// The revocation path lets exactly the named releases leave the product
+// role, with a reason, and nothing else; a hostile or sloppy revoke list
+// changes nothing.
+func TestARevokeRemovesOnlyTheNamedReleasesWithAReason(t *testing.T) {
+	f := newFixture(t, nil, nil)
+	for _, v := range []string{"1.0.0", "1.1.0"} {
+		if err := f.publish(t, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	without := func(paths ...string) *metadata.Metadata[metadata.TargetsType] {
+		md := f.nextRole(t)
+		for _, p := range paths {
+			delete(md.Signed.Targets, p)
+		}
+		return md
+	}
+	submit := func(md *metadata.Metadata[metadata.TargetsType], reason string, revoke ...string) error {
+		_, err := f.repo.Submit(context.Background(), api.SubmitRequest{Reason: reason, Revoke: revoke,
+			Products: map[string]json.RawMessage{"demo-pump": sign(t, md, signer(t, "product-demo-pump"))}})
+		return err
+	}
+	p100, p110 := "demo-pump/demo-pump-1.0.0.img", "demo-pump/demo-pump-1.1.0.img"
+	for name, c := range map[string]struct {
+		err    error
+		kind   apperr.Kind
+		reason string
+	}{
+		"no reason":                  {submit(without(p110), "", "demo-pump@1.1.0"), apperr.Invalid, "no reason"},
+		"names a release it keeps":   {submit(without(), "bad build", "demo-pump@1.1.0"), apperr.VerificationFailed, "still holds it"},
+		"drops one it does not name": {submit(without(p100, p110), "bad build", "demo-pump@1.1.0"), apperr.VerificationFailed, "release immutability"},
+		"not PRODUCT@VERSION":        {submit(without(p110), "bad build", "demo-pump"), apperr.Invalid, "not PRODUCT@VERSION"},
+		"another product's role":     {submit(without(p110), "bad build", "other-pump@1.0.0"), apperr.Invalid, "carries no new other-pump role"},
+		"a reason with escapes":      {submit(without(p110), "bad\x1b[2J", "demo-pump@1.1.0"), apperr.Invalid, "control character"},
+	} {
+		if !apperr.Is(c.err, c.kind) || !strings.Contains(c.err.Error(), c.reason) {
+			t.Errorf("%s: %v, want %v naming %q", name, c.err, c.kind, c.reason)
+		}
+	}
+	if _, _, err := f.repo.ReleaseTarget(context.Background(), "demo-pump", "1.1.0"); err != nil {
+		t.Fatalf("a refused revoke removed the release: %v", err)
+	}
+	md := without(p110)
+	if err := submit(md, "boot loop on rev-b", "demo-pump@1.1.0"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := f.repo.ReleaseTarget(context.Background(), "demo-pump", "1.1.0"); !apperr.Is(err, apperr.NotFound) {
+		t.Fatalf("the revoked release is still published: %v", err)
+	}
+	if _, _, err := f.repo.ReleaseTarget(context.Background(), "demo-pump", "1.0.0"); err != nil {
+		t.Fatalf("the other release went too: %v", err)
+	}
+}
