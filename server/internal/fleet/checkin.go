@@ -16,9 +16,13 @@ import (
 //
 // Concurrency: the decision and the reservation of a new assignment happen
 // under the cache's lock, on the cached snapshot (so two check-ins on this
-// replica never both take the last place under a cap); the database write
-// happens after the lock is released, and a refused write takes the
-// reservation back. seenMu guards the buffer of check-ins to write.
+// replica never both take the last place under a cap); the database claim
+// (state.ProgressStore.ClaimAssignment, which counts the site's and care
+// area's unfinished assignments across all replicas) happens after the lock
+// is released, and a refused claim takes the reservation back. Until the
+// claim is decided, another check-in of the same device gets no answer
+// (never one the database may refuse). seenMu guards the buffer of
+// check-ins to write.
 type CheckIns struct {
 	cache *cache
 	prog  state.ProgressStore
@@ -27,6 +31,10 @@ type CheckIns struct {
 
 	seenMu sync.Mutex
 	seen   map[string]state.Touch // check-ins not yet written
+
+	// claiming holds the (rollout, device) places being claimed in the
+	// database now; guarded by the cache's lock.
+	claiming map[[2]string]bool
 }
 
 // CheckIn answers a device: at most one assignment. It writes only when it
@@ -49,25 +57,51 @@ func (c *CheckIns) CheckIn(ctx context.Context, dev Authenticated, in api.CheckI
 	for _, snap := range snaps {
 		var a *rollout.Assignment
 		reserved, wave := false, 0
+		var claim state.Claim
+		key := [2]string{snap.Rollout.ID, d.ID}
 		c.cache.with(func() {
 			a, _ = snap.Decide(now, rd)
+			if a != nil && c.claiming[key] {
+				// Another check-in of this device is claiming its place
+				// right now: no answer until the database has decided.
+				a = nil
+			}
 			if a != nil && snap.Progress[d.ID] == nil {
+				c.claiming[key] = true
 				snap.SetProgress(d.ID, rollout.Assigned, now) // reserve the place under the caps
 				reserved, wave = true, snap.WaveOfDevice(d.ID)
+				claim = state.Claim{Site: d.Site, CareArea: d.CareArea}
+				if site := snap.Sites[d.Site]; site != nil {
+					claim.SiteCap, claim.AreaCap = site.SiteCap, site.CareAreaCap
+				}
 			}
 		})
 		if a == nil {
 			continue
 		}
 		if reserved {
-			fresh, err := c.prog.SetProgress(ctx, state.Progress{RolloutID: snap.Rollout.ID, DeviceID: d.ID, Wave: wave, State: rollout.Assigned, Updated: now}, true)
+			// The cache decided on this replica's view; the database
+			// decides across replicas (the caps hold exactly).
+			res, err := c.prog.ClaimAssignment(ctx, state.Progress{RolloutID: snap.Rollout.ID, DeviceID: d.ID, Wave: wave, State: rollout.Assigned, Updated: now}, claim)
+			refused := err != nil || res == state.SiteFull || res == state.CareAreaFull
+			c.cache.with(func() {
+				delete(c.claiming, key)
+				if refused {
+					snap.Unassign(d.ID)
+				}
+			})
 			if err != nil {
-				c.cache.with(func() { snap.Unassign(d.ID) })
 				return nil, err
 			}
-			if !fresh {
+			switch res {
+			case state.AlreadyAssigned:
 				// Another replica assigned it first: its answer stands.
 				c.cache.forget(snap.Rollout.ID, "")
+			case state.SiteFull, state.CareAreaFull:
+				// Other replicas filled the slots this replica saw free:
+				// no assignment now, and re-read the rollout's progress.
+				c.cache.forget(snap.Rollout.ID, "")
+				continue
 			}
 		}
 		return &api.Assignment{RolloutID: a.RolloutID, Target: a.Target, Version: a.Version, Wave: a.Wave, NotBefore: a.NotBefore, WindowEnd: a.WindowEnd}, nil

@@ -94,7 +94,7 @@ func New(st Stores, targets Targets, log *zap.Logger) *Fleet {
 	rec := recorder{st.Audit, log}
 	c := newCache(st.Registry, st.Rollouts, st.Progress, clk)
 	ro := &Rollouts{ro: st.Rollouts, prog: st.Progress, reg: st.Registry, cache: c, targets: targets, rec: rec, log: log, clock: clk}
-	ci := &CheckIns{cache: c, prog: st.Progress, reg: st.Registry, clock: clk, seen: map[string]state.Touch{}}
+	ci := &CheckIns{cache: c, prog: st.Progress, reg: st.Registry, clock: clk, seen: map[string]state.Touch{}, claiming: map[[2]string]bool{}}
 	return &Fleet{
 		Registry: &Registry{reg: st.Registry, events: st.Events, cache: c, rec: rec, clock: clk},
 		Auth:     &DeviceAuth{cache: c, nonces: st.Nonces, clock: clk},

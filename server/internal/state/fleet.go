@@ -115,6 +115,24 @@ type Progress struct {
 	Updated   time.Time
 }
 
+// Claim names where an assignment counts and the caps it must stay under
+// (0: no cap).
+type Claim struct {
+	Site, CareArea   string
+	SiteCap, AreaCap int
+}
+
+// ClaimResult is what ClaimAssignment did.
+type ClaimResult int
+
+// ClaimAssignment's outcomes.
+const (
+	Claimed         ClaimResult = iota // the row was inserted
+	AlreadyAssigned                    // the device has a row already (another replica was first)
+	SiteFull                           // the site has SiteCap unfinished assignments
+	CareAreaFull                       // the care area has AreaCap unfinished assignments
+)
+
 // RegistryStore keeps sites and devices.
 type RegistryStore interface {
 	// PutSite creates or replaces a site.
@@ -166,6 +184,12 @@ type ProgressStore interface {
 	// SetProgress records a device's state in a rollout. With onlyIfNew it
 	// inserts only when the device has no row yet and reports whether it did.
 	SetProgress(ctx context.Context, p Progress, onlyIfNew bool) (bool, error)
+	// ClaimAssignment inserts a device's first progress row in a rollout
+	// if it has none and its site and care area are under their caps: the
+	// count of unfinished assignments and the insert happen in one
+	// transaction serialized per (rollout, site) across every replica, so
+	// a cap holds exactly however many replicas hand out assignments.
+	ClaimAssignment(ctx context.Context, p Progress, c Claim) (ClaimResult, error)
 	Progress(ctx context.Context, rolloutID string) ([]Progress, error)
 	// DeviceProgress returns one device's progress in a rollout, or NotFound.
 	DeviceProgress(ctx context.Context, rolloutID, deviceID string) (Progress, error)

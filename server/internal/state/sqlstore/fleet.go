@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"strconv"
 	"strings"
 	"time"
 
@@ -372,6 +373,59 @@ func (s *Store) SetProgress(ctx context.Context, p state.Progress, onlyIfNew boo
 	}
 	n, _ := res.RowsAffected()
 	return n > 0, nil
+}
+
+// finalStates are the install states that end an assignment; every other
+// state holds an install slot under the caps.
+var finalStates = "'" + string(api.StateCommitted) + "', '" + string(api.StateRolledBack) + "', '" + string(api.StateFailed) + "'"
+
+// claimLockKey namespaces the per-(rollout, site) PostgreSQL advisory locks
+// of ClaimAssignment ("VIGC").
+const claimLockKey = 0x56494743
+
+// ClaimAssignment implements state.ProgressStore. On PostgreSQL the
+// transaction takes an advisory lock on (rollout, site), so claims at one
+// site run one at a time on every replica while other sites proceed; on
+// SQLite every write transaction holds the database's write lock.
+func (s *Store) ClaimAssignment(ctx context.Context, p state.Progress, c state.Claim) (state.ClaimResult, error) {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, s.fail("begin claim", err)
+	}
+	defer tx.Rollback()
+	if s.d.numbered {
+		if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock("+strconv.Itoa(claimLockKey)+", hashtext($1))", p.RolloutID+"\n"+c.Site); err != nil {
+			return 0, s.fail("lock install slots", err)
+		}
+	}
+	var exists int
+	err = tx.QueryRowContext(ctx, s.d.rebind("SELECT COUNT(*) FROM rollout_devices WHERE rollout_id = ? AND device_id = ?"), p.RolloutID, p.DeviceID).Scan(&exists)
+	if err != nil {
+		return 0, s.fail("claim", err)
+	}
+	if exists > 0 {
+		return state.AlreadyAssigned, nil
+	}
+	if c.SiteCap > 0 || (c.AreaCap > 0 && c.CareArea != "") {
+		var atSite, inArea int
+		err = tx.QueryRowContext(ctx, s.d.rebind(`SELECT COUNT(*), COALESCE(SUM(CASE WHEN care_area = ? THEN 1 ELSE 0 END), 0)
+			FROM rollout_devices WHERE rollout_id = ? AND site = ? AND state NOT IN (`+finalStates+`)`), c.CareArea, p.RolloutID, c.Site).Scan(&atSite, &inArea)
+		if err != nil {
+			return 0, s.fail("count install slots", err)
+		}
+		if c.SiteCap > 0 && atSite >= c.SiteCap {
+			return state.SiteFull, nil
+		}
+		if c.AreaCap > 0 && c.CareArea != "" && inArea >= c.AreaCap {
+			return state.CareAreaFull, nil
+		}
+	}
+	_, err = tx.ExecContext(ctx, s.d.rebind(`INSERT INTO rollout_devices (rollout_id, device_id, wave, state, updated_ms, site, care_area) VALUES (?, ?, ?, ?, ?, ?, ?)`),
+		p.RolloutID, p.DeviceID, p.Wave, string(p.State), ms(p.Updated), c.Site, c.CareArea)
+	if err != nil {
+		return 0, s.fail("claim", err)
+	}
+	return state.Claimed, s.fail("commit claim", tx.Commit())
 }
 
 // Progress implements state.FleetStore.

@@ -1,6 +1,8 @@
 package statetest
 
 import (
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -149,5 +151,76 @@ func testRollouts(t *testing.T, s state.Store) {
 	}
 	if _, err := s.DeviceProgress(ctx, "ro-1", "PUMP-9"); !apperr.Is(err, apperr.NotFound) {
 		t.Fatalf("missing progress: %v", err)
+	}
+}
+
+// testClaims races 3 replicas × 20 devices for assignments at one site with
+// a site cap of 5 and a care-area cap of 2: exactly the caps are handed
+// out, a device is assigned once, a finished assignment frees its slot,
+// and another site is not held back.
+func testClaims(t *testing.T, open Opener) {
+	ctx := t.Context()
+	replicas := []state.Store{open(t), open(t), open(t)}
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	if err := replicas[0].CreateRollout(ctx, state.Rollout{ID: "ro-c", Product: "demo-pump", Version: "1.1.0", Target: "demo-pump/x.img", Plan: []byte(`{}`), State: "active", WaveOpened: now, Created: now}); err != nil {
+		t.Fatal(err)
+	}
+	const siteCap, areaCap, devices = 5, 2, 20
+	claim := func(r state.Store, id, site, area string) state.ClaimResult {
+		res, err := r.ClaimAssignment(ctx, state.Progress{RolloutID: "ro-c", DeviceID: id, State: "assigned", Updated: now},
+			state.Claim{Site: site, CareArea: area, SiteCap: siteCap, AreaCap: areaCap})
+		if err != nil {
+			t.Error(err)
+		}
+		return res
+	}
+	var mu sync.Mutex
+	got := map[state.ClaimResult]int{}
+	var wg sync.WaitGroup
+	for i := range devices {
+		for _, r := range replicas { // every replica tries every device
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				area := ""
+				if i%2 == 0 {
+					area = "icu"
+				}
+				res := claim(r, fmt.Sprintf("PUMP-%02d", i), "st-mary", area)
+				mu.Lock()
+				got[res]++
+				mu.Unlock()
+			}()
+		}
+	}
+	wg.Wait()
+	ps, _ := replicas[1].Progress(ctx, "ro-c")
+	icu := 0
+	for _, p := range ps {
+		var n int
+		if _, err := fmt.Sscanf(p.DeviceID, "PUMP-%d", &n); err == nil && n%2 == 0 {
+			icu++
+		}
+	}
+	if got[state.Claimed] != siteCap || len(ps) != siteCap || icu > areaCap {
+		t.Fatalf("claimed %d (rows %d, %d in the care area), want exactly the site cap %d with at most %d in the care area: %v", got[state.Claimed], len(ps), icu, siteCap, areaCap, got)
+	}
+	if got[state.AlreadyAssigned] == 0 || got[state.SiteFull] == 0 {
+		t.Fatalf("outcomes %v", got)
+	}
+	if res := claim(replicas[2], "PUMP-99", "st-luke", "icu"); res != state.Claimed {
+		t.Fatalf("another site was held back: %v", res)
+	}
+	// A finished assignment frees its slot; a deferred one does not.
+	p := ps[0]
+	p.State = "deferred"
+	replicas[0].SetProgress(ctx, p, false)
+	if res := claim(replicas[1], "PUMP-50", "st-mary", ""); res != state.SiteFull {
+		t.Fatalf("a deferred device freed its slot: %v", res)
+	}
+	p.State = "committed"
+	replicas[0].SetProgress(ctx, p, false)
+	if res := claim(replicas[1], "PUMP-50", "st-mary", ""); res != state.Claimed {
+		t.Fatalf("a committed device kept its slot: %v", res)
 	}
 }

@@ -1,0 +1,138 @@
+package fleet_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vigil-ota/vigil/api"
+	"github.com/vigil-ota/vigil/server/internal/fleet"
+	"github.com/vigil-ota/vigil/server/internal/state"
+	"github.com/vigil-ota/vigil/server/internal/state/sqlstore"
+	"github.com/vigil-ota/vigil/test/testsvc"
+)
+
+// capsAcrossReplicas: three fleets (replicas, each with its own cache and
+// store handle) on one database; 60 devices in 3 care areas of one site
+// (site cap 7, care-area cap 3) all check in on every replica at once, twice,
+// then once more one at a time. Exactly 7 devices are assigned, at most 3
+// in any care area, and every
+// device that got an answer got it from the one stored assignment. Before
+// slots were claimed in the database each replica could take the last
+// place, so 3 replicas could hand out up to 9.
+func capsAcrossReplicas(t *testing.T, open func(t *testing.T) state.Store) {
+	ctx := context.Background()
+	const devices, siteCap, areaCap = 60, 7, 3
+	now := time.Date(2026, 11, 29, 3, 0, 0, 0, time.UTC)
+	var replicas []*fleet.Fleet
+	var stores []state.Store
+	for range 3 {
+		st := open(t)
+		f := newFleet(st, fixedTargets{})
+		f.SetClock(func() time.Time { return now })
+		replicas, stores = append(replicas, f), append(stores, st)
+	}
+	if err := replicas[0].Registry.PutSite(ctx, api.Site{Name: "st-mary", TimeZone: "UTC", SiteCap: siteCap, CareAreaCap: areaCap}); err != nil {
+		t.Fatal(err)
+	}
+	var ins []api.Device
+	for i := range devices {
+		ins = append(ins, api.Device{ID: fmt.Sprintf("PUMP-%03d", i), Product: "demo-pump", Hardware: "rev-b", Site: "st-mary",
+			CareArea: fmt.Sprintf("ward-%d", i%3), PublicKey: "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=", Installed: "1.0.0"})
+	}
+	if err := replicas[0].Registry.RegisterDevices(ctx, ins); err != nil {
+		t.Fatal(err)
+	}
+	ro, err := replicas[0].Rollouts.Create(ctx, api.RolloutPlan{Release: "demo-pump@1.1.0", Waves: "all:100%", Soak: "1h", Success: "95%", HaltOn: "failure>=50% min=10"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := replicas[0].Rollouts.Approve(ctx, ro.ID, api.Approval{Wave: "all", Site: "st-mary", Comment: "CHG-1"}); err != nil {
+		t.Fatal(err)
+	}
+	devs, _ := stores[0].DevicesOf(ctx, "demo-pump")
+	var mu sync.Mutex
+	answered := map[string]bool{}
+	var wg sync.WaitGroup
+	for range 2 {
+		for _, d := range devs {
+			for _, r := range replicas {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					a, err := r.CheckIns.CheckIn(ctx, fleet.Authenticated{Device: d, SignedAt: now}, api.CheckIn{Installed: "1.0.0", State: api.StateIdle})
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if a != nil {
+						mu.Lock()
+						answered[d.ID] = true
+						mu.Unlock()
+					}
+				}()
+			}
+		}
+	}
+	wg.Wait()
+	// A slot another replica's pending reservation held during the storm
+	// may be free now: one more pass, one check-in at a time, fills the
+	// site exactly to its caps.
+	for _, d := range devs {
+		for _, r := range replicas {
+			a, err := r.CheckIns.CheckIn(ctx, fleet.Authenticated{Device: d, SignedAt: now}, api.CheckIn{Installed: "1.0.0", State: api.StateIdle})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a != nil {
+				answered[d.ID] = true
+			}
+		}
+	}
+	ps, err := stores[1].Progress(ctx, ro.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, perArea := map[string]bool{}, map[int]int{}
+	for _, p := range ps {
+		stored[p.DeviceID] = true
+		var n int
+		fmt.Sscanf(p.DeviceID, "PUMP-%d", &n)
+		perArea[n%3]++
+	}
+	if len(ps) != siteCap || max(perArea[0], perArea[1], perArea[2]) > areaCap {
+		t.Fatalf("%d assignments stored (per care area %v); the caps are %d at the site and %d per care area", len(ps), perArea, siteCap, areaCap)
+	}
+	for id := range answered {
+		if !stored[id] {
+			t.Errorf("%s was told to install but holds no stored assignment", id)
+		}
+	}
+}
+
+func TestInstallCapsHoldExactlyAcrossThreeReplicasOnSQLite(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "vigil.db")
+	capsAcrossReplicas(t, func(t *testing.T) state.Store {
+		st, err := sqlstore.Open(context.Background(), path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		return st
+	})
+}
+
+func TestInstallCapsHoldExactlyAcrossThreeReplicasOnPostgres(t *testing.T) {
+	dsn := testsvc.PostgresDSN(t)
+	capsAcrossReplicas(t, func(t *testing.T) state.Store {
+		st, err := sqlstore.Open(context.Background(), dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		return st
+	})
+}
