@@ -43,9 +43,9 @@ FUZZTIME ?= 30s
 help: ## Show this list
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-build: ## Build vigil-server, vigil-agent and vigil into ./bin
+build: ## Build vigil-server, vigil-agent, vigil and vigil-fleetsim into ./bin
 	@mkdir -p $(BIN)
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./server/cmd/vigil-server ./agent/cmd/vigil-agent ./tools/cmd/vigil
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./server/cmd/vigil-server ./agent/cmd/vigil-agent ./tools/cmd/vigil ./tools/cmd/vigil-fleetsim
 
 # The demo token for `make run`; override with VIGIL_BOOTSTRAP_TOKEN=….
 DEMO_TOKEN ?= demo-token

@@ -47,7 +47,7 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
-		cmd := exec.Command("go", "build", "-o", dir+"/", "./server/cmd/vigil-server", "./agent/cmd/vigil-agent", "./tools/cmd/vigil")
+		cmd := exec.Command("go", "build", "-o", dir+"/", "./server/cmd/vigil-server", "./agent/cmd/vigil-agent", "./tools/cmd/vigil", "./tools/cmd/vigil-fleetsim")
 		cmd.Dir = root
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {
@@ -66,6 +66,9 @@ func bin(name string) string { return filepath.Join(binDir, name) }
 // server is a running vigil-server process.
 type server struct {
 	URL  string
+	addr string
+	env  []string
+	args []string
 	cmd  *exec.Cmd
 	logs *lockedBuffer
 	done chan error
@@ -92,8 +95,20 @@ func (l *lockedBuffer) String() string {
 // startServer runs vigil-server with args and env and waits for /healthz.
 func startServer(t testing.TB, env []string, args ...string) *server {
 	t.Helper()
-	addr := testsvc.FreePort(t)
-	s := &server{URL: "http://" + addr, logs: &lockedBuffer{}, done: make(chan error, 1)}
+	return startServerAt(t, testsvc.FreePort(t), env, args...)
+}
+
+// restart starts the same server again (same address, settings and data)
+// after it stopped or was killed.
+func (s *server) restart(t testing.TB) *server {
+	t.Helper()
+	return startServerAt(t, s.addr, s.env, s.args...)
+}
+
+// startServerAt is startServer on a given loopback address.
+func startServerAt(t testing.TB, addr string, env []string, args ...string) *server {
+	t.Helper()
+	s := &server{URL: "http://" + addr, addr: addr, env: env, args: args, logs: &lockedBuffer{}, done: make(chan error, 1)}
 	s.cmd = exec.Command(bin("vigil-server"), append([]string{"--listen", addr}, args...)...)
 	s.cmd.Env = append(cleanEnv(), env...)
 	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs

@@ -221,6 +221,20 @@ func StartS3(t testing.TB) S3 {
 	return s
 }
 
+// Restart starts the gateway again on the same port and directory after
+// Stop (an object-store outage that ends); the bucket and objects are kept.
+func (s *S3) Restart(t testing.TB) {
+	t.Helper()
+	bin, err := VersityGWPath()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Stop, err = startGateway(bin, *s); err != nil {
+		t.Fatalf("restart versitygw: %v", err)
+	}
+	t.Cleanup(s.Stop)
+}
+
 func startGateway(bin string, s S3) (stop func(), err error) {
 	var out bytes.Buffer
 	cmd := exec.Command(bin, "--port", s.Endpoint, "--quiet", "posix", s.Dir)

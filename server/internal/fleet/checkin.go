@@ -160,7 +160,7 @@ func (c *CheckIns) noteInstalled(d state.Device, version string, signedAt, now t
 }
 
 // FlushLastSeen writes buffered check-ins (installed version, last seen)
-// in one transaction.
+// in one transaction; a failed write keeps them for the next flush.
 func (c *CheckIns) FlushLastSeen(ctx context.Context) error {
 	c.seenMu.Lock()
 	batch := make([]state.Touch, 0, len(c.seen))
@@ -169,7 +169,19 @@ func (c *CheckIns) FlushLastSeen(ctx context.Context) error {
 	}
 	c.seen = map[string]state.Touch{}
 	c.seenMu.Unlock()
-	return c.reg.TouchDevices(ctx, batch)
+	err := c.reg.TouchDevices(ctx, batch)
+	if err != nil {
+		// The database is away (a restart, a failover): keep the batch for
+		// the next flush, unless a newer check-in of a device came since.
+		c.seenMu.Lock()
+		for _, t := range batch {
+			if cur, ok := c.seen[t.DeviceID]; !ok || t.SignedAt.After(cur.SignedAt) {
+				c.seen[t.DeviceID] = t
+			}
+		}
+		c.seenMu.Unlock()
+	}
+	return err
 }
 
 // RunFlusher writes buffered check-ins every LastSeenFlushInterval until
