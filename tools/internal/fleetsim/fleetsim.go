@@ -122,7 +122,7 @@ type Second struct {
 
 // Belief is what a device believes the server recorded about it.
 type Belief struct {
-	Installed string           `json:"installed"`
+	Installed string            `json:"installed"`
 	States    map[string]string `json:"states,omitempty"` // target → last acknowledged state
 }
 
