@@ -183,7 +183,13 @@ func get(t testing.TB, url string) (int, string) {
 // runBin runs a binary to completion and returns its exit code and output.
 func runBin(t testing.TB, env []string, name string, args ...string) (int, string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
+	return runBinFor(t, commandTimeout, env, name, args...)
+}
+
+// runBinFor is runBin with its own time limit.
+func runBinFor(t testing.TB, limit time.Duration, env []string, name string, args ...string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin(name), args...)
 	cmd.Env = append(cleanEnv(), env...)

@@ -441,6 +441,9 @@ func (s *Sim) checkIn(ctx context.Context, d *device, plan bool) {
 		a, err = c.CheckIn(ctx, api.CheckIn{Installed: d.installed, State: api.StateIdle})
 		return err
 	})
+	if ctx.Err() != nil {
+		return
+	}
 	s.checkIns.Add(1)
 	if err != nil || a == nil || !plan || len(d.pending) > 0 {
 		return
@@ -510,8 +513,11 @@ func (s *Sim) send(ctx context.Context, d *device, req func(*client.Client) erro
 		c := d.clients[(d.pref+i)%len(d.clients)]
 		t0 := time.Now()
 		err = req(c)
+		if ctx.Err() != nil {
+			return ctx.Err() // the run ended: not the server's failure
+		}
 		s.record(time.Since(t0), err)
-		if err == nil || !retryable(err) || ctx.Err() != nil {
+		if err == nil || !retryable(err) {
 			return err
 		}
 		s.failovers.Add(1)
