@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/csv"
 	"errors"
 	"fmt"
@@ -192,12 +193,26 @@ func (r *Registry) RegisterDevices(ctx context.Context, ins []api.Device) error 
 		return err
 	}
 	r.cache.forceRefresh()
+	r.rec.record(ctx, "device.register", registeredSubject(ds), map[string]int{"count": len(ds)})
+	return nil
+}
+
+// MaxAuditedDeviceIDs bounds the ids an audit entry of a registration
+// names; a larger import is named by its count, first and last id and the
+// SHA-256 of its id list (one id per line, in import order), so a
+// million-device import does not write a 20 MB audit entry.
+const MaxAuditedDeviceIDs = 1000
+
+func registeredSubject(ds []state.Device) string {
 	ids := make([]string, 0, len(ds))
 	for _, d := range ds {
 		ids = append(ids, d.ID)
 	}
-	r.rec.record(ctx, "device.register", strings.Join(ids, ","), map[string]int{"count": len(ds)})
-	return nil
+	if len(ids) <= MaxAuditedDeviceIDs {
+		return strings.Join(ids, ",")
+	}
+	h := sha256.Sum256([]byte(strings.Join(ids, "\n")))
+	return fmt.Sprintf("%d devices %s…%s ids-sha256:%x", len(ids), ids[0], ids[len(ids)-1], h)
 }
 
 // CSVColumns is the header `vigil device import` expects.

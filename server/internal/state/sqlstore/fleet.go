@@ -121,24 +121,76 @@ func scanDevice(sc scanner) (state.Device, error) {
 // AddDevices implements state.FleetStore.
 func (s *Store) AddDevices(ctx context.Context, ds []state.Device) error {
 	return s.inTx(ctx, "add devices", func(tx *sql.Tx) error {
-		q := s.d.rebind(`INSERT INTO devices (` + deviceColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`)
-		for _, d := range ds {
-			var site string
-			if err := tx.QueryRowContext(ctx, s.d.rebind("SELECT name FROM sites WHERE name = ?"), d.Site).Scan(&site); errors.Is(err, sql.ErrNoRows) {
-				return apperr.New(apperr.Invalid, "device %s: site %q does not exist", d.ID, d.Site)
-			} else if err != nil {
+		sites := map[string]bool{}
+		rows, err := tx.QueryContext(ctx, "SELECT name FROM sites")
+		if err != nil {
+			return s.fail("add devices", err)
+		}
+		for rows.Next() {
+			var name string
+			if err := rows.Scan(&name); err != nil {
+				rows.Close()
 				return s.fail("add devices", err)
 			}
-			res, err := tx.ExecContext(ctx, q, d.ID, d.UDIDI, d.Product, d.Hardware, d.Site, d.CareArea, joinList(d.Tags), d.PublicKey, d.Installed, 0, 0, ms(s.now()), 0)
+			sites[name] = true
+		}
+		rows.Close()
+		for _, d := range ds {
+			if !sites[d.Site] {
+				return apperr.New(apperr.Invalid, "device %s: site %q does not exist", d.ID, d.Site)
+			}
+		}
+		created := ms(s.now())
+		for start := 0; start < len(ds); start += insertBatchRows {
+			batch := ds[start:min(start+insertBatchRows, len(ds))]
+			if err := s.refuseRegistered(ctx, tx, batch); err != nil {
+				return err
+			}
+			var q strings.Builder
+			q.WriteString("INSERT INTO devices (" + deviceColumns + ") VALUES ")
+			args := make([]any, 0, len(batch)*13)
+			for i, d := range batch {
+				if i > 0 {
+					q.WriteString(", ")
+				}
+				q.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+				args = append(args, d.ID, d.UDIDI, d.Product, d.Hardware, d.Site, d.CareArea, joinList(d.Tags), d.PublicKey, d.Installed, 0, 0, created, 0)
+			}
+			q.WriteString(" ON CONFLICT (id) DO NOTHING")
+			res, err := tx.ExecContext(ctx, s.d.rebind(q.String()), args...)
 			if err != nil {
 				return s.fail("add devices", err)
 			}
-			if n, _ := res.RowsAffected(); n == 0 {
-				return apperr.New(apperr.Conflict, "device %s is already registered", d.ID).WithCode(api.CodeDeviceExists)
+			if n, _ := res.RowsAffected(); int(n) < len(batch) {
+				// Listed twice, or registered by a concurrent import.
+				return apperr.New(apperr.Conflict, "a device of this import is listed twice or was registered meanwhile").WithCode(api.CodeDeviceExists)
 			}
 		}
 		return nil
 	})
+}
+
+// insertBatchRows is devices per multi-row INSERT (13 parameters each,
+// well under both databases' parameter limits).
+const insertBatchRows = 500
+
+// refuseRegistered names the first device of batch that is registered
+// already: the import adds nothing.
+func (s *Store) refuseRegistered(ctx context.Context, tx *sql.Tx, batch []state.Device) error {
+	args := make([]any, len(batch))
+	for i, d := range batch {
+		args[i] = d.ID
+	}
+	q := "SELECT id FROM devices WHERE id IN (?" + strings.Repeat(", ?", len(batch)-1) + ") ORDER BY id LIMIT 1"
+	var id string
+	err := tx.QueryRowContext(ctx, s.d.rebind(q), args...).Scan(&id)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil
+	case err != nil:
+		return s.fail("add devices", err)
+	}
+	return apperr.New(apperr.Conflict, "device %s is already registered", id).WithCode(api.CodeDeviceExists)
 }
 
 // Device implements state.FleetStore.
