@@ -18,8 +18,11 @@ import (
 //
 // Freshness: configuration (sites, devices, rollouts, approvals, deferrals)
 // is dropped when the database's fleet epoch moves, and progress written by
-// other replicas is re-read; both at most every EpochCheckInterval. This
-// replica's own changes are applied to the cache at once.
+// other replicas is re-read; both at most every EpochCheckInterval. The
+// re-read takes only the rows changed since the last one (by the
+// database's clock, less ProgressChangeMargin), and every row once per
+// FullProgressInterval, so its cost follows the rate of change, not the
+// fleet's size. This replica's own changes are applied to the cache at once.
 //
 // Concurrency: mu guards the maps and the snapshots inside them. It is
 // never held across a database read or write: refreshes and loads read
@@ -37,11 +40,12 @@ type cache struct {
 	snapshots  map[string]*rollout.Snapshot // by rollout id
 	rollouts   map[string][]state.Rollout   // by product
 	devices    map[string]state.Device      // by id
+	cursors    map[string]progressCursor    // by rollout id
 }
 
 func newCache(reg state.RegistryStore, ro state.RolloutStore, prog state.ProgressStore, clk *clock) *cache {
 	return &cache{reg: reg, ro: ro, prog: prog, clock: clk, snapshots: map[string]*rollout.Snapshot{},
-		rollouts: map[string][]state.Rollout{}, devices: map[string]state.Device{}}
+		rollouts: map[string][]state.Rollout{}, devices: map[string]state.Device{}, cursors: map[string]progressCursor{}}
 }
 
 // refresh drops the cached configuration when the fleet epoch moved and
@@ -75,27 +79,66 @@ func (c *cache) refresh(ctx context.Context) error {
 		c.snapshots = map[string]*rollout.Snapshot{}
 		c.rollouts = map[string][]state.Rollout{}
 		c.devices = map[string]state.Device{}
+		c.cursors = map[string]progressCursor{}
 		c.mu.Unlock()
 		return nil
 	}
-	c.mu.Unlock()
-	fresh := map[string]map[string]*rollout.Progress{}
+	cursors := map[string]progressCursor{}
 	for _, id := range ids {
-		ps, err := c.prog.Progress(ctx, id)
+		cursors[id] = c.cursors[id]
+	}
+	c.mu.Unlock()
+	// Progress written by other replicas: the rows changed since the last
+	// read (less a margin for transactions still committing), and every
+	// row once per FullProgressInterval.
+	type read struct {
+		full bool
+		ps   []state.Progress
+		cur  progressCursor
+	}
+	reads := map[string]read{}
+	for _, id := range ids {
+		cur := cursors[id]
+		full := now.Sub(cur.full) >= FullProgressInterval
+		since := cur.sinceMS - ProgressChangeMargin.Milliseconds()
+		if full {
+			since = 0
+		}
+		ps, dbNow, err := c.prog.ProgressChanged(ctx, id, since)
 		if err != nil {
 			return err
 		}
-		fresh[id] = progressMap(ps)
+		cur.sinceMS = dbNow
+		if full {
+			cur.full = now
+		}
+		reads[id] = read{full: full, ps: ps, cur: cur}
 	}
 	c.mu.Lock()
-	for id, m := range fresh {
-		if snap, ok := c.snapshots[id]; ok {
-			snap.ReplaceProgress(m)
+	for id, r := range reads {
+		snap, ok := c.snapshots[id]
+		if !ok {
+			continue
 		}
+		if r.full {
+			snap.ReplaceProgress(progressMap(r.ps))
+		} else {
+			for _, p := range r.ps {
+				snap.SetProgress(p.DeviceID, p.State, p.Updated)
+			}
+		}
+		c.cursors[id] = r.cur
 	}
 	c.checkedAt = now
 	c.mu.Unlock()
 	return nil
+}
+
+// progressCursor is where a snapshot's progress was last read: the
+// database clock of the last read and when every row was last read.
+type progressCursor struct {
+	sinceMS int64
+	full    time.Time
 }
 
 // forceRefresh makes the next refresh check the epoch at once.
@@ -196,7 +239,7 @@ func (c *cache) snapshot(ctx context.Context, r state.Rollout) (*rollout.Snapsho
 	if ok && current(snap, r) {
 		return snap, nil
 	}
-	snap, err := c.load(ctx, r)
+	snap, cur, err := c.load(ctx, r)
 	if err != nil {
 		return nil, err
 	}
@@ -205,7 +248,7 @@ func (c *cache) snapshot(ctx context.Context, r state.Rollout) (*rollout.Snapsho
 	if have, ok := c.snapshots[r.ID]; ok && current(have, r) {
 		return have, nil // another goroutine loaded it meanwhile
 	}
-	c.snapshots[r.ID] = snap
+	c.snapshots[r.ID], c.cursors[r.ID] = snap, cur
 	return snap, nil
 }
 
@@ -241,10 +284,11 @@ func (c *cache) with(fn func()) {
 }
 
 // load reads everything one rollout's decisions need.
-func (c *cache) load(ctx context.Context, r state.Rollout) (*rollout.Snapshot, error) {
+func (c *cache) load(ctx context.Context, r state.Rollout) (*rollout.Snapshot, progressCursor, error) {
+	var cur progressCursor
 	var plan rollout.Plan
 	if err := json.Unmarshal(r.Plan, &plan); err != nil {
-		return nil, fmt.Errorf("rollout %s plan: %w", r.ID, err)
+		return nil, cur, fmt.Errorf("rollout %s plan: %w", r.ID, err)
 	}
 	snap := &rollout.Snapshot{
 		Rollout: &rollout.Rollout{ID: r.ID, Plan: plan, Target: r.Target, State: rollout.State(r.State), CurrentWave: r.CurrentWave,
@@ -253,18 +297,18 @@ func (c *cache) load(ctx context.Context, r state.Rollout) (*rollout.Snapshot, e
 	}
 	sites, err := c.reg.Sites(ctx)
 	if err != nil {
-		return nil, err
+		return nil, cur, err
 	}
 	for _, st := range sites {
 		site, err := toSite(siteFromState(st))
 		if err != nil {
-			return nil, err
+			return nil, cur, err
 		}
 		snap.Sites[st.Name] = site
 	}
 	devs, err := c.reg.DevicesOf(ctx, plan.Product)
 	if err != nil {
-		return nil, err
+		return nil, cur, err
 	}
 	for _, d := range devs {
 		if !d.Decommissioned {
@@ -273,24 +317,24 @@ func (c *cache) load(ctx context.Context, r state.Rollout) (*rollout.Snapshot, e
 	}
 	as, err := c.ro.Approvals(ctx, r.ID)
 	if err != nil {
-		return nil, err
+		return nil, cur, err
 	}
 	for _, a := range as {
 		snap.Approvals = append(snap.Approvals, rollout.Approval{Wave: a.Wave, Site: a.Site, By: a.By, Comment: a.Comment, NotBefore: a.NotBefore, At: a.At, Revoked: a.Revoked})
 	}
 	ds, err := c.ro.Deferrals(ctx, r.ID)
 	if err != nil {
-		return nil, err
+		return nil, cur, err
 	}
 	for _, d := range ds {
 		snap.Deferrals = append(snap.Deferrals, rollout.Deferral{Wave: d.Wave, Site: d.Site, Reason: d.Reason, Until: d.Until})
 	}
-	ps, err := c.prog.Progress(ctx, r.ID)
+	ps, dbNow, err := c.prog.ProgressChanged(ctx, r.ID, 0)
 	if err != nil {
-		return nil, err
+		return nil, cur, err
 	}
 	snap.Progress = progressMap(ps)
-	return snap, nil
+	return snap, progressCursor{sinceMS: dbNow, full: c.clock.Now()}, nil
 }
 
 func toRolloutDevice(d state.Device) rollout.Device {

@@ -47,6 +47,13 @@ const (
 	// EpochCheckInterval bounds how stale a replica's cached rollout state
 	// may be: at most this long after a change elsewhere.
 	EpochCheckInterval = time.Second
+	// ProgressChangeMargin: a replica re-reads progress rows changed this
+	// long before its last read too, for transactions that were still
+	// committing (a write's time is taken before its commit).
+	ProgressChangeMargin = 5 * time.Second
+	// FullProgressInterval: every progress row of an active rollout is
+	// re-read this often, whatever the change times say.
+	FullProgressInterval = time.Minute
 	// LastSeenFlushInterval: buffered check-ins are written this often.
 	LastSeenFlushInterval = 10 * time.Second
 )

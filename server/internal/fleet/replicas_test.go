@@ -136,3 +136,66 @@ func TestInstallCapsHoldExactlyAcrossThreeReplicasOnPostgres(t *testing.T) {
 		return st
 	})
 }
+
+// TestAReplicaSeesAnothersProgressWithoutReadingEveryRow: replica b has
+// loaded a rollout; replica a assigns a device and ingests its commit; a
+// second later (well inside FullProgressInterval, so only the rows changed
+// since b's last read are read) b's status counts the commit.
+func TestAReplicaSeesAnothersProgressWithoutReadingEveryRow(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "vigil.db")
+	now := time.Date(2026, 11, 29, 3, 0, 0, 0, time.UTC)
+	var stores []state.Store
+	var replicas []*fleet.Fleet
+	for range 2 {
+		st, err := sqlstore.Open(ctx, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		f := newFleet(st, fixedTargets{})
+		f.SetClock(func() time.Time { return now })
+		stores, replicas = append(stores, st), append(replicas, f)
+	}
+	a, b := replicas[0], replicas[1]
+	a.Registry.PutSite(ctx, api.Site{Name: "st-mary", TimeZone: "UTC", Policy: "auto-approve:security"})
+	var ins []api.Device
+	for i := range 50 {
+		ins = append(ins, api.Device{ID: fmt.Sprintf("PUMP-%03d", i), Product: "demo-pump", Hardware: "rev-b", Site: "st-mary",
+			PublicKey: "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=", Installed: "1.0.0"})
+	}
+	if err := a.Registry.RegisterDevices(ctx, ins); err != nil {
+		t.Fatal(err)
+	}
+	ro, err := a.Rollouts.Create(ctx, api.RolloutPlan{Release: "demo-pump@1.1.0", Waves: "all:100%", Soak: "1h", Success: "95%", HaltOn: "failure>=50% min=10"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	committed := func(f *fleet.Fleet) int {
+		st, err := f.Rollouts.Status(ctx, ro.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, c := range st.Counts {
+			n += c.Committed
+		}
+		return n
+	}
+	if committed(b) != 0 {
+		t.Fatal("committed before anything happened")
+	}
+	devs, _ := stores[0].DevicesOf(ctx, "demo-pump")
+	d := devs[7]
+	if asg, err := a.CheckIns.CheckIn(ctx, fleet.Authenticated{Device: d, SignedAt: now}, api.CheckIn{Installed: "1.0.0", State: api.StateIdle}); err != nil || asg == nil {
+		t.Fatalf("no assignment: %v", err)
+	}
+	if _, err := a.Events.Ingest(ctx, d, api.EventBatch{Events: []api.DeviceEvent{{ID: eventID(d.ID, "c"), DeviceID: d.ID,
+		Target: "demo-pump/demo-pump-1.1.0.img", Version: "1.1.0", State: api.StateCommitted, Time: now}}}); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(fleet.EpochCheckInterval + time.Millisecond) // b's next refresh is due, its full re-read is not
+	if n := committed(b); n != 1 {
+		t.Fatalf("replica b counts %d committed after a's commit", n)
+	}
+}

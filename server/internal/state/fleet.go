@@ -191,6 +191,11 @@ type ProgressStore interface {
 	// a cap holds exactly however many replicas hand out assignments.
 	ClaimAssignment(ctx context.Context, p Progress, c Claim) (ClaimResult, error)
 	Progress(ctx context.Context, rolloutID string) ([]Progress, error)
+	// ProgressChanged returns a rollout's rows changed at or after sinceMS
+	// by the database's clock, and that clock's reading taken before the
+	// rows were read (the next call's sinceMS, less a margin for
+	// transactions still committing).
+	ProgressChanged(ctx context.Context, rolloutID string, sinceMS int64) ([]Progress, int64, error)
 	// DeviceProgress returns one device's progress in a rollout, or NotFound.
 	DeviceProgress(ctx context.Context, rolloutID, deviceID string) (Progress, error)
 }

@@ -411,20 +411,30 @@ func (s *Store) Deferrals(ctx context.Context, rolloutID string) ([]state.Deferr
 
 // SetProgress implements state.FleetStore.
 func (s *Store) SetProgress(ctx context.Context, p state.Progress, onlyIfNew bool) (bool, error) {
-	q := `INSERT INTO rollout_devices (rollout_id, device_id, wave, state, updated_ms) VALUES (?, ?, ?, ?, ?)
-		ON CONFLICT (rollout_id, device_id) DO UPDATE SET state = excluded.state, updated_ms = excluded.updated_ms`
+	q := `INSERT INTO rollout_devices (rollout_id, device_id, wave, state, updated_ms, changed_ms) VALUES (?, ?, ?, ?, ?, ` + s.d.nowMS + `)
+		ON CONFLICT (rollout_id, device_id) DO UPDATE SET state = excluded.state, updated_ms = excluded.updated_ms, changed_ms = excluded.changed_ms`
 	if onlyIfNew {
-		q = `INSERT INTO rollout_devices (rollout_id, device_id, wave, state, updated_ms) VALUES (?, ?, ?, ?, ?)
+		q = `INSERT INTO rollout_devices (rollout_id, device_id, wave, state, updated_ms, changed_ms) VALUES (?, ?, ?, ?, ?, ` + s.d.nowMS + `)
 			ON CONFLICT (rollout_id, device_id) DO NOTHING`
 	}
-	// Progress does not move the fleet epoch: replicas re-read progress on
-	// their own schedule (fleet.EpochCheckInterval).
+	// Progress does not move the fleet epoch: replicas re-read changed
+	// progress on their own schedule (fleet.EpochCheckInterval).
 	res, err := s.w.ExecContext(ctx, s.d.rebind(q), p.RolloutID, p.DeviceID, p.Wave, string(p.State), ms(p.Updated))
 	if err != nil {
 		return false, s.fail("set progress", err)
 	}
 	n, _ := res.RowsAffected()
 	return n > 0, nil
+}
+
+// ProgressChanged implements state.ProgressStore.
+func (s *Store) ProgressChanged(ctx context.Context, rolloutID string, sinceMS int64) ([]state.Progress, int64, error) {
+	var now int64
+	if err := s.r.QueryRowContext(ctx, "SELECT "+s.d.nowMS).Scan(&now); err != nil {
+		return nil, 0, s.fail("read the database clock", err)
+	}
+	out, err := s.progressWhere(ctx, "rollout_id = ? AND changed_ms >= ?", rolloutID, sinceMS)
+	return out, now, err
 }
 
 // finalStates are the install states that end an assignment; every other
@@ -472,7 +482,7 @@ func (s *Store) ClaimAssignment(ctx context.Context, p state.Progress, c state.C
 			return state.CareAreaFull, nil
 		}
 	}
-	_, err = tx.ExecContext(ctx, s.d.rebind(`INSERT INTO rollout_devices (rollout_id, device_id, wave, state, updated_ms, site, care_area) VALUES (?, ?, ?, ?, ?, ?, ?)`),
+	_, err = tx.ExecContext(ctx, s.d.rebind(`INSERT INTO rollout_devices (rollout_id, device_id, wave, state, updated_ms, site, care_area, changed_ms) VALUES (?, ?, ?, ?, ?, ?, ?, `+s.d.nowMS+`)`),
 		p.RolloutID, p.DeviceID, p.Wave, string(p.State), ms(p.Updated), c.Site, c.CareArea)
 	if err != nil {
 		return 0, s.fail("claim", err)
@@ -482,7 +492,11 @@ func (s *Store) ClaimAssignment(ctx context.Context, p state.Progress, c state.C
 
 // Progress implements state.FleetStore.
 func (s *Store) Progress(ctx context.Context, rolloutID string) ([]state.Progress, error) {
-	rows, err := s.r.QueryContext(ctx, s.d.rebind("SELECT rollout_id, device_id, wave, state, updated_ms FROM rollout_devices WHERE rollout_id = ? ORDER BY device_id"), rolloutID)
+	return s.progressWhere(ctx, "rollout_id = ?", rolloutID)
+}
+
+func (s *Store) progressWhere(ctx context.Context, where string, args ...any) ([]state.Progress, error) {
+	rows, err := s.r.QueryContext(ctx, s.d.rebind("SELECT rollout_id, device_id, wave, state, updated_ms FROM rollout_devices WHERE "+where+" ORDER BY device_id"), args...)
 	if err != nil {
 		return nil, s.fail("list progress", err)
 	}

@@ -76,14 +76,17 @@ type dialect struct {
 	name      string
 	goose     goose.Dialect
 	lockSQL   string // run first in every Publish transaction
+	nowMS     string // the database's clock in Unix milliseconds, as an SQL expression
 	numbered  bool   // $1 placeholders instead of ?
 	migration string // folder under migrations/
 }
 
 var (
-	sqliteDialect   = dialect{name: BackendSQLite, goose: goose.DialectSQLite3, migration: "sqlite"}
+	sqliteDialect = dialect{name: BackendSQLite, goose: goose.DialectSQLite3, migration: "sqlite",
+		nowMS: "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)"}
 	postgresDialect = dialect{name: BackendPostgres, goose: goose.DialectPostgres, numbered: true, migration: "postgres",
-		lockSQL: "SELECT pg_advisory_xact_lock(" + strconv.Itoa(publishLockKey) + ")"}
+		lockSQL: "SELECT pg_advisory_xact_lock(" + strconv.Itoa(publishLockKey) + ")",
+		nowMS:   "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)"}
 )
 
 // rebind turns ? placeholders into $1, $2, … for PostgreSQL. Queries in this

@@ -146,6 +146,20 @@ func testRollouts(t *testing.T, s state.Store) {
 	if ps, _ := s.Progress(ctx, "ro-1"); len(ps) != 1 || ps[0].State != "committed" {
 		t.Fatalf("progress %+v", ps)
 	}
+	// Changed rows by the database's clock: a later write is found after
+	// the clock reading of an earlier read; nothing is newer than the future.
+	all, dbNow, err := s.ProgressChanged(ctx, "ro-1", 0)
+	if err != nil || len(all) != 1 || dbNow < time.Now().Add(-time.Hour).UnixMilli() {
+		t.Fatalf("progress changed since 0: %+v, clock %d, %v", all, dbNow, err)
+	}
+	s.SetProgress(ctx, state.Progress{RolloutID: "ro-1", DeviceID: "PUMP-2", State: "assigned", Updated: now}, true)
+	changed, _, err := s.ProgressChanged(ctx, "ro-1", dbNow)
+	if err != nil || len(changed) == 0 || changed[len(changed)-1].DeviceID != "PUMP-2" {
+		t.Fatalf("progress changed since the last read: %+v %v", changed, err)
+	}
+	if none, _, _ := s.ProgressChanged(ctx, "ro-1", dbNow+int64(time.Hour/time.Millisecond)); len(none) != 0 {
+		t.Fatalf("rows changed in the future: %+v", none)
+	}
 	if one, err := s.DeviceProgress(ctx, "ro-1", "PUMP-1"); err != nil || one.State != "committed" {
 		t.Fatalf("device progress %+v %v", one, err)
 	}
