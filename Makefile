@@ -38,7 +38,7 @@ FUZZ_TARGETS := \
 	./api/evidencezip:FuzzVerify
 FUZZTIME ?= 30s
 
-.PHONY: help build run demo demo-incident docs test test-sim bench fuzz lint tools keys-example clean console-docs
+.PHONY: help build run demo demo-incident docs test test-sim bench bench-scale fuzz lint tools keys-example clean console-docs
 
 help: ## Show this list
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -70,6 +70,14 @@ test: build tools ## Run every test (-race; unit, end-to-end, browser), then rep
 # The simulation's limit: 10,000 devices through a rollout on each backend.
 SIM_TIMEOUT := 25m
 
+# The scale runs take most of an hour on 2 cores: not part of make test.
+SCALE_TIMEOUT := 150m
+
+bench-scale: build tools ## Scale figures (about an hour): 10k/100k/1M devices on PostgreSQL and SQLite, the fault test at 20,000 devices, check-ins as a share of a bare handler
+	$(GO) test -run '^$$' -bench 'Scale' -benchtime 1x -timeout $(SCALE_TIMEOUT) ./server/internal/fleet/
+	VIGIL_FAULT_DEVICES=20000 VIGIL_FAULT_RATE=2000 $(GO) test -count=1 -run TestThreeReplicasCarryARolloutThroughCrashesAndOutages -timeout $(SCALE_TIMEOUT) -v ./test/e2e/ | grep -E '^(=== RUN|--- |PASS|FAIL|ok)|scale_test.go'
+	$(GO) test -run '^$$' -bench CheckInShare -benchtime 1x -timeout $(SCALE_TIMEOUT) ./test/e2e/
+
 test-sim: tools ## The 10,000-device store-backed rollout simulation on SQLite and PostgreSQL (no -race; CI runs it after make test)
 	@mkdir -p $(dir $(REPORT))
 	@status=0; \
@@ -81,8 +89,8 @@ test-sim: tools ## The 10,000-device store-backed rollout simulation on SQLite a
 docs: ## Regenerate the generated parts of docs/ (the settings tables of docs/configuration.md)
 	$(GO) test ./server/internal/config ./agent/internal/daemon ./tools/internal/cli -run ConfigurationDoc -count=1 -args -update-docs
 
-bench: build tools ## Run the benchmarks (figures go to docs/benchmarks.md)
-	$(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 30m ./...
+bench: build tools ## Run the benchmarks but the scale ones (figures go to docs/benchmarks.md; make bench-scale for the rest)
+	$(GO) test -run '^$$' -bench . -skip 'Scale' -benchmem -count=1 -timeout 30m ./...
 
 console-docs: build tools ## Regenerate the console screenshots in docs/console/ (a real browser drives the console test)
 	@mkdir -p docs/console

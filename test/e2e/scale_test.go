@@ -24,8 +24,10 @@ import (
 const (
 	faultDevices = 1500
 	faultRate    = 500 // check-ins per second, whole fleet
-	// faultDeadline bounds each wait for the rollout to move.
-	faultDeadline = 4 * time.Minute
+	// faultWait bounds each wait for the rollout to move, plus
+	// faultWaitPerDevice for each device of the fleet.
+	faultWait          = 2 * time.Minute
+	faultWaitPerDevice = 10 * time.Millisecond
 	// faultSiteCap is each site's concurrent-install cap.
 	faultSiteCap = 60
 )
@@ -120,6 +122,7 @@ func readyz(url string) int {
 // chain verifies.
 func TestThreeReplicasCarryARolloutThroughCrashesAndOutages(t *testing.T) {
 	devices := envInt("VIGIL_FAULT_DEVICES", faultDevices)
+	faultDeadline := faultWait + time.Duration(devices)*faultWaitPerDevice
 	rateArg := envInt("VIGIL_FAULT_RATE", faultRate)
 	pg := testsvc.StartPostgresServer(t)
 	gw := testsvc.StartS3(t)

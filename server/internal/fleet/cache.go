@@ -1,6 +1,10 @@
 package fleet
 
 import (
+	"strconv"
+
+	"golang.org/x/sync/singleflight"
+
 	"context"
 	"encoding/json"
 	"fmt"
@@ -38,13 +42,15 @@ type cache struct {
 	checkedAt  time.Time
 	refreshing bool
 	snapshots  map[string]*rollout.Snapshot // by rollout id
+	revs       map[string]int64             // the rollout revision each snapshot is as of
+	loads      singleflight.Group           // one load per rollout and revision at a time
 	rollouts   map[string][]state.Rollout   // by product
 	devices    map[string]state.Device      // by id
 	cursors    map[string]progressCursor    // by rollout id
 }
 
 func newCache(reg state.RegistryStore, ro state.RolloutStore, prog state.ProgressStore, clk *clock) *cache {
-	return &cache{reg: reg, ro: ro, prog: prog, clock: clk, snapshots: map[string]*rollout.Snapshot{},
+	return &cache{reg: reg, ro: ro, prog: prog, clock: clk, snapshots: map[string]*rollout.Snapshot{}, revs: map[string]int64{},
 		rollouts: map[string][]state.Rollout{}, devices: map[string]state.Device{}, cursors: map[string]progressCursor{}}
 }
 
@@ -77,6 +83,7 @@ func (c *cache) refresh(ctx context.Context) error {
 	if e != c.epoch {
 		c.epoch, c.checkedAt = e, now
 		c.snapshots = map[string]*rollout.Snapshot{}
+		c.revs = map[string]int64{}
 		c.rollouts = map[string][]state.Rollout{}
 		c.devices = map[string]state.Device{}
 		c.cursors = map[string]progressCursor{}
@@ -231,35 +238,43 @@ func (c *cache) activeSnapshots(ctx context.Context, product string) ([]*rollout
 }
 
 // snapshot returns the cached decision state of r, loading it when it is
-// missing or describes another wave, state or halt reason than r.
+// missing or older than r (by the rollout's revision; a cached state newer
+// than a copy of r read earlier is kept). One load per rollout and revision
+// runs at a time: concurrent check-ins wait for it instead of each reading
+// every device.
 func (c *cache) snapshot(ctx context.Context, r state.Rollout) (*rollout.Snapshot, error) {
 	c.mu.Lock()
 	snap, ok := c.snapshots[r.ID]
+	fresh := ok && c.revs[r.ID] >= r.Revision
 	c.mu.Unlock()
-	if ok && current(snap, r) {
+	if fresh {
 		return snap, nil
 	}
-	snap, cur, err := c.load(ctx, r)
+	v, err, _ := c.loads.Do(r.ID+"@"+strconv.FormatInt(r.Revision, 10), func() (any, error) {
+		// Not the first caller's cancellation: others wait on this load.
+		snap, cur, err := c.load(context.WithoutCancel(ctx), r)
+		if err != nil {
+			return nil, err
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if have, ok := c.snapshots[r.ID]; ok && c.revs[r.ID] >= r.Revision {
+			return have, nil // a newer one arrived meanwhile
+		}
+		c.snapshots[r.ID], c.revs[r.ID], c.cursors[r.ID] = snap, r.Revision, cur
+		return snap, nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if have, ok := c.snapshots[r.ID]; ok && current(have, r) {
-		return have, nil // another goroutine loaded it meanwhile
-	}
-	c.snapshots[r.ID], c.cursors[r.ID] = snap, cur
-	return snap, nil
+	return v.(*rollout.Snapshot), nil
 }
 
-func current(snap *rollout.Snapshot, r state.Rollout) bool {
-	return snap.Rollout.CurrentWave == r.CurrentWave && string(snap.Rollout.State) == r.State && snap.Rollout.HaltReason == r.HaltReason
-}
-
-// put stores a snapshot this replica changed (after advancing it).
-func (c *cache) put(snap *rollout.Snapshot) {
+// put stores a snapshot this replica changed (after advancing it) as of
+// the rollout revision it stored.
+func (c *cache) put(snap *rollout.Snapshot, revision int64) {
 	c.mu.Lock()
-	c.snapshots[snap.Rollout.ID] = snap
+	c.snapshots[snap.Rollout.ID], c.revs[snap.Rollout.ID] = snap, revision
 	c.mu.Unlock()
 }
 
@@ -269,6 +284,7 @@ func (c *cache) put(snap *rollout.Snapshot) {
 func (c *cache) forget(id, product string) {
 	c.mu.Lock()
 	delete(c.snapshots, id)
+	delete(c.revs, id)
 	if product != "" {
 		delete(c.rollouts, product)
 	}

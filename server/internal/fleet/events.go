@@ -36,7 +36,6 @@ var eventID = regexp.MustCompile(`^[0-9a-f]{16,64}$`)
 type Events struct {
 	events   state.EventStore
 	checkIns *CheckIns
-	prog     state.ProgressStore
 	cache    *cache
 	rollouts *Rollouts
 	clock    *clock
@@ -72,11 +71,15 @@ func (e *Events) Ingest(ctx context.Context, dev state.Device, b api.EventBatch)
 		}
 		evs = append(evs, state.DeviceEvent{ID: ev.ID, DeviceID: ev.DeviceID, Target: ev.Target, Version: ev.Version, State: ev.State, Reason: ev.Reason, Time: ev.Time.UTC()})
 	}
-	n, err := e.events.AddDeviceEvents(ctx, evs)
+	moves, err := e.progressMoves(ctx, dev, evs)
 	if err != nil {
 		return api.EventBatchResponse{}, err
 	}
-	if err := e.applyProgress(ctx, dev, evs); err != nil {
+	n, moved, err := e.events.IngestDeviceEvents(ctx, evs, moves)
+	if err != nil {
+		return api.EventBatchResponse{}, err
+	}
+	if err := e.applyMoves(ctx, moves, moved); err != nil {
 		return api.EventBatchResponse{}, err
 	}
 	e.recordCommit(dev, evs)
@@ -101,53 +104,56 @@ func (e *Events) recordCommit(dev state.Device, evs []state.DeviceEvent) {
 	}
 }
 
-// applyProgress moves a device's rollout progress from its events.
-func (e *Events) applyProgress(ctx context.Context, dev state.Device, evs []state.DeviceEvent) error {
+// progressMoves works out, for each rollout of the device's product whose
+// target the events are about, the state they move the device to: the
+// first final state among them, else the last one (a final state is never
+// left; the store also keeps a final row as it is). A device without an
+// assignment in a rollout is not moved (the store finds no row).
+func (e *Events) progressMoves(ctx context.Context, dev state.Device, evs []state.DeviceEvent) ([]state.ProgressMove, error) {
 	rs, err := e.cache.rolloutsOf(ctx, dev.Product)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	touched := map[string]bool{}
+	var moves []state.ProgressMove
 	for _, r := range rs {
-		var mine []state.DeviceEvent
+		var m *state.ProgressMove
 		for _, ev := range evs {
-			if ev.Target == r.Target && ev.State != api.StateIdle {
-				mine = append(mine, ev)
+			if ev.Target != r.Target || ev.State == api.StateIdle {
+				continue
 			}
-		}
-		if len(mine) == 0 {
-			continue
-		}
-		// Only a device the rollout assigned moves its counters.
-		p, err := e.prog.DeviceProgress(ctx, r.ID, dev.ID)
-		if apperr.Is(err, apperr.NotFound) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		for _, ev := range mine {
-			if p.State.Final() {
+			if m == nil {
+				m = &state.ProgressMove{RolloutID: r.ID, DeviceID: dev.ID}
+			} else if m.State.Final() {
 				break
 			}
-			p.State, p.Updated = ev.State, ev.Time
+			m.State, m.Updated = ev.State, ev.Time
 		}
-		if _, err := e.prog.SetProgress(ctx, p, false); err != nil {
-			return err
-		}
-		e.cache.with(func() { // this replica's cached decisions see it at once
-			if snap, ok := e.cache.snapshots[r.ID]; ok {
-				snap.SetProgress(dev.ID, p.State, p.Updated)
-			}
-		})
-		// Only finished attempts move the rules (success, halt).
-		if p.State.Final() {
-			touched[r.ID] = true
+		if m != nil {
+			moves = append(moves, *m)
 		}
 	}
-	for id := range touched {
-		if err := e.rollouts.advance(ctx, id); err != nil {
-			return err
+	return moves, nil
+}
+
+// applyMoves shows the moves the store made in this replica's cached
+// decisions at once, and applies the rollout rules where an attempt
+// finished (only finished attempts move success and halt).
+func (e *Events) applyMoves(ctx context.Context, moves []state.ProgressMove, moved []bool) error {
+	for i, m := range moves {
+		if !moved[i] {
+			continue
+		}
+		e.cache.with(func() {
+			if snap, ok := e.cache.snapshots[m.RolloutID]; ok {
+				snap.SetProgress(m.DeviceID, m.State, m.Updated)
+			}
+		})
+		if m.State.Final() {
+			// Read the rollout afresh: a copy cached before another
+			// request opened a wave would reload the decision state.
+			if err := e.rollouts.advance(ctx, m.RolloutID); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -106,7 +106,7 @@ func New(st Stores, targets Targets, log *zap.Logger) *Fleet {
 		Registry: &Registry{reg: st.Registry, events: st.Events, cache: c, rec: rec, clock: clk},
 		Auth:     &DeviceAuth{cache: c, nonces: st.Nonces, clock: clk},
 		CheckIns: ci,
-		Events:   &Events{events: st.Events, checkIns: ci, prog: st.Progress, cache: c, rollouts: ro, clock: clk},
+		Events:   &Events{events: st.Events, checkIns: ci, cache: c, rollouts: ro, clock: clk},
 		Rollouts: ro,
 		cache:    c,
 		clock:    clk,

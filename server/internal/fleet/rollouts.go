@@ -373,7 +373,8 @@ func (s *Rollouts) advance(ctx context.Context, id string) error {
 	s.cache.with(func() {
 		next.State, next.CurrentWave, next.WaveOpened, next.HaltReason = string(snap.Rollout.State), snap.Rollout.CurrentWave, snap.Rollout.WaveOpened, snap.Rollout.HaltReason
 	})
-	if _, err := s.ro.UpdateRollout(ctx, next); err != nil {
+	stored, err := s.ro.UpdateRollout(ctx, next)
+	if err != nil {
 		s.cache.forget(id, r.Product) // the cached snapshot moved on; the database did not
 		if apperr.Is(err, apperr.Conflict) {
 			return nil // another replica advanced it first
@@ -381,7 +382,7 @@ func (s *Rollouts) advance(ctx context.Context, id string) error {
 		return err
 	}
 	s.cache.forget(id, r.Product)
-	s.cache.put(snap)
+	s.cache.put(snap, stored.Revision)
 	s.log.Info("rollout advanced", zap.String("rollout", id), zap.String("change", change))
 	action := "rollout.wave_open"
 	if next.State == string(rollout.Halted) {

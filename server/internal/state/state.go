@@ -128,11 +128,25 @@ type RepoStore interface {
 	Publish(ctx context.Context, fn func(ctx context.Context, tx PublishTx) error) error
 }
 
+// ProgressMove is the state a batch of events moves a device to in one
+// rollout.
+type ProgressMove struct {
+	RolloutID, DeviceID string
+	State               api.InstallState
+	Updated             time.Time
+}
+
 // EventStore keeps the install events devices report.
 type EventStore interface {
 	// AddDeviceEvents stores device events; an event whose id is already
 	// stored is skipped. It returns how many were new.
 	AddDeviceEvents(ctx context.Context, evs []DeviceEvent) (int, error)
+	// IngestDeviceEvents stores a device's events (each id once) and, in
+	// the same transaction, applies each move to the device's progress in
+	// its rollout: the row takes the move's state unless it is missing or
+	// final already. It returns how many events were new and, per move,
+	// whether the row changed.
+	IngestDeviceEvents(ctx context.Context, evs []DeviceEvent, moves []ProgressMove) (int, []bool, error)
 	// DeviceEvents lists a device's events, oldest first, at most limit.
 	DeviceEvents(ctx context.Context, deviceID string, limit int) ([]DeviceEvent, error)
 	// LatestEvents returns the newest event of each of the devices that

@@ -432,12 +432,19 @@ func (s *Store) roleVersions(ctx context.Context, q querier) ([]state.RoleVersio
 
 // AddDeviceEvents implements state.Store.
 func (s *Store) AddDeviceEvents(ctx context.Context, evs []state.DeviceEvent) (int, error) {
-	if len(evs) == 0 {
-		return 0, nil
+	n, _, err := s.IngestDeviceEvents(ctx, evs, nil)
+	return n, err
+}
+
+// IngestDeviceEvents implements state.Store: one transaction (one commit)
+// for a device's batch of events and the progress they move.
+func (s *Store) IngestDeviceEvents(ctx context.Context, evs []state.DeviceEvent, moves []state.ProgressMove) (int, []bool, error) {
+	if len(evs) == 0 && len(moves) == 0 {
+		return 0, nil, nil
 	}
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
-		return 0, s.fail("begin add events", err)
+		return 0, nil, s.fail("begin add events", err)
 	}
 	defer tx.Rollback()
 	q := s.d.rebind(`INSERT INTO device_events (id, device_id, target, version, state, reason, time_unix_ms, received_unix_ms)
@@ -447,13 +454,24 @@ func (s *Store) AddDeviceEvents(ctx context.Context, evs []state.DeviceEvent) (i
 	for _, e := range evs {
 		res, err := tx.ExecContext(ctx, q, e.ID, e.DeviceID, e.Target, e.Version, string(e.State), e.Reason, e.Time.UnixMilli(), now)
 		if err != nil {
-			return 0, s.fail("add event", err)
+			return 0, nil, s.fail("add event", err)
 		}
 		if n, _ := res.RowsAffected(); n > 0 {
 			added++
 		}
 	}
-	return added, s.fail("commit events", tx.Commit())
+	moved := make([]bool, len(moves))
+	mq := s.d.rebind(`UPDATE rollout_devices SET state = ?, updated_ms = ?, changed_ms = ` + s.d.nowMS + `
+		WHERE rollout_id = ? AND device_id = ? AND state NOT IN (` + finalStates + `)`)
+	for i, m := range moves {
+		res, err := tx.ExecContext(ctx, mq, string(m.State), ms(m.Updated), m.RolloutID, m.DeviceID)
+		if err != nil {
+			return 0, nil, s.fail("move progress", err)
+		}
+		n, _ := res.RowsAffected()
+		moved[i] = n > 0
+	}
+	return added, moved, s.fail("commit events", tx.Commit())
 }
 
 // DeviceEvents implements state.Store.

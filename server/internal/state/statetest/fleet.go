@@ -160,6 +160,27 @@ func testRollouts(t *testing.T, s state.Store) {
 	if none, _, _ := s.ProgressChanged(ctx, "ro-1", dbNow+int64(time.Hour/time.Millisecond)); len(none) != 0 {
 		t.Fatalf("rows changed in the future: %+v", none)
 	}
+	// Events and the progress they move, in one transaction: a final row
+	// stays final, a missing row is not created, an open row moves.
+	moves := []state.ProgressMove{
+		{RolloutID: "ro-1", DeviceID: "PUMP-1", State: "downloading", Updated: now},
+		{RolloutID: "ro-1", DeviceID: "PUMP-2", State: "staged", Updated: now},
+		{RolloutID: "ro-1", DeviceID: "PUMP-3", State: "staged", Updated: now},
+	}
+	evs := []state.DeviceEvent{{ID: "00000000000000000000000000000e01", DeviceID: "PUMP-2", Target: "demo-pump/x.img", State: "staged", Time: now}}
+	added, moved, err := s.IngestDeviceEvents(ctx, evs, moves)
+	if err != nil || added != 1 || len(moved) != 3 || moved[0] || !moved[1] || moved[2] {
+		t.Fatalf("ingest: added %d, moved %v, %v", added, moved, err)
+	}
+	if again, _, _ := s.IngestDeviceEvents(ctx, evs, nil); again != 0 {
+		t.Fatal("an event was stored twice")
+	}
+	if p2, _ := s.DeviceProgress(ctx, "ro-1", "PUMP-2"); p2.State != "staged" {
+		t.Fatalf("PUMP-2 is %s", p2.State)
+	}
+	if _, err := s.DeviceProgress(ctx, "ro-1", "PUMP-3"); !apperr.Is(err, apperr.NotFound) {
+		t.Fatal("a move created a row for a device without an assignment")
+	}
 	if one, err := s.DeviceProgress(ctx, "ro-1", "PUMP-1"); err != nil || one.State != "committed" {
 		t.Fatalf("device progress %+v %v", one, err)
 	}
