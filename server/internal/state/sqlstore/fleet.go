@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -445,23 +446,70 @@ var finalStates = "'" + string(api.StateCommitted) + "', '" + string(api.StateRo
 // of ClaimAssignment ("VIGC").
 const claimLockKey = 0x56494743
 
-// ClaimAssignment implements state.ProgressStore. On PostgreSQL the
-// transaction takes an advisory lock on (rollout, site), so claims at one
-// site run one at a time on every replica while other sites proceed; on
-// SQLite every write transaction holds the database's write lock.
+// MaxClaimGroup bounds the claims one group commit decides.
+const MaxClaimGroup = 64
+
+type claimReq struct {
+	p   state.Progress
+	c   state.Claim
+	res state.ClaimResult
+	err error
+}
+
+// ClaimAssignment implements state.ProgressStore. Claims that arrive while
+// another commit runs are decided together in the next transaction (a
+// group commit), one after the other, each seeing the ones before it. On
+// PostgreSQL the transaction takes an advisory lock per (rollout, site),
+// in sorted order (so two replicas' groups cannot deadlock), and claims at
+// one site run one at a time on every replica while other sites proceed;
+// on SQLite every write transaction holds the database's write lock.
 func (s *Store) ClaimAssignment(ctx context.Context, p state.Progress, c state.Claim) (state.ClaimResult, error) {
+	req := &claimReq{p: p, c: c}
+	s.claims.run(ctx, req, MaxClaimGroup, s.commitClaims)
+	return req.res, req.err
+}
+
+// commitClaims decides a group in one transaction; when that fails (a
+// deadlock, a bad row), each claim alone.
+func (s *Store) commitClaims(ctx context.Context, batch []*claimReq) {
+	if len(batch) > 1 && s.claimTx(ctx, batch) == nil {
+		return
+	}
+	for _, r := range batch {
+		r.err = s.claimTx(ctx, []*claimReq{r})
+	}
+}
+
+func (s *Store) claimTx(ctx context.Context, batch []*claimReq) error {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
-		return 0, s.fail("begin claim", err)
+		return s.fail("begin claim", err)
 	}
 	defer tx.Rollback()
 	if s.d.numbered {
-		if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock("+strconv.Itoa(claimLockKey)+", hashtext($1))", p.RolloutID+"\n"+c.Site); err != nil {
-			return 0, s.fail("lock install slots", err)
+		keys := make([]string, 0, len(batch))
+		for _, r := range batch {
+			keys = append(keys, r.p.RolloutID+"\n"+r.c.Site)
+		}
+		slices.Sort(keys)
+		for _, k := range slices.Compact(keys) {
+			if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock("+strconv.Itoa(claimLockKey)+", hashtext($1))", k); err != nil {
+				return s.fail("lock install slots", err)
+			}
 		}
 	}
+	for _, r := range batch {
+		if r.res, err = s.claimIn(ctx, tx, r.p, r.c); err != nil {
+			return err
+		}
+	}
+	return s.fail("commit claim", tx.Commit())
+}
+
+// claimIn decides one claim inside a transaction that holds its lock.
+func (s *Store) claimIn(ctx context.Context, tx *sql.Tx, p state.Progress, c state.Claim) (state.ClaimResult, error) {
 	var exists int
-	err = tx.QueryRowContext(ctx, s.d.rebind("SELECT COUNT(*) FROM rollout_devices WHERE rollout_id = ? AND device_id = ?"), p.RolloutID, p.DeviceID).Scan(&exists)
+	err := tx.QueryRowContext(ctx, s.d.rebind("SELECT COUNT(*) FROM rollout_devices WHERE rollout_id = ? AND device_id = ?"), p.RolloutID, p.DeviceID).Scan(&exists)
 	if err != nil {
 		return 0, s.fail("claim", err)
 	}
@@ -487,7 +535,7 @@ func (s *Store) ClaimAssignment(ctx context.Context, p state.Progress, c state.C
 	if err != nil {
 		return 0, s.fail("claim", err)
 	}
-	return state.Claimed, s.fail("commit claim", tx.Commit())
+	return state.Claimed, nil
 }
 
 // Progress implements state.FleetStore.

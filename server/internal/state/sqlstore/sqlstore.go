@@ -110,10 +110,12 @@ func (d dialect) rebind(q string) string {
 
 // Store is a state.Store on SQLite or PostgreSQL.
 type Store struct {
-	d   dialect
-	r   *sql.DB // reads
-	w   *sql.DB // writes and Publish (the same pool as r on PostgreSQL)
-	now func() time.Time
+	d      dialect
+	r      *sql.DB // reads
+	w      *sql.DB // writes and Publish (the same pool as r on PostgreSQL)
+	now    func() time.Time
+	ingest group[ingestReq]
+	claims group[claimReq]
 }
 
 var _ state.Store = (*Store)(nil)
@@ -436,42 +438,72 @@ func (s *Store) AddDeviceEvents(ctx context.Context, evs []state.DeviceEvent) (i
 	return n, err
 }
 
-// IngestDeviceEvents implements state.Store: one transaction (one commit)
-// for a device's batch of events and the progress they move.
+// MaxIngestGroup bounds the event batches one group commit stores.
+const MaxIngestGroup = 64
+
+type ingestReq struct {
+	evs   []state.DeviceEvent
+	moves []state.ProgressMove
+	added int
+	moved []bool
+	err   error
+}
+
+// IngestDeviceEvents implements state.Store: a device's batch of events
+// and the progress they move, committed together, in a group commit with
+// the batches of other devices that arrive meanwhile.
 func (s *Store) IngestDeviceEvents(ctx context.Context, evs []state.DeviceEvent, moves []state.ProgressMove) (int, []bool, error) {
 	if len(evs) == 0 && len(moves) == 0 {
 		return 0, nil, nil
 	}
+	req := &ingestReq{evs: evs, moves: moves}
+	s.ingest.run(ctx, req, MaxIngestGroup, s.commitIngest)
+	return req.added, req.moved, req.err
+}
+
+// commitIngest stores a group in one transaction; when that fails, each
+// request alone, so one bad batch does not fail the others.
+func (s *Store) commitIngest(ctx context.Context, batch []*ingestReq) {
+	if len(batch) > 1 && s.ingestTx(ctx, batch) == nil {
+		return
+	}
+	for _, r := range batch {
+		r.err = s.ingestTx(ctx, []*ingestReq{r})
+	}
+}
+
+func (s *Store) ingestTx(ctx context.Context, batch []*ingestReq) error {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
-		return 0, nil, s.fail("begin add events", err)
+		return s.fail("begin add events", err)
 	}
 	defer tx.Rollback()
 	q := s.d.rebind(`INSERT INTO device_events (id, device_id, target, version, state, reason, time_unix_ms, received_unix_ms)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`)
-	now := s.now().UnixMilli()
-	added := 0
-	for _, e := range evs {
-		res, err := tx.ExecContext(ctx, q, e.ID, e.DeviceID, e.Target, e.Version, string(e.State), e.Reason, e.Time.UnixMilli(), now)
-		if err != nil {
-			return 0, nil, s.fail("add event", err)
-		}
-		if n, _ := res.RowsAffected(); n > 0 {
-			added++
-		}
-	}
-	moved := make([]bool, len(moves))
 	mq := s.d.rebind(`UPDATE rollout_devices SET state = ?, updated_ms = ?, changed_ms = ` + s.d.nowMS + `
 		WHERE rollout_id = ? AND device_id = ? AND state NOT IN (` + finalStates + `)`)
-	for i, m := range moves {
-		res, err := tx.ExecContext(ctx, mq, string(m.State), ms(m.Updated), m.RolloutID, m.DeviceID)
-		if err != nil {
-			return 0, nil, s.fail("move progress", err)
+	now := s.now().UnixMilli()
+	for _, r := range batch {
+		r.added, r.moved = 0, make([]bool, len(r.moves))
+		for _, e := range r.evs {
+			res, err := tx.ExecContext(ctx, q, e.ID, e.DeviceID, e.Target, e.Version, string(e.State), e.Reason, e.Time.UnixMilli(), now)
+			if err != nil {
+				return s.fail("add event", err)
+			}
+			if n, _ := res.RowsAffected(); n > 0 {
+				r.added++
+			}
 		}
-		n, _ := res.RowsAffected()
-		moved[i] = n > 0
+		for i, m := range r.moves {
+			res, err := tx.ExecContext(ctx, mq, string(m.State), ms(m.Updated), m.RolloutID, m.DeviceID)
+			if err != nil {
+				return s.fail("move progress", err)
+			}
+			n, _ := res.RowsAffected()
+			r.moved[i] = n > 0
+		}
 	}
-	return added, moved, s.fail("commit events", tx.Commit())
+	return s.fail("commit events", tx.Commit())
 }
 
 // DeviceEvents implements state.Store.
