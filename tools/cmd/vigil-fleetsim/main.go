@@ -31,6 +31,22 @@ type usageError struct{ error }
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	cmd := newCommand(stdout, stderr)
+	cmd.SetArgs(args)
+	err := cmd.Execute()
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintln(stderr, "vigil-fleetsim:", err)
+	var ue usageError
+	if errors.As(err, &ue) {
+		return exitUsage
+	}
+	return exitFail
+}
+
+// newCommand is the command with its flags, writing to stdout and stderr.
+func newCommand(stdout, stderr io.Writer) *cobra.Command {
 	var opt fleetsim.Options
 	var summaryPath, beliefsPath string
 	var quiet bool
@@ -139,19 +155,9 @@ unacknowledged; 2 bad usage.`,
 		}
 		return nil
 	}
-	cmd.SetArgs(args)
 	cmd.SetOut(stdout)
 	cmd.SetErr(stderr)
-	err := cmd.Execute()
-	if err == nil {
-		return exitOK
-	}
-	fmt.Fprintln(stderr, "vigil-fleetsim:", err)
-	var ue usageError
-	if errors.As(err, &ue) {
-		return exitUsage
-	}
-	return exitFail
+	return cmd
 }
 
 func writeJSON(path string, stdout io.Writer, v any) error {
