@@ -17,6 +17,8 @@ import (
 	"regexp"
 	"sort"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -74,15 +76,40 @@ func RequestID(c *gin.Context) string { return c.GetString(ginKeyRequestID) }
 
 func loggerOf(c *gin.Context) *zap.Logger {
 	if l, ok := c.Get(ginKeyLogger); ok {
-		return l.(*zap.Logger)
+		return l.(*requestLogger).get()
 	}
 	return nil
 }
 
+// requestLogger makes the request's logger (the base logger with the
+// request id) on first use: most requests never log but the access line,
+// and a zap child logger costs an encoder clone.
+type requestLogger struct {
+	base *zap.Logger
+	rid  string
+	once sync.Once
+	l    *zap.Logger
+}
+
+func (r *requestLogger) get() *zap.Logger {
+	r.once.Do(func() { r.l = r.base.With(zap.String("request_id", r.rid)) })
+	return r.l
+}
+
+// Request ids are a per-process random prefix and a counter: unique, and
+// without a call into the kernel's random source on every request (they
+// name a request in logs; nothing relies on guessing them being hard).
+var (
+	requestIDPrefix = func() string {
+		b := make([]byte, 6)
+		rand.Read(b)
+		return hex.EncodeToString(b)
+	}()
+	requestCounter atomic.Uint64
+)
+
 func newRequestID() string {
-	b := make([]byte, 12)
-	rand.Read(b)
-	return hex.EncodeToString(b)
+	return requestIDPrefix + fmt.Sprintf("%012x", requestCounter.Add(1))
 }
 
 // New builds the router with middleware, probes and metrics (public
@@ -130,7 +157,7 @@ func requestContext(log *zap.Logger, bodyTimeout time.Duration) gin.HandlerFunc 
 			rid = newRequestID()
 		}
 		c.Set(ginKeyRequestID, rid)
-		c.Set(ginKeyLogger, log.With(zap.String("request_id", rid)))
+		c.Set(ginKeyLogger, &requestLogger{base: log, rid: rid})
 		c.Header(HeaderRequestID, rid)
 		c.Next()
 	}
@@ -158,20 +185,25 @@ func accessLog() gin.HandlerFunc {
 	return func(c *gin.Context) {
 		start := time.Now()
 		c.Next()
-		if log := loggerOf(c); log != nil {
-			logf := log.Info
+		if rl, ok := c.Get(ginKeyLogger); ok {
+			level := zap.InfoLevel
 			if c.FullPath() == api.RouteDeviceCheckIn && c.Writer.Status() < 400 {
 				// The hot path: thousands a second; successful ones only at debug.
-				logf = log.Debug
+				level = zap.DebugLevel
 			}
-			logf("request",
-				zap.String("method", c.Request.Method),
-				zap.String("path", c.Request.URL.Path),
-				zap.String("route", routeOf(c)),
-				zap.Int("status", c.Writer.Status()),
-				zap.Int("bytes", c.Writer.Size()),
-				zap.Duration("duration", time.Since(start)),
-				zap.String("remote", c.ClientIP()))
+			if !rl.(*requestLogger).base.Core().Enabled(level) {
+				return
+			}
+			if ce := rl.(*requestLogger).get().Check(level, "request"); ce != nil {
+				ce.Write(
+					zap.String("method", c.Request.Method),
+					zap.String("path", c.Request.URL.Path),
+					zap.String("route", routeOf(c)),
+					zap.Int("status", c.Writer.Status()),
+					zap.Int("bytes", c.Writer.Size()),
+					zap.Duration("duration", time.Since(start)),
+					zap.String("remote", c.ClientIP()))
+			}
 		}
 	}
 }
