@@ -32,25 +32,25 @@ type PostgresServer struct {
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	done chan error
-	logs syncBuffer
+	logs LockedBuffer
 }
 
-// syncBuffer is a buffer a process writes while a test reads it.
-type syncBuffer struct {
+// LockedBuffer collects a process's output while a test reads it.
+type LockedBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
+func (l *LockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
 }
 
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
+func (l *LockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // postgresBinDir finds the newest /usr/lib/postgresql/*/bin with initdb.

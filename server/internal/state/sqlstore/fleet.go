@@ -465,19 +465,8 @@ type claimReq struct {
 // on SQLite every write transaction holds the database's write lock.
 func (s *Store) ClaimAssignment(ctx context.Context, p state.Progress, c state.Claim) (state.ClaimResult, error) {
 	req := &claimReq{p: p, c: c}
-	s.claims.run(ctx, req, MaxClaimGroup, s.commitClaims)
+	s.claims.run(ctx, req, MaxClaimGroup, s.claimTx, func(r *claimReq, err error) { r.err = err })
 	return req.res, req.err
-}
-
-// commitClaims decides a group in one transaction; when that fails (a
-// deadlock, a bad row), each claim alone.
-func (s *Store) commitClaims(ctx context.Context, batch []*claimReq) {
-	if len(batch) > 1 && s.claimTx(ctx, batch) == nil {
-		return
-	}
-	for _, r := range batch {
-		r.err = s.claimTx(ctx, []*claimReq{r})
-	}
 }
 
 func (s *Store) claimTx(ctx context.Context, batch []*claimReq) error {

@@ -26,10 +26,23 @@ type groupEntry[R any] struct {
 	done chan struct{}
 }
 
-// run queues req and returns once a commit has handled it. commit must set
-// each request's outcome; it runs without the caller's cancellation (other
-// callers' requests ride on it).
-func (g *group[R]) run(ctx context.Context, req *R, max int, commit func(context.Context, []*R)) {
+// run queues req and returns once a commit has handled it. tx stores a
+// group in one transaction and sets each request's outcome; when it fails
+// for a group, each request is tried alone, so one bad request does not
+// fail the others, and fail records the error of a request that failed
+// alone. Commits run without the caller's cancellation (other callers'
+// requests ride on them).
+func (g *group[R]) run(ctx context.Context, req *R, max int, tx func(context.Context, []*R) error, fail func(*R, error)) {
+	commit := func(ctx context.Context, batch []*R) {
+		if len(batch) > 1 && tx(ctx, batch) == nil {
+			return
+		}
+		for _, r := range batch {
+			if err := tx(ctx, []*R{r}); err != nil {
+				fail(r, err)
+			}
+		}
+	}
 	done := make(chan struct{})
 	g.mu.Lock()
 	g.pending = append(g.pending, groupEntry[R]{req, done})

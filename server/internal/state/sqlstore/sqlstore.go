@@ -457,19 +457,8 @@ func (s *Store) IngestDeviceEvents(ctx context.Context, evs []state.DeviceEvent,
 		return 0, nil, nil
 	}
 	req := &ingestReq{evs: evs, moves: moves}
-	s.ingest.run(ctx, req, MaxIngestGroup, s.commitIngest)
+	s.ingest.run(ctx, req, MaxIngestGroup, s.ingestTx, func(r *ingestReq, err error) { r.err = err })
 	return req.added, req.moved, req.err
-}
-
-// commitIngest stores a group in one transaction; when that fails, each
-// request alone, so one bad batch does not fail the others.
-func (s *Store) commitIngest(ctx context.Context, batch []*ingestReq) {
-	if len(batch) > 1 && s.ingestTx(ctx, batch) == nil {
-		return
-	}
-	for _, r := range batch {
-		r.err = s.ingestTx(ctx, []*ingestReq{r})
-	}
 }
 
 func (s *Store) ingestTx(ctx context.Context, batch []*ingestReq) error {
