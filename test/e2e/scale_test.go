@@ -28,8 +28,10 @@ const (
 	// faultWaitPerDevice for each device of the fleet.
 	faultWait          = 2 * time.Minute
 	faultWaitPerDevice = 10 * time.Millisecond
-	// faultSiteCap is each site's concurrent-install cap.
-	faultSiteCap = 60
+	// faultDevicesPerSlot: each site's concurrent-install cap is the
+	// fleet's size over this (60 at 1,500 devices), so the caps shape the
+	// rollout at every size without stretching the full-size run to an hour.
+	faultDevicesPerSlot = 25
 )
 
 var faultSites = []string{"st-mary", "north", "east", "west"}
@@ -140,7 +142,7 @@ func TestThreeReplicasCarryARolloutThroughCrashesAndOutages(t *testing.T) {
 	ctx := context.Background()
 
 	sim := startFleetsim(t, t.TempDir(), "--server", a.URL+","+b.URL+","+c.URL, "--token", testToken, "--devices", strconv.Itoa(devices),
-		"--sites", strings.Join(faultSites, ","), "--create-sites", "--site-cap", strconv.Itoa(faultSiteCap), "--care-areas", "3",
+		"--sites", strings.Join(faultSites, ","), "--create-sites", "--site-cap", strconv.Itoa(devices/faultDevicesPerSlot), "--care-areas", "3",
 		"--rate", strconv.Itoa(rateArg), "--duration", "0", "--fail-share", "0.02", "--defer-share", "0.05", "--offline-share", "0.01",
 		"--event-latency", "1s")
 	waitFor(t, "fleetsim to register the fleet", faultDeadline, func() bool { return strings.Contains(sim.out.String(), "registered ") })
