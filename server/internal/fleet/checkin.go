@@ -93,14 +93,18 @@ func (c *CheckIns) CheckIn(ctx context.Context, dev Authenticated, in api.CheckI
 			if err != nil {
 				return nil, err
 			}
+			// Either way this replica's view is behind the database's: the
+			// next check-in re-reads the progress rows changed since the
+			// last read (not the whole rollout: at a million devices a
+			// reload takes seconds).
 			switch res {
 			case state.AlreadyAssigned:
 				// Another replica assigned it first: its answer stands.
-				c.cache.forget(snap.Rollout.ID, "")
+				c.cache.forceRefresh()
 			case state.SiteFull, state.CareAreaFull:
 				// Other replicas filled the slots this replica saw free:
-				// no assignment now, and re-read the rollout's progress.
-				c.cache.forget(snap.Rollout.ID, "")
+				// no assignment now.
+				c.cache.forceRefresh()
 				continue
 			}
 		}
