@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -300,14 +301,8 @@ func recoverySeconds(s simSummary) int {
 	if len(rates) == 0 {
 		return 0
 	}
-	sorted := append([]int64(nil), rates...)
-	for i := range sorted {
-		for j := i + 1; j < len(sorted); j++ {
-			if sorted[j] < sorted[i] {
-				sorted[i], sorted[j] = sorted[j], sorted[i]
-			}
-		}
-	}
+	sorted := slices.Clone(rates)
+	slices.Sort(sorted)
 	median := sorted[len(sorted)/2]
 	for i, sec := range s.Timeline {
 		if sec.Errors == 0 {
