@@ -36,6 +36,7 @@ const (
 	// Devices (signed by the device's key).
 	RouteDeviceCheckIn = APIPrefix + "/device/checkin" // POST CheckIn → CheckInResponse
 	RouteDeviceEvents  = APIPrefix + "/device/events"  // POST EventBatch → EventBatchResponse
+	RouteDeviceSession = APIPrefix + "/device/session" // POST SessionRequest (signed with the device key) → Session
 
 	// The fleet.
 	RouteSite            = APIPrefix + "/sites/:name"              // PUT Site → SiteSaved
@@ -87,6 +88,9 @@ const (
 	HeaderTimestamp = "X-Vigil-Timestamp"
 	HeaderNonce     = "X-Vigil-Nonce"
 	HeaderSignature = "X-Vigil-Signature"
+	// HeaderSession carries a session ticket; HeaderSignature then holds
+	// the session MAC instead of a signature (api/devicesig).
+	HeaderSession = "X-Vigil-Session"
 )
 
 // Error is every failed request's body (and, in Go clients, the error
@@ -129,6 +133,7 @@ const (
 	CodeMethodNotAllowed      = "method_not_allowed"
 	CodeObjectNotFound        = "object_not_found"
 	CodeDeviceUnauthenticated = "device_unauthenticated" // the device key, clock or registration is wrong
+	CodeSessionInvalid        = "device_session_invalid" // open a new session with a request signed by the device key
 	CodeReplayedRequest       = "replayed_request"
 	CodeDeviceExists          = "device_exists"
 	CodeStaleRollout          = "stale_rollout"

@@ -100,3 +100,18 @@ type EventBatchResponse struct {
 type DeviceEvents struct {
 	Events []DeviceEvent `json:"events"`
 }
+
+// SessionRequest opens a device session (RouteDeviceSession); it must be
+// signed with the device's key, not sent within another session.
+type SessionRequest struct {
+	PublicKey string `json:"public_key"` // the device's fresh X25519 public key, base64
+}
+
+// Session is a new device session: the device derives the key from its
+// X25519 private key and ServerPublicKey (devicesig.SessionKey) and sends
+// Ticket with each request until ExpiresInSeconds have passed.
+type Session struct {
+	ServerPublicKey  string `json:"server_public_key"`
+	Ticket           string `json:"ticket"`
+	ExpiresInSeconds int64  `json:"expires_in_seconds"`
+}

@@ -48,6 +48,7 @@ type Client struct {
 
 	deviceID  string
 	deviceKey ed25519.PrivateKey
+	session   *deviceSession // nil: every device request is signed
 	now       func() time.Time
 }
 
@@ -59,13 +60,28 @@ func New(base, token string) *Client {
 	return &Client{Base: strings.TrimRight(base, "/"), Token: token, HTTP: &http.Client{Transport: tr}, now: time.Now}
 }
 
-// NewDevice returns a client that signs every request as device id with
-// key (api/devicesig). A nil key sends unsigned requests, which the server
-// refuses with api.CodeDeviceUnauthenticated.
+// NewDevice returns a client that authenticates as device id with key
+// (api/devicesig): it opens a session with a signed request and sends a
+// session MAC with later requests (SignEveryRequest turns that off). A nil
+// key sends unsigned requests, which the server refuses with
+// api.CodeDeviceUnauthenticated.
 func NewDevice(base, id string, key ed25519.PrivateKey) *Client {
 	c := New(base, "")
 	c.deviceID, c.deviceKey = id, key
+	c.session = &deviceSession{}
 	return c
+}
+
+// SignEveryRequest makes the device client sign each request with the
+// device key instead of using a session.
+func (c *Client) SignEveryRequest() { c.session = nil }
+
+// WithBase returns a copy of c that talks to another server of the same
+// deployment, sharing c's device session (every replica admits it).
+func (c *Client) WithBase(base string) *Client {
+	cp := *c
+	cp.Base = base
+	return &cp
 }
 
 // IsCode reports whether err is a server error with the given code.
@@ -75,17 +91,43 @@ func IsCode(err error, code string) bool {
 }
 
 func (c *Client) do(ctx context.Context, method, path string, body []byte, stream io.Reader, length int64, contentType string, out any) error {
+	if c.deviceKey == nil {
+		return c.roundTrip(ctx, method, path, body, stream, length, contentType, out, nil)
+	}
+	ctx, cancel := context.WithTimeout(ctx, DeviceRequestTimeout)
+	defer cancel()
+	signed := func(req *http.Request) { devicesig.SignRequest(req, c.deviceID, c.deviceKey, body, c.now()) }
+	if c.session == nil || stream != nil || path == api.RouteDeviceSession {
+		return c.roundTrip(ctx, method, path, body, stream, length, contentType, out, signed)
+	}
+	for attempt := 0; ; attempt++ {
+		ss, err := c.session.current(ctx, c)
+		if err != nil {
+			return err
+		}
+		if ss == nil { // the server has no sessions: sign each request
+			return c.roundTrip(ctx, method, path, body, stream, length, contentType, out, signed)
+		}
+		err = c.roundTrip(ctx, method, path, body, stream, length, contentType, out, func(req *http.Request) {
+			devicesig.SignSessionRequest(req, c.deviceID, ss.ticket, ss.key, body, c.now())
+		})
+		if attempt == 0 && IsCode(err, api.CodeSessionInvalid) {
+			c.session.drop(ss) // expired early, key re-registered, or the servers' ticket key changed
+			continue
+		}
+		return err
+	}
+}
+
+// roundTrip sends one request, authenticated by auth (nil: the bearer
+// token, if any), and decodes the answer into out.
+func (c *Client) roundTrip(ctx context.Context, method, path string, body []byte, stream io.Reader, length int64, contentType string, out any, auth func(*http.Request)) error {
 	var r io.Reader
 	switch {
 	case stream != nil:
 		r = stream
 	case body != nil:
 		r, length = bytes.NewReader(body), int64(len(body))
-	}
-	if c.deviceKey != nil {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, DeviceRequestTimeout)
-		defer cancel()
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.Base+path, r)
 	if err != nil {
@@ -98,8 +140,8 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, strea
 	if c.Token != "" {
 		req.Header.Set(api.HeaderAuthorization, "Bearer "+c.Token)
 	}
-	if c.deviceKey != nil {
-		devicesig.SignRequest(req, c.deviceID, c.deviceKey, body, c.now())
+	if auth != nil {
+		auth(req)
 	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {

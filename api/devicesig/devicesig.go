@@ -6,6 +6,11 @@
 //
 // with its ed25519 key and sends the result, base64, with its id, the Unix
 // timestamp and the nonce in the api.Header* headers.
+//
+// A device may instead open a session (session.go): one such signed request
+// agrees on a key by X25519, and later requests carry an HMAC-SHA256 of the
+// same fields under the name vigil-device-session-v1, with the server's
+// sealed ticket. The timestamp window and nonce rules are the same.
 package devicesig
 
 import (
@@ -31,12 +36,24 @@ const Version = "vigil-device-v1"
 
 // SigningString is what a device signs.
 func SigningString(method, path string, ts int64, nonce string, body []byte) []byte {
+	return signingString(Version, method, path, ts, nonce, body)
+}
+
+// signingString is the request's fields under a scheme's name, so a
+// signature made for one scheme never verifies under another.
+func signingString(scheme, method, path string, ts int64, nonce string, body []byte) []byte {
 	h := sha256.Sum256(body)
-	return []byte(Version + "\n" + method + "\n" + path + "\n" + strconv.FormatInt(ts, 10) + "\n" + nonce + "\n" + hex.EncodeToString(h[:]))
+	return []byte(scheme + "\n" + method + "\n" + path + "\n" + strconv.FormatInt(ts, 10) + "\n" + nonce + "\n" + hex.EncodeToString(h[:]))
 }
 
 // SignRequest adds the signature headers to req, whose body is body.
 func SignRequest(req *http.Request, deviceID string, key ed25519.PrivateKey, body []byte, now time.Time) {
+	ts, nonce := stamp(req, deviceID, now)
+	req.Header.Set(api.HeaderSignature, base64.StdEncoding.EncodeToString(ed25519.Sign(key, SigningString(req.Method, req.URL.Path, ts, nonce, body))))
+}
+
+// stamp sets the device, timestamp and a fresh nonce on req.
+func stamp(req *http.Request, deviceID string, now time.Time) (int64, string) {
 	nb := make([]byte, 16)
 	rand.Read(nb)
 	nonce := hex.EncodeToString(nb)
@@ -44,7 +61,7 @@ func SignRequest(req *http.Request, deviceID string, key ed25519.PrivateKey, bod
 	req.Header.Set(api.HeaderDevice, deviceID)
 	req.Header.Set(api.HeaderTimestamp, strconv.FormatInt(ts, 10))
 	req.Header.Set(api.HeaderNonce, nonce)
-	req.Header.Set(api.HeaderSignature, base64.StdEncoding.EncodeToString(ed25519.Sign(key, SigningString(req.Method, req.URL.Path, ts, nonce, body))))
+	return ts, nonce
 }
 
 // EncodePublicKey is how device public keys are registered.

@@ -235,7 +235,7 @@ func Open(ctx context.Context, cfg config.Config, log *zap.Logger) (*Server, err
 // into publishing: the SBOM gate, and indexing after each publish.
 func (s *Server) openVigilance(cfg config.Config, reg *prometheus.Registry, log *zap.Logger) error {
 	stores := s.State
-	s.Fleet = fleet.New(fleet.Stores{Registry: stores, Nonces: stores, Rollouts: stores, Progress: stores, Events: stores, Audit: stores}, s.Repo, log.Named("fleet"))
+	s.Fleet = fleet.New(fleet.Stores{Registry: stores, Nonces: stores, Secrets: stores, Rollouts: stores, Progress: stores, Events: stores, Audit: stores}, s.Repo, log.Named("fleet"))
 	feeds, err := cfg.FeedConfigs()
 	if err != nil {
 		return err

@@ -38,7 +38,10 @@ var (
 // DeviceRequest is a signed request as the HTTP layer saw it.
 type DeviceRequest struct {
 	Method, Path, DeviceID, Timestamp, Nonce, Signature string
-	Body                                                []byte
+	// Session is the session ticket when the request is authenticated by
+	// a session MAC instead of a signature.
+	Session string
+	Body    []byte
 	// ChangesState asks for nonce replay protection.
 	ChangesState bool
 }
@@ -48,14 +51,17 @@ type DeviceRequest struct {
 type Authenticated struct {
 	state.Device
 	SignedAt time.Time
+	// ViaSession: the request carried a session MAC, not a signature.
+	ViaSession bool
 }
 
 // DeviceAuth verifies devices' signed requests (the package doc has its
 // rules).
 type DeviceAuth struct {
-	cache  *cache
-	nonces state.NonceStore
-	clock  *clock
+	cache   *cache
+	nonces  state.NonceStore
+	clock   *clock
+	tickets *tickets
 }
 
 func unauthenticated(format string, args ...any) error {
@@ -74,6 +80,9 @@ func (a *DeviceAuth) PreAuthenticate(ctx context.Context, r DeviceRequest) error
 func (a *DeviceAuth) checkHeaders(ctx context.Context, r DeviceRequest) (state.Device, int64, error) {
 	if !deviceID.MatchString(r.DeviceID) || !nonceRE.MatchString(r.Nonce) {
 		return state.Device{}, 0, unauthenticated("the request is not signed by a device (missing or malformed %s/%s)", api.HeaderDevice, api.HeaderNonce)
+	}
+	if len(r.Session) > devicesig.MaxTicketLength {
+		return state.Device{}, 0, sessionInvalid("%s is %d bytes; a ticket is at most %d", api.HeaderSession, len(r.Session), devicesig.MaxTicketLength)
 	}
 	ts, err := strconv.ParseInt(r.Timestamp, 10, 64)
 	if err != nil {
@@ -102,10 +111,16 @@ func (a *DeviceAuth) Authenticate(ctx context.Context, r DeviceRequest) (Authent
 	if err != nil {
 		return Authenticated{}, err
 	}
-	pub, _ := DecodePublicKey(dev.PublicKey)
-	sig, err := base64.StdEncoding.DecodeString(r.Signature)
-	if err != nil || !ed25519.Verify(pub, SigningString(r.Method, r.Path, ts, r.Nonce, r.Body), sig) {
-		return Authenticated{}, unauthenticated("the request's signature does not verify with the device's key")
+	if r.Session != "" {
+		if err := a.verifySession(ctx, r, dev, ts); err != nil {
+			return Authenticated{}, err
+		}
+	} else {
+		pub, _ := DecodePublicKey(dev.PublicKey)
+		sig, err := base64.StdEncoding.DecodeString(r.Signature)
+		if err != nil || !ed25519.Verify(pub, SigningString(r.Method, r.Path, ts, r.Nonce, r.Body), sig) {
+			return Authenticated{}, unauthenticated("the request's signature does not verify with the device's key")
+		}
 	}
 	if r.ChangesState {
 		now := a.clock.Now()
@@ -113,5 +128,5 @@ func (a *DeviceAuth) Authenticate(ctx context.Context, r DeviceRequest) (Authent
 			return Authenticated{}, err
 		}
 	}
-	return Authenticated{Device: dev, SignedAt: time.Unix(ts, 0)}, nil
+	return Authenticated{Device: dev, SignedAt: time.Unix(ts, 0), ViaSession: r.Session != ""}, nil
 }

@@ -6,11 +6,14 @@
 //     input is validated and bounded before it is stored; registration is
 //     all or none; decommissioning revokes a device's key at once on this
 //     replica and within EpochCheckInterval on the others.
-//   - DeviceAuth (auth.go): a device request is admitted only when the
-//     registered, not decommissioned device's ed25519 key signed its method,
-//     path, timestamp (within MaxRequestSkew), nonce and body; requests that
-//     change state also spend their nonce (replay protection). The headers
-//     are checked before the body is read.
+//   - DeviceAuth (auth.go, session.go): a device request is admitted only
+//     when the registered, not decommissioned device's ed25519 key signed
+//     its method, path, timestamp (within MaxRequestSkew), nonce and body,
+//     or when it carries a MAC over the same fields under a session that
+//     such a signed request opened (at most SessionLifetime ago, for the
+//     key still registered); requests that change state also spend their
+//     nonce (replay protection). The headers are checked before the body
+//     is read.
 //   - CheckIns (checkin.go): at most one assignment per answer, decided on
 //     the cached rollout state; a new assignment is recorded with
 //     insert-if-absent so caps hold across replicas; installed versions and
@@ -68,6 +71,7 @@ type Targets interface {
 type Stores struct {
 	Registry state.RegistryStore
 	Nonces   state.NonceStore
+	Secrets  state.SecretStore
 	Rollouts state.RolloutStore
 	Progress state.ProgressStore
 	Events   state.EventStore
@@ -104,7 +108,7 @@ func New(st Stores, targets Targets, log *zap.Logger) *Fleet {
 	ci := &CheckIns{cache: c, prog: st.Progress, reg: st.Registry, clock: clk, seen: map[string]state.Touch{}, claiming: map[[2]string]bool{}}
 	return &Fleet{
 		Registry: &Registry{reg: st.Registry, events: st.Events, cache: c, rec: rec, clock: clk},
-		Auth:     &DeviceAuth{cache: c, nonces: st.Nonces, clock: clk},
+		Auth:     &DeviceAuth{cache: c, nonces: st.Nonces, clock: clk, tickets: &tickets{store: st.Secrets}},
 		CheckIns: ci,
 		Events:   &Events{events: st.Events, checkIns: ci, cache: c, rollouts: ro, clock: clk},
 		Rollouts: ro,

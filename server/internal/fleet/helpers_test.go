@@ -7,5 +7,5 @@ import (
 
 // newFleet wires a fleet to every area of one store (as app does).
 func newFleet(st state.Store, targets fleet.Targets) *fleet.Fleet {
-	return fleet.New(fleet.Stores{Registry: st, Nonces: st, Rollouts: st, Progress: st, Events: st, Audit: st}, targets, nil)
+	return fleet.New(fleet.Stores{Registry: st, Nonces: st, Secrets: st, Rollouts: st, Progress: st, Events: st, Audit: st}, targets, nil)
 }

@@ -2,13 +2,21 @@ package fleet_test
 
 import (
 	"context"
+	"crypto/ecdh"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/vigil-ota/vigil/api"
+	"github.com/vigil-ota/vigil/api/devicesig"
 	"github.com/vigil-ota/vigil/server/internal/fleet"
 	"github.com/vigil-ota/vigil/server/internal/state"
 	"github.com/vigil-ota/vigil/server/internal/state/sqlstore"
@@ -197,5 +205,60 @@ func TestAReplicaSeesAnothersProgressWithoutReadingEveryRow(t *testing.T) {
 	now = now.Add(fleet.EpochCheckInterval + time.Millisecond) // b's next refresh is due, its full re-read is not
 	if n := committed(b); n != 1 {
 		t.Fatalf("replica b counts %d committed after a's commit", n)
+	}
+}
+
+// TestASessionOpenedOnOneReplicaIsAdmittedByAnother: replicas share the
+// ticket key through the database, so a device's session works on every
+// replica with no lookup.
+func TestASessionOpenedOnOneReplicaIsAdmittedByAnother(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "vigil.db")
+	var replicas []*fleet.Fleet
+	for range 2 {
+		st, err := sqlstore.Open(ctx, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		replicas = append(replicas, newFleet(st, fixedTargets{}))
+	}
+	if err := replicas[0].Registry.PutSite(ctx, api.Site{Name: "st-mary", TimeZone: "UTC"}); err != nil {
+		t.Fatal(err)
+	}
+	pub, key, _ := ed25519.GenerateKey(rand.Reader)
+	if err := replicas[0].Registry.RegisterDevices(ctx, []api.Device{{ID: "PUMP-1", Product: "demo-pump", Hardware: "rev-b", Site: "st-mary",
+		PublicKey: devicesig.EncodePublicKey(pub), Installed: "1.0.0"}}); err != nil {
+		t.Fatal(err)
+	}
+	// Open on replica 1 (a signed request), use on replica 0 and 1.
+	now := time.Now()
+	priv, _ := ecdh.X25519().GenerateKey(rand.Reader)
+	body, _ := json.Marshal(api.SessionRequest{PublicKey: base64.StdEncoding.EncodeToString(priv.PublicKey().Bytes())})
+	req := httptest.NewRequest("POST", api.RouteDeviceSession, nil)
+	devicesig.SignRequest(req, "PUMP-1", key, body, now)
+	dr := func(req *http.Request, body []byte) fleet.DeviceRequest {
+		return fleet.DeviceRequest{Method: "POST", Path: req.URL.Path, DeviceID: req.Header.Get(api.HeaderDevice), Timestamp: req.Header.Get(api.HeaderTimestamp),
+			Nonce: req.Header.Get(api.HeaderNonce), Signature: req.Header.Get(api.HeaderSignature), Session: req.Header.Get(api.HeaderSession), Body: body, ChangesState: true}
+	}
+	dev, err := replicas[1].Auth.Authenticate(ctx, dr(req, body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ss, err := replicas[1].Auth.OpenSession(ctx, dev, api.SessionRequest{PublicKey: base64.StdEncoding.EncodeToString(priv.PublicKey().Bytes())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, _ := devicesig.ParseX25519(ss.ServerPublicKey)
+	shared, _ := priv.ECDH(srv)
+	k, _ := devicesig.SessionKey(shared, "PUMP-1", priv.PublicKey(), srv)
+	for i, r := range replicas {
+		checkin := []byte(`{"installed_version":"1.0.0","state":"idle"}`)
+		req := httptest.NewRequest("POST", api.RouteDeviceCheckIn, nil)
+		devicesig.SignSessionRequest(req, "PUMP-1", ss.Ticket, k, checkin, now)
+		got, err := r.Auth.Authenticate(ctx, dr(req, checkin))
+		if err != nil || !got.ViaSession || got.ID != "PUMP-1" {
+			t.Fatalf("replica %d: %+v %v", i, got, err)
+		}
 	}
 }

@@ -38,7 +38,7 @@ func authorize(auth Authenticator, perm operator.Permission) gin.HandlerFunc {
 	}
 }
 
-// deviceAuth verifies a signed device request; changesState adds replay
+// deviceAuth verifies a signed (or session) device request; changesState adds replay
 // protection. The headers are checked (device known, timestamp in the
 // window) before a byte of the body is read.
 func deviceAuth(auth DeviceAuth, changesState bool) gin.HandlerFunc {
@@ -46,7 +46,7 @@ func deviceAuth(auth DeviceAuth, changesState bool) gin.HandlerFunc {
 		r := fleet.DeviceRequest{
 			Method: c.Request.Method, Path: c.Request.URL.Path, DeviceID: c.GetHeader(api.HeaderDevice),
 			Timestamp: c.GetHeader(api.HeaderTimestamp), Nonce: c.GetHeader(api.HeaderNonce), Signature: c.GetHeader(api.HeaderSignature),
-			ChangesState: changesState,
+			Session: c.GetHeader(api.HeaderSession), ChangesState: changesState,
 		}
 		if err := auth.PreAuthenticate(c.Request.Context(), r); err != nil {
 			WriteError(c, err)

@@ -24,6 +24,17 @@ func checkIn(s CheckIns) gin.HandlerFunc {
 	}
 }
 
+func openSession(s DeviceAuth) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		var in api.SessionRequest
+		if !decodeBody(c, &in) {
+			return
+		}
+		ss, err := s.OpenSession(c.Request.Context(), device(c), in)
+		respond(c, http.StatusOK, ss, err)
+	}
+}
+
 func ingestEvents(s Events) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		var b api.EventBatch

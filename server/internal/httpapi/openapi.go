@@ -54,7 +54,7 @@ func OpenAPI(routes []Route) ([]byte, error) {
 			"securitySchemes": map[string]any{
 				"bearer": map[string]any{"type": "http", "scheme": "bearer", "description": "an operator token (vigil token create); x-vigil-permission names what the route needs"},
 				"device": map[string]any{"type": "apiKey", "in": "header", "name": api.HeaderSignature,
-					"description": "a request signed with the device's registered ed25519 key (" + api.HeaderDevice + ", " + api.HeaderTimestamp + ", " + api.HeaderNonce + ", " + api.HeaderSignature + "; api/devicesig)"},
+					"description": "a request signed with the device's registered ed25519 key (" + api.HeaderDevice + ", " + api.HeaderTimestamp + ", " + api.HeaderNonce + ", " + api.HeaderSignature + "; api/devicesig), or carrying a session ticket (" + api.HeaderSession + ") and the session's MAC in " + api.HeaderSignature + " (a session is opened at " + api.RouteDeviceSession + ")"},
 			},
 		},
 	}

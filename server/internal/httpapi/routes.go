@@ -79,6 +79,7 @@ type Registry interface {
 type DeviceAuth interface {
 	PreAuthenticate(ctx context.Context, r fleet.DeviceRequest) error
 	Authenticate(ctx context.Context, r fleet.DeviceRequest) (fleet.Authenticated, error)
+	OpenSession(ctx context.Context, dev fleet.Authenticated, in api.SessionRequest) (api.Session, error)
 }
 
 // CheckIns is fleet.CheckIns.
@@ -171,6 +172,7 @@ func Routes(s Services) []Route {
 
 		{Method: http.MethodPost, Path: api.RouteDeviceCheckIn, Access: Device, Handle: checkIn(s.CheckIns)},
 		{Method: http.MethodPost, Path: api.RouteDeviceEvents, Access: Device, ChangesState: true, Handle: ingestEvents(s.Events)},
+		{Method: http.MethodPost, Path: api.RouteDeviceSession, Access: Device, ChangesState: true, Handle: openSession(s.DeviceAuth)},
 
 		op(http.MethodPut, api.RouteSite, operator.PermSiteWrite, putSite(s.Registry)),
 		op(http.MethodPost, api.RouteDevices, operator.PermFleetWrite, registerDevices(s.Registry)),

@@ -11,6 +11,7 @@
 //	TokenStore     operator tokens (operator)
 //	SessionStore   console sessions (operator)
 //	LeaseStore     leases for singleton jobs (app)
+//	SecretStore    secrets every replica shares (fleet's device sessions)
 //	VulnStore      vulnerability records, the KEV catalog, feed state (vigilance)
 //	SBOMStore      releases' indexed SBOMs (vigilance)
 //	FindingStore   findings, their triage and clocks (vigilance)
@@ -97,6 +98,7 @@ type Store interface {
 	TokenStore
 	SessionStore
 	LeaseStore
+	SecretStore
 	VulnStore
 	SBOMStore
 	FindingStore
@@ -173,6 +175,13 @@ type LeaseStore interface {
 	TryLease(ctx context.Context, name, holder string, now time.Time, ttl time.Duration) (bool, error)
 	// ReleaseLease gives the lease up if holder holds it.
 	ReleaseLease(ctx context.Context, name, holder string) error
+}
+
+// SecretStore keeps secrets every replica must share.
+type SecretStore interface {
+	// SharedSecret returns the secret stored under name, storing candidate
+	// first if there is none: replicas racing to make one all get the same.
+	SharedSecret(ctx context.Context, name string, candidate []byte, now time.Time) ([]byte, error)
 }
 
 // DeviceEvent is one install state change reported by a device.

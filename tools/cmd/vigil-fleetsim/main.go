@@ -134,6 +134,7 @@ unacknowledged; 2 bad usage.`,
 	f.StringVar(&opt.Seed, "seed", "vigil-fleetsim", "seed of the device keys and behaviours")
 	f.Float64Var(&opt.Rate, "rate", fleetsim.DefaultRate, "check-ins per second, whole fleet")
 	f.IntVar(&opt.Workers, "workers", fleetsim.DefaultWorkers, "requests in flight")
+	f.BoolVar(&opt.SignEveryRequest, "sign-every-request", false, "sign each request with the device key instead of opening a session (an agent's behaviour towards an older server)")
 	f.DurationVar(&opt.Duration, "duration", time.Minute, "stop after this long (0: until SIGINT/SIGTERM)")
 	f.Int64Var(&opt.MaxCheckIns, "max-checkins", 0, "stop after this many check-ins (0: no bound)")
 	f.Float64Var(&opt.Behaviour.DeferShare, "defer-share", 0, "share of devices that defer their first assignment once")

@@ -102,11 +102,13 @@ type Options struct {
 	SiteCap     int
 	Register    bool // import the devices first (false: they exist from an earlier run with the same seed)
 	Seed        string
-	Rate        float64       // check-ins per second, whole fleet
-	Workers     int           // concurrent requests
-	Duration    time.Duration // stop after this long (0: until ctx ends)
-	MaxCheckIns int64         // stop after this many check-ins (0: no bound)
-	Behaviour   Behaviour
+	Rate        float64 // check-ins per second, whole fleet
+	Workers     int     // concurrent requests
+	// SignEveryRequest: no device sessions, an ed25519 signature per request.
+	SignEveryRequest bool
+	Duration         time.Duration // stop after this long (0: until ctx ends)
+	MaxCheckIns      int64         // stop after this many check-ins (0: no bound)
+	Behaviour        Behaviour
 	// Progress receives one line per ProgressEvery (nil: none).
 	Progress      io.Writer
 	ProgressEvery time.Duration
@@ -248,10 +250,14 @@ func New(opt Options) (*Sim, error) {
 		case f < b.OfflineShare+b.FailShare+b.DeferShare:
 			d.defers = true
 		}
+		// One session per device, shared by its clients of every replica.
+		first := client.NewDevice(opt.Servers[0], id, d.key)
+		first.HTTP = hc
+		if opt.SignEveryRequest {
+			first.SignEveryRequest()
+		}
 		for _, srv := range opt.Servers {
-			c := client.NewDevice(srv, id, d.key)
-			c.HTTP = hc
-			d.clients = append(d.clients, c)
+			d.clients = append(d.clients, first.WithBase(srv))
 		}
 		s.devices = append(s.devices, d)
 		if !d.offline {

@@ -26,3 +26,15 @@ func (s *Store) ReleaseLease(ctx context.Context, name, holder string) error {
 	_, err := s.w.ExecContext(ctx, s.d.rebind("DELETE FROM leases WHERE name = ? AND holder = ?"), name, holder)
 	return s.fail("release lease", err)
 }
+
+// SharedSecret implements state.SecretStore: insert unless present, then
+// read, so every replica reads the first insert's value.
+func (s *Store) SharedSecret(ctx context.Context, name string, candidate []byte, now time.Time) ([]byte, error) {
+	if _, err := s.w.ExecContext(ctx, s.d.rebind("INSERT INTO server_secrets (name, value, created_ms) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING"),
+		name, candidate, now.UnixMilli()); err != nil {
+		return nil, s.fail("store secret", err)
+	}
+	var v []byte
+	err := s.w.QueryRowContext(ctx, s.d.rebind("SELECT value FROM server_secrets WHERE name = ?"), name).Scan(&v)
+	return v, s.fail("read secret", err)
+}

@@ -1,6 +1,7 @@
 package statetest
 
 import (
+	"bytes"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -137,5 +138,42 @@ func testSessions(t *testing.T, s state.Store) {
 		if _, err := s.Session(ctx, id); (err == nil) != want {
 			t.Errorf("session %s present %v, want %v (%v)", id, err == nil, want, err)
 		}
+	}
+}
+
+// testSecrets: replicas racing to store a shared secret all get the value
+// that was stored first; it survives, and names are independent.
+func testSecrets(t *testing.T, open Opener) {
+	a, b := open(t), open(t)
+	ctx := t.Context()
+	now := time.Now()
+	got := make([][]byte, 8)
+	var wg sync.WaitGroup
+	for i := range got {
+		s := a
+		if i%2 == 1 {
+			s = b
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			v, err := s.SharedSecret(ctx, "ticket-key", []byte(fmt.Sprintf("candidate-%d", i)), now)
+			if err != nil {
+				t.Error(err)
+			}
+			got[i] = v
+		}()
+	}
+	wg.Wait()
+	for i, v := range got {
+		if !bytes.Equal(v, got[0]) || !bytes.HasPrefix(v, []byte("candidate-")) {
+			t.Fatalf("replica call %d got %q, call 0 got %q", i, v, got[0])
+		}
+	}
+	if v, err := b.SharedSecret(ctx, "ticket-key", []byte("later"), now.Add(time.Hour)); err != nil || !bytes.Equal(v, got[0]) {
+		t.Fatalf("a later call replaced the secret: %q %v", v, err)
+	}
+	if v, err := a.SharedSecret(ctx, "other", []byte("\x00binary\xff"), now); err != nil || string(v) != "\x00binary\xff" {
+		t.Fatalf("another name: %q %v", v, err)
 	}
 }
