@@ -32,7 +32,7 @@ func Operations() []Operation {
 		{Method: "PUT", Path: RouteUploadTarget, Summary: "Upload a target image, hashed while it streams", Query: []string{"sha256", "length"}, RequestMedia: "application/octet-stream", Response: Uploaded{}},
 		{Method: "POST", Path: RouteDeviceCheckIn, Summary: "A device checks in (signed by the device key); the answer holds at most one assignment", Request: CheckIn{}, Response: CheckInResponse{}},
 		{Method: "POST", Path: RouteDeviceEvents, Summary: "A device reports install events (signed, replay-protected)", Request: EventBatch{}, Response: EventBatchResponse{}},
-		{Method: "POST", Path: RouteDeviceSession, Summary: "A device opens a session (signed with its key, replay-protected): later requests carry the ticket and a MAC instead of a signature", Request: SessionRequest{}, Response: Session{}},
+		{Method: "POST", Path: RouteDeviceSession, Summary: "A device opens a session (signed with its key; a replay yields a session only the device can use): later requests carry the ticket and a MAC instead of a signature", Request: SessionRequest{}, Response: Session{}},
 		{Method: "PUT", Path: RouteSite, Summary: "Create or update a site", Request: Site{}, Response: SiteSaved{}},
 		{Method: "POST", Path: RouteDevices, Summary: "Register devices", Request: []Device{}, Response: DevicesRegistered{}},
 		{Method: "GET", Path: RouteDevices, Summary: "A page of devices", Query: []string{"site", "care_area", "product", "version", "q", "offset", "limit"}, Response: DevicePage{}},

@@ -22,7 +22,7 @@ const (
 	SessionRenewBefore = 5 * time.Minute
 	// MaxSessionLifetime bounds how long the client keeps a session,
 	// whatever the server says.
-	MaxSessionLifetime = 24 * time.Hour
+	MaxSessionLifetime = 48 * time.Hour
 	// SessionRetryUnsupported: after a server answered that it has no
 	// sessions (an older server), sign each request for this long before
 	// asking again.

@@ -44,7 +44,7 @@ func (w *deviceWorld) openSession(device string, key ed25519.PrivateKey, at time
 		w.t.Fatal(err)
 	}
 	srv, ok := devicesig.ParseX25519(ss.ServerPublicKey)
-	if !ok || ss.ExpiresInSeconds != 3600 {
+	if !ok || ss.ExpiresInSeconds != 24*3600 {
 		w.t.Fatalf("session answer: %s", out)
 	}
 	shared, _ := priv.ECDH(srv)
@@ -80,8 +80,9 @@ func TestDeviceSessionsAdmitTheirMACsAndRefuseForgeriesReplaysAndExpiry(t *testi
 		t.Fatalf("a session opened with a key that is not the device's: %d %s", code, out)
 	}
 	_ = other
-	flipped := []byte(ss.ticket)
-	flipped[10] ^= 1
+	raw, _ := base64.RawURLEncoding.DecodeString(ss.ticket)
+	raw[len(raw)/2] ^= 1
+	flipped := base64.RawURLEncoding.EncodeToString(raw)
 	tampered := w.inSession(api.RouteDeviceCheckIn, checkin, now, "PUMP-1", ss)
 	tampered.Body = httpBody(`{"installed_version":"9.9.9","state":"idle"}`)
 	macAsSignature := w.inSession(api.RouteDeviceCheckIn, checkin, now, "PUMP-1", ss)
@@ -93,7 +94,7 @@ func TestDeviceSessionsAdmitTheirMACsAndRefuseForgeriesReplaysAndExpiry(t *testi
 		"MAC under another key":        {w.inSession(api.RouteDeviceCheckIn, checkin, now, "PUMP-1", eve), "session MAC does not verify"},
 		"tampered body":                {tampered, "session MAC does not verify"},
 		"ticket of another device":     {w.inSession(api.RouteDeviceCheckIn, checkin, now, "PUMP-2", ss), "another device"},
-		"tampered ticket":              {w.inSession(api.RouteDeviceCheckIn, checkin, now, "PUMP-1", session{string(flipped), ss.key}), "not issued by this deployment"},
+		"tampered ticket":              {w.inSession(api.RouteDeviceCheckIn, checkin, now, "PUMP-1", session{flipped, ss.key}), "not issued by this deployment"},
 		"ticket that is not base64url": {w.inSession(api.RouteDeviceCheckIn, checkin, now, "PUMP-1", session{"%%%", ss.key}), "malformed"},
 		"huge ticket":                  {w.inSession(api.RouteDeviceCheckIn, checkin, now, "PUMP-1", session{strings.Repeat("A", devicesig.MaxTicketLength+1), ss.key}), "at most"},
 		"MAC sent as a signature":      {macAsSignature, "signature does not verify"},
@@ -130,9 +131,9 @@ func TestDeviceSessionsAdmitTheirMACsAndRefuseForgeriesReplaysAndExpiry(t *testi
 		t.Fatalf("replayed events in a session: %d %s", code, body)
 	}
 
-	// A session ends after an hour, with a code that tells the device to
-	// open a new one.
-	later := now.Add(61 * time.Minute)
+	// A session ends after a day, with a code that tells the device to open
+	// a new one.
+	later := now.Add(24*time.Hour + time.Minute)
 	w.srv.Fleet.SetClock(func() time.Time { return later })
 	if code, body := w.do(w.inSession(api.RouteDeviceCheckIn, checkin, later, "PUMP-1", ss)); code != 401 || !strings.Contains(body, api.CodeSessionInvalid) || !strings.Contains(body, "expired") {
 		t.Fatalf("an expired session: %d %s", code, body)

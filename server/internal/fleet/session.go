@@ -28,7 +28,10 @@ import (
 // so any replica admits a session any replica opened, with no lookup.
 const (
 	// SessionLifetime is how long a session is admitted after it opened.
-	SessionLifetime = time.Hour
+	// Agents poll hourly by default (agent poll_interval), so a day-long
+	// session spares ~24 signature checks per device; a session ends at
+	// once on decommissioning or a changed key whatever its age.
+	SessionLifetime = 24 * time.Hour
 	// TicketKeyName names the ticket key in the shared secret store.
 	TicketKeyName = "device-session-ticket-key"
 

@@ -172,7 +172,7 @@ func Routes(s Services) []Route {
 
 		{Method: http.MethodPost, Path: api.RouteDeviceCheckIn, Access: Device, Handle: checkIn(s.CheckIns)},
 		{Method: http.MethodPost, Path: api.RouteDeviceEvents, Access: Device, ChangesState: true, Handle: ingestEvents(s.Events)},
-		{Method: http.MethodPost, Path: api.RouteDeviceSession, Access: Device, ChangesState: true, Handle: openSession(s.DeviceAuth)},
+		{Method: http.MethodPost, Path: api.RouteDeviceSession, Access: Device, Handle: openSession(s.DeviceAuth)}, // a replayed opening yields a ticket whose key only the device can derive: no nonce spent
 
 		op(http.MethodPut, api.RouteSite, operator.PermSiteWrite, putSite(s.Registry)),
 		op(http.MethodPost, api.RouteDevices, operator.PermFleetWrite, registerDevices(s.Registry)),
