@@ -35,7 +35,8 @@ FUZZ_TARGETS := \
 	./internal/vigilance:FuzzVersionComparison \
 	./internal/vigilance/feed:FuzzFeedRecords \
 	./internal/vigilance/sbom:FuzzSBOM \
-	./api/evidencezip:FuzzVerify
+	./api/evidencezip:FuzzVerify \
+	./internal/delta:FuzzApply
 FUZZTIME ?= 30s
 
 .PHONY: help build run demo demo-incident docs test test-sim bench bench-scale fuzz lint tools keys-example clean console-docs

@@ -29,6 +29,8 @@ require (
 	modernc.org/sqlite v1.62.0
 )
 
+require github.com/restic/chunker v0.4.0
+
 require (
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/bytedance/gopkg v0.1.3 // indirect
