@@ -57,6 +57,10 @@ type Custom struct {
 	MinFromVersion  string   `json:"min_from_version,omitempty"`
 	Kind            string   `json:"kind"`
 	DeltaBaseSHA256 string   `json:"delta_base_sha256,omitempty"`
+	// ResultSHA256 and ResultLength, on a delta, are the full image it
+	// rebuilds: the image target of the same release.
+	ResultSHA256 string `json:"result_sha256,omitempty"`
+	ResultLength int64  `json:"result_length,omitempty"`
 	Severity        string   `json:"severity"`
 	Cycle           string   `json:"cycle"`
 	SBOM            string   `json:"sbom,omitempty"`
@@ -73,6 +77,9 @@ type Custom struct {
 // MaxUnpackedLength is the largest unpacked_length a release may sign, in
 // bytes.
 const MaxUnpackedLength = 64 << 30
+
+// MaxResultLength is the largest image a delta may rebuild, in bytes.
+const MaxResultLength = 64 << 30
 
 // MaxNotesLength bounds the release notes carried in metadata, in bytes.
 const MaxNotesLength = 4096
@@ -157,12 +164,21 @@ func (c *Custom) Validate(product string) error {
 	}
 	switch c.Kind {
 	case KindFull:
-		if c.DeltaBaseSHA256 != "" {
-			return fmt.Errorf("custom.delta_base_sha256 is only for kind %q", KindDelta)
+		if c.DeltaBaseSHA256 != "" || c.ResultSHA256 != "" || c.ResultLength != 0 {
+			return fmt.Errorf("custom.delta_base_sha256, result_sha256 and result_length are only for kind %q", KindDelta)
 		}
 	case KindDelta:
 		if !hexSHA256.MatchString(c.DeltaBaseSHA256) {
 			return fmt.Errorf("custom.delta_base_sha256 %q is not 64 lower-case hex digits", c.DeltaBaseSHA256)
+		}
+		if !hexSHA256.MatchString(c.ResultSHA256) {
+			return fmt.Errorf("custom.result_sha256 %q is not 64 lower-case hex digits", c.ResultSHA256)
+		}
+		if c.ResultLength <= 0 || c.ResultLength > MaxResultLength {
+			return fmt.Errorf("custom.result_length %d is not between 1 and %d bytes", c.ResultLength, int64(MaxResultLength))
+		}
+		if c.DeltaBaseSHA256 == c.ResultSHA256 {
+			return fmt.Errorf("custom.delta_base_sha256 is the result itself: a delta from an image to itself")
 		}
 	default:
 		return fmt.Errorf("custom.kind %q is not %q or %q", c.Kind, KindFull, KindDelta)
@@ -210,7 +226,7 @@ func (c *Custom) Validate(product string) error {
 // validateSBOM checks an SBOM target's fields: the release it describes
 // (product, version) and nothing that would make it installable.
 func (c *Custom) validateSBOM() error {
-	if len(c.Hardware) > 0 || c.MinFromVersion != "" || c.DeltaBaseSHA256 != "" || len(c.DowngradeFrom) > 0 || c.SBOM != "" || c.UnpackedLength != 0 {
+	if len(c.Hardware) > 0 || c.MinFromVersion != "" || c.DeltaBaseSHA256 != "" || c.ResultSHA256 != "" || c.ResultLength != 0 || len(c.DowngradeFrom) > 0 || c.SBOM != "" || c.UnpackedLength != 0 {
 		return fmt.Errorf("an sbom target carries only product, version and notes")
 	}
 	if len(c.Notes) > MaxNotesLength {

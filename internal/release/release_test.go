@@ -31,6 +31,14 @@ func TestEachBadFieldIsNamed(t *testing.T) {
 		"custom.cycle":            func(c *release.Custom) { c.Cycle = "monthly" },
 		"custom.downgrade_from":   func(c *release.Custom) { c.DowngradeFrom = []string{"1.0.0"} },
 		"custom.sbom":             func(c *release.Custom) { c.SBOM = "other/x.json" },
+		"custom.result_sha256":    func(c *release.Custom) { c.Kind, c.DeltaBaseSHA256 = "delta", strings.Repeat("a", 64) },
+		"custom.result_length": func(c *release.Custom) {
+			c.Kind, c.DeltaBaseSHA256, c.ResultSHA256, c.ResultLength = "delta", strings.Repeat("a", 64), strings.Repeat("b", 64), 1<<62
+		},
+		"is the result itself": func(c *release.Custom) {
+			c.Kind, c.DeltaBaseSHA256, c.ResultSHA256, c.ResultLength = "delta", strings.Repeat("a", 64), strings.Repeat("a", 64), 10
+		},
+		"only for kind": func(c *release.Custom) { c.ResultLength = 10 },
 	}
 	for want, mutate := range cases {
 		c := valid()
@@ -95,7 +103,10 @@ func TestSemverPrecedence(t *testing.T) {
 func TestCheckRefusesKindsTheAgentDoesNotInstall(t *testing.T) {
 	dev := release.Device{Product: "demo-pump", Hardware: "rev-b", InstalledVersion: "1.0.0"}
 	c := valid()
-	c.Kind, c.DeltaBaseSHA256 = release.KindDelta, strings.Repeat("a", 64)
+	c.Kind, c.DeltaBaseSHA256, c.ResultSHA256, c.ResultLength = release.KindDelta, strings.Repeat("a", 64), strings.Repeat("b", 64), 10
+	if err := c.Validate("demo-pump"); err != nil {
+		t.Fatal(err)
+	}
 	if r := c.Check(dev); r == nil || r.Check != release.CheckKind {
 		t.Fatalf("a delta target passed Check: %v", r)
 	}

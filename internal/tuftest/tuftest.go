@@ -230,6 +230,22 @@ func (r *Repo) AddTarget(role, path string, data []byte, custom json.RawMessage,
 	return tf
 }
 
+// Tamper serves data instead of the signed bytes of target path (every
+// hash-named copy), as a compromised mirror would.
+func (r *Repo) Tamper(path string, data []byte) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	dir, name := "", path
+	if i := strings.LastIndex(path, "/"); i >= 0 {
+		dir, name = path[:i+1], path[i+1:]
+	}
+	for p := range r.files {
+		if rest, ok := strings.CutPrefix(p, "targets/"+dir); ok && strings.HasSuffix(rest, "."+name) && !strings.Contains(rest, "/") {
+			r.files[p] = data
+		}
+	}
+}
+
 // Touch marks a role to be re-signed (with its Keys) at the next Publish.
 func (r *Repo) Touch(role string) {
 	r.mu.Lock()

@@ -88,6 +88,9 @@ type Config struct {
 	DeferRetry      time.Duration
 	EventInterval   time.Duration
 	MaxBootAttempts int64
+	// Deltas: rebuild images from signed deltas when one fits (keeps a
+	// copy of the installed image in data_dir/base).
+	Deltas bool
 
 	set *settings.Set
 }
@@ -122,6 +125,7 @@ func (c *Config) declare() *settings.Set {
 	s.Duration(&c.DeferRetry, "defer_retry", DefaultDeferRetry, "time between retries while deferred or waiting to switch")
 	s.Duration(&c.EventInterval, "event_interval", DefaultEventInterval, "time between event deliveries")
 	s.Int(&c.MaxBootAttempts, "max_boot_attempts", engine.DefaultMaxBootAttempts, 1, "starts in a switched, unhealthy state before rolling back")
+	s.Bool(&c.Deltas, "deltas", true, "rebuild releases from signed deltas when one applies to the installed image (keeps a copy of it in data_dir/base; false: full images only)")
 	return s
 }
 

@@ -63,7 +63,7 @@ func NewEngine(c Config, log *zap.Logger) (*engine.Engine, error) {
 		HealthCommand: c.HealthCheck.Command, HealthTimeout: c.HealthCheck.Timeout,
 		RestartCommand: c.RestartCommand, Interlock: c.InterlockCheck(), MaxBootAttempts: int(c.MaxBootAttempts),
 		Download: tufclient.Limits{IdleTimeout: c.Download.IdleTimeout, MinRate: c.Download.MinRate},
-		Log:      log,
+		Log:      log, NoDeltas: !c.Deltas,
 	})
 }
 

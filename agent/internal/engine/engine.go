@@ -93,6 +93,9 @@ type Config struct {
 	// rollout's assignment); the agent still verifies it through TUF. Nil:
 	// the agent takes the newest installable release itself.
 	CheckIn func(ctx context.Context, in api.CheckIn) (*api.Assignment, error)
+	// NoDeltas: always download full images and keep no base image
+	// (delta.go); for devices without room for a second copy.
+	NoDeltas bool
 }
 
 // Engine drives installs.
@@ -176,8 +179,8 @@ func (e *Engine) emit(state api.InstallState, reason, extra string) error {
 		target, version = e.st.Release.Target, e.st.Release.Version
 	}
 	disc := strconv.FormatInt(e.st.Attempt, 10) + "/" + extra
-	if state == journal.Deferred {
-		disc += "/" + reason
+	if state == journal.Deferred || state == journal.Downloading && reason != "" {
+		disc += "/" + reason // a new deferral reason, or a fallback from a delta, is a new event
 	}
 	return e.queue.Add(api.DeviceEvent{
 		ID: events.ID(e.cfg.DeviceID, target, string(state), disc), DeviceID: e.cfg.DeviceID,
@@ -201,6 +204,9 @@ func (e *Engine) InstalledVersion(ctx context.Context) (string, string, error) {
 // Recover continues an install interrupted by a crash or restart. It
 // counts a start in the switched phase as a boot attempt.
 func (e *Engine) Recover(ctx context.Context) error {
+	if e.st.Phase == journal.Committed {
+		e.keepBase() // a crash between the commit and keeping its image
+	}
 	if e.st.Phase == journal.Switched {
 		next := e.st
 		next.BootAttempts++
@@ -270,11 +276,13 @@ func (e *Engine) choose(ctx context.Context) error {
 	}
 	rel := journal.Release{Target: c.Path, Version: c.Custom.Version, SHA256: hex.EncodeToString(c.Target.Hashes["sha256"]), Length: c.Target.Length,
 		UnpackedLength: c.Custom.UnpackedLength}
+	dl := e.deltaFor(ctx, tc, c, active)
 	return e.to(journal.Downloading, "", func(s *journal.State) {
 		s.Release = &rel
 		s.Attempt++
 		s.BootAttempts = 0
 		s.Download, s.From, s.To = "", "", ""
+		s.Delta = dl
 	})
 }
 
@@ -363,6 +371,9 @@ func appendBad(list []string, target string) []string {
 }
 
 func (e *Engine) download(ctx context.Context) error {
+	if e.st.Delta != nil {
+		return e.rebuild(ctx)
+	}
 	r := e.st.Release
 	h, err := hex.DecodeString(r.SHA256)
 	if err != nil {
@@ -558,6 +569,7 @@ func (e *Engine) commit(ctx context.Context) error {
 	if err := e.to(journal.Committed, "", nil); err != nil {
 		return err
 	}
+	e.keepBase()
 	os.Remove(e.st.Download)
 	return nil
 }

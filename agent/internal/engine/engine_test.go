@@ -217,7 +217,7 @@ func checkTerminalEventOnce(t *testing.T, d *device, want api.InstallState) {
 // is refused with the check named, and never written to a slot.
 func TestAnAssignedDeltaTargetIsRefusedNotWrittenToASlot(t *testing.T) {
 	r := publishRelease(t, func(c *release.Custom) {
-		c.Kind, c.DeltaBaseSHA256 = release.KindDelta, strings.Repeat("a", 64)
+		c.Kind, c.DeltaBaseSHA256, c.ResultSHA256, c.ResultLength = release.KindDelta, strings.Repeat("a", 64), strings.Repeat("b", 64), 10
 	})
 	d := newDevice(t, r, true)
 	e, err := engine.New(engine.Config{DeviceID: "PUMP-1", Product: "demo-pump", Hardware: "rev-b", DataDir: d.data,

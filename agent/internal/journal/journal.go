@@ -58,12 +58,24 @@ type Release struct {
 	UnpackedLength int64 `json:"unpacked_length,omitempty"`
 }
 
+// Delta is a signed delta target and the installed image it applies to.
+type Delta struct {
+	Target     string `json:"target"`
+	SHA256     string `json:"sha256"`
+	Length     int64  `json:"length"`
+	BaseSHA256 string `json:"base_sha256"`
+	BaseLength int64  `json:"base_length"`
+}
+
 // State is the journal's content.
 type State struct {
 	Phase   Phase    `json:"phase"`
 	Release *Release `json:"release,omitempty"`
 	// Download is the verified image's path (from Verified on).
 	Download string `json:"download,omitempty"`
+	// Delta, while Downloading, is the signed delta to rebuild the image
+	// from instead of downloading it whole (nil: the full image).
+	Delta *Delta `json:"delta,omitempty"`
 	// From and To are the slots: the one that ran before the install and
 	// the one the install goes into.
 	From string `json:"from,omitempty"`

@@ -389,19 +389,38 @@ func (r *Repo) verifyProduct(ctx context.Context, targets *metadata.Metadata[met
 			}
 		}
 	}
-	// One target per (version, kind): a rollout of a version must never
-	// have to choose between two images.
-	seen := map[[2]string]string{}
+	// One target per (version, kind) — deltas: per base too — so a
+	// rollout of a version never has to choose between two images; and a
+	// delta must rebuild exactly the full image of its own version.
+	seen := map[[3]string]string{}
+	full := map[string]*metadata.TargetFiles{}
+	var deltas []string
 	for _, path := range sortedPaths(md.Signed.Targets) {
 		c, err := release.Parse(md.Signed.Targets[path].Custom, product)
 		if err != nil {
 			return refuse("release schema", "target %q: %v", path, err)
 		}
-		k := [2]string{c.Version, c.Kind}
+		k := [3]string{c.Version, c.Kind, c.DeltaBaseSHA256}
 		if other, dup := seen[k]; dup {
-			return refuse("release schema", "targets %q and %q are both version %s (kind %s) of %s; one target per version and kind", other, path, c.Version, c.Kind, product)
+			return refuse("release schema", "targets %q and %q are both version %s (kind %s) of %s; one target per version and kind (and, for deltas, per base)", other, path, c.Version, c.Kind, product)
 		}
 		seen[k] = path
+		switch c.Kind {
+		case release.KindFull:
+			full[c.Version] = md.Signed.Targets[path]
+		case release.KindDelta:
+			deltas = append(deltas, path)
+		}
+	}
+	for _, path := range deltas {
+		c, _ := release.Parse(md.Signed.Targets[path].Custom, product)
+		img, ok := full[c.Version]
+		if !ok {
+			return refuse("release schema", "delta %q is for version %s of %s, which has no full image in the role", path, c.Version, product)
+		}
+		if hexOf(img.Hashes["sha256"]) != c.ResultSHA256 || img.Length != c.ResultLength {
+			return refuse("release schema", "delta %q rebuilds %s (%d bytes), but the full image of %s is %s (%d bytes)", path, c.ResultSHA256, c.ResultLength, c.Version, hexOf(img.Hashes["sha256"]), img.Length)
+		}
 	}
 	return r.checkSBOMLinks(ctx, product, md, fresh, accept)
 }

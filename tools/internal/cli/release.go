@@ -35,6 +35,8 @@ type publishOptions struct {
 	accept                       []string
 	reason                       string
 	incident                     string
+	deltaFrom                    string
+	deltaFromLast                int
 }
 
 func (o *publishOptions) custom(cycleSet bool) (release.Custom, error) {
@@ -77,11 +79,22 @@ against its vulnerability feeds first and refuses a release that still carries a
 KEV-listed (known exploited) vulnerability, unless you accept each one with
 --accept-known-vulnerability ID --reason TEXT (recorded in the audit log).
 
+With --delta-from VERSIONS (or --delta-from-last N), a delta is made from each
+published image named (downloaded and verified through TUF) to this one and
+published as a signed target beside it (custom.kind delta, delta_base_sha256,
+result_sha256, result_length). A device running one of those images rebuilds
+this image from the delta, checks it against this image's signed hash and
+falls back to the full image by itself when anything is off. A delta over half
+the image's size is not published (a warning says so). docs/delta.md has the
+method and the trust argument.
+
 Devices install a release only if it is for their product and hardware, newer
 than what they run (or a signed recall naming their version in
 --downgrade-from), and their version is at least --min-from-version.`,
 		Example: `  vigil release publish --product demo-pump --version 1.1.0 --file pump.img \
-      --hardware rev-b,rev-c --severity security --sbom demo-pump-1.1.0.cdx.json --keys-dir KEYS`,
+      --hardware rev-b,rev-c --severity security --sbom demo-pump-1.1.0.cdx.json --keys-dir KEYS
+  vigil release publish --product demo-pump --version 1.1.1 --file pump.img \
+      --hardware rev-b --severity security --delta-from-last 2 --keys-dir KEYS`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return publish(cmd, g, o) },
 	}
@@ -102,6 +115,8 @@ than what they run (or a signed recall naming their version in
 	f.StringArrayVar(&o.accept, "accept-known-vulnerability", nil, "publish although the SBOM carries this KEV-listed vulnerability (repeat; needs --reason; audited)")
 	f.StringVar(&o.reason, "reason", "", "why the known exploited vulnerabilities are accepted (or why this release is published: a fix, a recall)")
 	f.StringVar(&o.incident, "incident", "", "the incident this release answers (a fix or a signed recall): it joins the incident's timeline")
+	f.StringVar(&o.deltaFrom, "delta-from", "", "published versions to make deltas from, comma-separated")
+	f.IntVar(&o.deltaFromLast, "delta-from-last", 0, fmt.Sprintf("also make deltas from the newest N older full releases (at most %d bases in all)", repotool.MaxDeltaBases))
 	return cmd
 }
 
@@ -153,7 +168,17 @@ func publish(cmd *cobra.Command, g *globals, o *publishOptions) error {
 	if err != nil {
 		return err
 	}
-	res, err := sess.Publish(cmd.Context(), repotool.PublishOptions{Product: o.product, File: o.file, Name: o.name, Custom: c, Keys: keys, SBOM: o.sbom, Accept: accept, Incident: o.incident, Reason: o.reason})
+	if o.deltaFromLast < 0 || o.deltaFromLast > repotool.MaxDeltaBases {
+		return usagef("--delta-from-last %d is not between 0 and %d", o.deltaFromLast, repotool.MaxDeltaBases)
+	}
+	deltaFrom := repotool.SplitList(o.deltaFrom)
+	for _, v := range deltaFrom {
+		if err := release.ValidateVersion(v); err != nil {
+			return usagef("--delta-from: %v", err)
+		}
+	}
+	res, err := sess.Publish(cmd.Context(), repotool.PublishOptions{Product: o.product, File: o.file, Name: o.name, Custom: c, Keys: keys, SBOM: o.sbom, Accept: accept, Incident: o.incident, Reason: o.reason,
+		DeltaFrom: deltaFrom, DeltaFromLast: o.deltaFromLast})
 	if err != nil {
 		return err
 	}
@@ -161,6 +186,9 @@ func publish(cmd *cobra.Command, g *globals, o *publishOptions) error {
 		fmt.Fprintf(w, "%s %s (%d bytes, sha256 %s)\n", dryWord(o.dryRun, "published"), res.Target, res.Length, res.SHA256)
 		for _, warn := range res.Warnings {
 			fmt.Fprintf(w, "warning: %s\n", warn)
+		}
+		for _, d := range res.Deltas {
+			fmt.Fprintf(w, "delta %s from %s (%d bytes, %.1f%% of the image)\n", d.Target, d.BaseVersion, d.Length, 100*d.Share)
 		}
 		if res.SBOM != "" {
 			fmt.Fprintf(w, "SBOM %s\n", res.SBOM)

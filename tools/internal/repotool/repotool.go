@@ -374,6 +374,11 @@ type PublishOptions struct {
 	// recall); Reason says why. Both go to the audit log and the
 	// incident's timeline.
 	Incident, Reason string
+	// DeltaFrom lists published versions to make deltas from; with
+	// DeltaFromLast, the newest that many full releases older than this
+	// one are added (delta.go).
+	DeltaFrom     []string
+	DeltaFromLast int
 }
 
 // PublishResult reports a publish.
@@ -388,6 +393,8 @@ type PublishResult struct {
 	// Warnings are things the release engineer should know (published
 	// nevertheless).
 	Warnings []string `json:"warnings,omitempty"`
+	// Deltas are the published deltas, one per base.
+	Deltas []DeltaResult `json:"deltas,omitempty"`
 }
 
 // HashFile streams a file through SHA-256.
@@ -481,6 +488,11 @@ func (s *Session) publishOnce(ctx context.Context, o PublishOptions) (*PublishRe
 	if o.Custom.UnpackedLength == 0 {
 		o.Custom.UnpackedLength = img.unpacked
 	}
+	deltas, err := s.makeDeltas(ctx, cur, o, img)
+	if err != nil {
+		return nil, err
+	}
+	defer deltas.cleanup()
 	uploaded, err := s.uploadRelease(ctx, o, img, doc)
 	if err != nil {
 		return nil, err
@@ -488,6 +500,14 @@ func (s *Session) publishOnce(ctx context.Context, o PublishOptions) (*PublishRe
 	adds := []newTarget{{path: path, custom: o.Custom, img: img}}
 	if doc != nil {
 		adds = append(adds, doc.target(o.Product, o.Custom.Version))
+	}
+	for _, d := range deltas.targets {
+		if !s.DryRun {
+			if _, err := s.upload(ctx, o.Product, d.name, d.img); err != nil {
+				return nil, err
+			}
+		}
+		adds = append(adds, d.newTarget)
 	}
 	pb, err := signWithTargets(cur, o.Keys, adds)
 	if err != nil {
@@ -497,7 +517,8 @@ func (s *Session) publishOnce(ctx context.Context, o PublishOptions) (*PublishRe
 	if err != nil {
 		return nil, err
 	}
-	res := &PublishResult{Target: path, SHA256: img.sha256, Length: img.length, Uploaded: uploaded, Versions: resp.Versions, Warnings: lowerVersionWarning(cur, o)}
+	res := &PublishResult{Target: path, SHA256: img.sha256, Length: img.length, Uploaded: uploaded, Versions: resp.Versions,
+		Warnings: append(lowerVersionWarning(cur, o), deltas.warnings...), Deltas: deltas.results}
 	if doc != nil {
 		res.SBOM = doc.path
 	}
@@ -525,7 +546,7 @@ func checkUnpublished(cur *metadata.Metadata[metadata.TargetsType], o PublishOpt
 		return fmt.Errorf("target %s is already published; releases are immutable", path)
 	}
 	for p, tf := range cur.Signed.Targets {
-		if c, err := release.Parse(tf.Custom, o.Product); err == nil && c.Version == o.Custom.Version && c.Kind == o.Custom.Kind {
+		if c, err := release.Parse(tf.Custom, o.Product); err == nil && c.Version == o.Custom.Version && c.Kind == o.Custom.Kind && c.DeltaBaseSHA256 == o.Custom.DeltaBaseSHA256 {
 			return fmt.Errorf("version %s of %s is already published as %s", o.Custom.Version, o.Product, p)
 		}
 	}
@@ -673,6 +694,8 @@ type ReleaseInfo struct {
 	Custom  *release.Custom `json:"custom"`
 	// SBOM is the release's SBOM target ("" when it has none).
 	SBOM string `json:"sbom"`
+	// Deltas are the release's delta targets, one per base image.
+	Deltas []string `json:"deltas,omitempty"`
 }
 
 // Releases lists the verified releases of products (all when empty).
@@ -696,18 +719,22 @@ func (s *Session) Releases(products []string) ([]ReleaseInfo, error) {
 		if err != nil {
 			return nil, err
 		}
-		sboms := map[string]string{}
+		sboms, deltas := map[string]string{}, map[string][]string{}
 		for _, r := range list {
-			if r.Custom.Kind == release.KindSBOM {
+			switch r.Custom.Kind {
+			case release.KindSBOM:
 				sboms[r.Custom.Version] = r.Path
+			case release.KindDelta:
+				deltas[r.Custom.Version] = append(deltas[r.Custom.Version], r.Path)
 			}
 		}
 		for _, r := range list {
-			if r.Custom.Kind == release.KindSBOM {
+			if r.Custom.Kind != release.KindFull {
 				continue
 			}
 			out = append(out, ReleaseInfo{Product: p, Version: r.Custom.Version, Target: r.Path,
-				SHA256: hex.EncodeToString(r.Target.Hashes["sha256"]), Length: r.Target.Length, Custom: r.Custom, SBOM: sboms[r.Custom.Version]})
+				SHA256: hex.EncodeToString(r.Target.Hashes["sha256"]), Length: r.Target.Length, Custom: r.Custom, SBOM: sboms[r.Custom.Version],
+				Deltas: deltas[r.Custom.Version]})
 		}
 	}
 	return out, nil
