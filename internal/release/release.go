@@ -61,9 +61,9 @@ type Custom struct {
 	// rebuilds: the image target of the same release.
 	ResultSHA256 string `json:"result_sha256,omitempty"`
 	ResultLength int64  `json:"result_length,omitempty"`
-	Severity        string   `json:"severity"`
-	Cycle           string   `json:"cycle"`
-	SBOM            string   `json:"sbom,omitempty"`
+	Severity     string `json:"severity"`
+	Cycle        string `json:"cycle"`
+	SBOM         string `json:"sbom,omitempty"`
 	// SBOMSHA256 is the sha256 of the SBOM target SBOM names.
 	SBOMSHA256    string   `json:"sbom_sha256,omitempty"`
 	DowngradeFrom []string `json:"downgrade_from,omitempty"`
