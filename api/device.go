@@ -66,6 +66,11 @@ type Assignment struct {
 	Wave      string    `json:"wave"`
 	NotBefore time.Time `json:"not_before"`
 	WindowEnd time.Time `json:"window_end,omitempty"`
+	// Delta names the signed delta target that rebuilds Target from the
+	// device's reported installed version, when one is published. The
+	// agent takes a delta only through TUF and only when its base is the
+	// image it keeps (docs/delta.md); otherwise it fetches Target.
+	Delta string `json:"delta,omitempty"`
 }
 
 // CheckInResponse answers a check-in.

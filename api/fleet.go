@@ -102,6 +102,19 @@ type RolloutStatus struct {
 	// WaitingFor names the sites whose approval an open wave still needs:
 	// they hold devices of that wave and have not approved it.
 	WaitingFor []string `json:"waiting_for,omitempty"`
+	// Served is what the repository served of the release, full images
+	// against deltas (release-wide; not shown to site-scoped operators).
+	Served *ServedBytes `json:"served,omitempty"`
+}
+
+// ServedBytes is a release's bytes served by every replica, full image
+// against deltas, and the requests that carried them (a resumed download
+// is a second request).
+type ServedBytes struct {
+	FullBytes     int64 `json:"full_bytes"`
+	DeltaBytes    int64 `json:"delta_bytes"`
+	FullRequests  int64 `json:"full_requests"`
+	DeltaRequests int64 `json:"delta_requests"`
 }
 
 // Approval is hospital IT's decision for one wave at one site.

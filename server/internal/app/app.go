@@ -33,6 +33,7 @@ import (
 	"github.com/vigil-ota/vigil/server/internal/incident"
 	"github.com/vigil-ota/vigil/server/internal/notice"
 	"github.com/vigil-ota/vigil/server/internal/operator"
+	"github.com/vigil-ota/vigil/server/internal/served"
 	"github.com/vigil-ota/vigil/server/internal/state"
 	"github.com/vigil-ota/vigil/server/internal/state/sqlstore"
 	"github.com/vigil-ota/vigil/server/internal/tufrepo"
@@ -61,6 +62,8 @@ type Server struct {
 	Blobs blob.Store
 	Repo  *tufrepo.Repo
 	Fleet *fleet.Fleet
+	// Served counts target bytes served, by release and kind.
+	Served *served.Counter
 	// Vigilance is post-market vigilance; Alerts its webhook (nil: none).
 	Vigilance *vigilance.Service
 	Alerts    *webhook.Sender
@@ -175,6 +178,7 @@ func Open(ctx context.Context, cfg config.Config, log *zap.Logger) (*Server, err
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(s.Repo.Collector())
+	s.Served = served.New(s.Repo, s.State, reg, log.Named("served"))
 	if err := s.openVigilance(cfg, reg, log); err != nil {
 		return nil, err
 	}
@@ -204,7 +208,7 @@ func Open(ctx context.Context, cfg config.Config, log *zap.Logger) (*Server, err
 	if err != nil {
 		return nil, fmt.Errorf("console: %w", err)
 	}
-	s.services = httpapi.Services{Repo: s.Repo, Registry: s.Fleet.Registry, DeviceAuth: s.Fleet.Auth, CheckIns: s.Fleet.CheckIns,
+	s.services = httpapi.Services{Repo: s.Repo, Served: s.Served, Registry: s.Fleet.Registry, DeviceAuth: s.Fleet.Auth, CheckIns: s.Fleet.CheckIns,
 		Events: s.Fleet.Events, Rollouts: s.Fleet.Rollouts, Operators: ops, Tokens: ops, Audit: stores, Vigilance: s.Vigilance,
 		Sessions: ops, Refuse: con.Refuse,
 		CVD: s.CVD, SecurityTxt: s.securityTxt, Incidents: s.Incidents, Notices: s.Notices, Reports: s.reports}
@@ -235,7 +239,7 @@ func Open(ctx context.Context, cfg config.Config, log *zap.Logger) (*Server, err
 // into publishing: the SBOM gate, and indexing after each publish.
 func (s *Server) openVigilance(cfg config.Config, reg *prometheus.Registry, log *zap.Logger) error {
 	stores := s.State
-	s.Fleet = fleet.New(fleet.Stores{Registry: stores, Nonces: stores, Secrets: stores, Rollouts: stores, Progress: stores, Events: stores, Audit: stores}, s.Repo, log.Named("fleet"))
+	s.Fleet = fleet.New(fleet.Stores{Registry: stores, Nonces: stores, Secrets: stores, Served: stores, Rollouts: stores, Progress: stores, Events: stores, Audit: stores}, s.Repo, log.Named("fleet"))
 	feeds, err := cfg.FeedConfigs()
 	if err != nil {
 		return err

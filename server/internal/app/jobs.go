@@ -41,6 +41,7 @@ func (s *Server) startJobs(ctx context.Context) {
 		s.holder = hex.EncodeToString(b)
 	}
 	go s.Fleet.CheckIns.RunFlusher(ctx)
+	go s.Served.Run(ctx)
 	go RunSingleton(ctx, s.State, s.holder, LeaseRefresher, s.cfg.OnlineRefreshInterval, s.log, func(ctx context.Context) {
 		if _, err := s.Repo.RefreshOnline(ctx); err != nil && ctx.Err() == nil {
 			s.log.Warn("re-signing online metadata failed", zap.Error(err))

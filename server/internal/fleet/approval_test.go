@@ -6,8 +6,10 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/vigil-ota/vigil/api"
+	"github.com/vigil-ota/vigil/server/internal/fleet"
 	"github.com/vigil-ota/vigil/server/internal/state/sqlstore"
 )
 
@@ -61,5 +63,45 @@ func TestApprovalOpensAWaveWhoseDevicesAreAllAtSitesThatDidNotApprove(t *testing
 	}
 	if !slices.Equal(st1.WaitingFor, []string{"north"}) {
 		t.Fatalf("wave all waits for %v, want [north]", st1.WaitingFor)
+	}
+}
+
+// A check-in's assignment names the delta that rebuilds the release from
+// the version the device reports, and none when no delta applies to it.
+func TestAnAssignmentNamesTheDeltaForTheDevicesInstalledVersion(t *testing.T) {
+	ctx := context.Background()
+	st, err := sqlstore.Open(ctx, filepath.Join(t.TempDir(), "v.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	svc := newFleet(st, fixedTargets{})
+	if err := svc.Registry.PutSite(ctx, api.Site{Name: "st-mary", TimeZone: "UTC"}); err != nil {
+		t.Fatal(err)
+	}
+	installed := map[string]string{"PUMP-1": "1.0.0", "PUMP-2": "1.0.5"}
+	for id, v := range installed {
+		if err := svc.Registry.RegisterDevices(ctx, []api.Device{{ID: id, Product: "demo-pump", Hardware: "rev-b", Site: "st-mary",
+			PublicKey: "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=", Installed: v}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := svc.Rollouts.Create(ctx, api.RolloutPlan{Release: "demo-pump@1.1.0", Waves: "all:100%", Soak: "0s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Rollouts.Approve(ctx, r.ID, api.Approval{Wave: "all", Site: "st-mary"}); err != nil {
+		t.Fatal(err)
+	}
+	devs, _ := st.DevicesOf(ctx, "demo-pump")
+	want := map[string]string{"PUMP-1": "demo-pump/demo-pump-1.1.0.img.from-1.0.0.vdelta", "PUMP-2": ""}
+	for _, d := range devs {
+		a, err := svc.CheckIns.CheckIn(ctx, fleet.Authenticated{Device: d, SignedAt: time.Now()}, api.CheckIn{Installed: installed[d.ID], State: api.StateIdle})
+		if err != nil || a == nil {
+			t.Fatalf("%s: %+v %v", d.ID, a, err)
+		}
+		if a.Delta != want[d.ID] || a.Target != "demo-pump/demo-pump-1.1.0.img" {
+			t.Errorf("%s on %s: delta %q, target %s; want delta %q", d.ID, installed[d.ID], a.Delta, a.Target, want[d.ID])
+		}
 	}
 }

@@ -35,6 +35,8 @@ type CheckIns struct {
 	// claiming holds the (rollout, device) places being claimed in the
 	// database now; guarded by the cache's lock.
 	claiming map[[2]string]bool
+	// deltas names the delta of an assignment (deltaNames).
+	deltas *deltaNames
 }
 
 // CheckIn answers a device: at most one assignment. It writes only when it
@@ -108,7 +110,8 @@ func (c *CheckIns) CheckIn(ctx context.Context, dev Authenticated, in api.CheckI
 				continue
 			}
 		}
-		return &api.Assignment{RolloutID: a.RolloutID, Target: a.Target, Version: a.Version, Wave: a.Wave, NotBefore: a.NotBefore, WindowEnd: a.WindowEnd}, nil
+		return &api.Assignment{RolloutID: a.RolloutID, Target: a.Target, Version: a.Version, Wave: a.Wave, NotBefore: a.NotBefore, WindowEnd: a.WindowEnd,
+			Delta: c.deltas.name(ctx, d.Product, a.Version, d.Installed)}, nil
 	}
 	return nil, nil
 }
@@ -202,4 +205,45 @@ func (c *CheckIns) RunFlusher(ctx context.Context) {
 			c.FlushLastSeen(ctx)
 		}
 	}
+}
+
+// DeltaNamesTTL is how long a replica keeps a release's delta names before
+// it reads them again (a delta published after the rollout started is
+// named within this time).
+const DeltaNamesTTL = time.Minute
+
+// deltaNames caches, per (product, version), the delta target for each
+// installed version; nil targets (tests) name none.
+type deltaNames struct {
+	targets Targets
+	clock   *clock
+	mu      sync.Mutex
+	m       map[[2]string]deltaEntry
+}
+
+type deltaEntry struct {
+	byBase map[string]string
+	at     time.Time
+}
+
+func (d *deltaNames) name(ctx context.Context, product, version, installed string) string {
+	if d == nil || d.targets == nil || installed == "" {
+		return ""
+	}
+	k := [2]string{product, version}
+	now := d.clock.Now()
+	d.mu.Lock()
+	e, ok := d.m[k]
+	d.mu.Unlock()
+	if !ok || now.Sub(e.at) > DeltaNamesTTL {
+		m, err := d.targets.ReleaseDeltas(ctx, product, version)
+		if err != nil {
+			return e.byBase[installed] // keep the last answer while the repository is unreadable
+		}
+		e = deltaEntry{byBase: m, at: now}
+		d.mu.Lock()
+		d.m[k] = e
+		d.mu.Unlock()
+	}
+	return e.byBase[installed]
 }

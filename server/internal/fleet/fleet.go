@@ -64,6 +64,9 @@ const (
 // Targets resolves a release to its target path (the TUF repository).
 type Targets interface {
 	ReleaseTarget(ctx context.Context, product, version string) (target, severity string, err error)
+	// ReleaseDeltas maps installed versions to the delta target of the
+	// version that applies to them.
+	ReleaseDeltas(ctx context.Context, product, version string) (map[string]string, error)
 }
 
 // Stores are the state areas the fleet uses, each given only to the parts
@@ -72,6 +75,7 @@ type Stores struct {
 	Registry state.RegistryStore
 	Nonces   state.NonceStore
 	Secrets  state.SecretStore
+	Served   state.ServedStore
 	Rollouts state.RolloutStore
 	Progress state.ProgressStore
 	Events   state.EventStore
@@ -104,8 +108,9 @@ func New(st Stores, targets Targets, log *zap.Logger) *Fleet {
 	clk := &clock{now: time.Now}
 	rec := recorder{st.Audit, log}
 	c := newCache(st.Registry, st.Rollouts, st.Progress, clk)
-	ro := &Rollouts{ro: st.Rollouts, prog: st.Progress, reg: st.Registry, cache: c, targets: targets, rec: rec, log: log, clock: clk}
-	ci := &CheckIns{cache: c, prog: st.Progress, reg: st.Registry, clock: clk, seen: map[string]state.Touch{}, claiming: map[[2]string]bool{}}
+	ro := &Rollouts{ro: st.Rollouts, prog: st.Progress, reg: st.Registry, cache: c, targets: targets, served: st.Served, rec: rec, log: log, clock: clk}
+	ci := &CheckIns{cache: c, prog: st.Progress, reg: st.Registry, clock: clk, seen: map[string]state.Touch{}, claiming: map[[2]string]bool{},
+		deltas: &deltaNames{targets: targets, clock: clk, m: map[[2]string]deltaEntry{}}}
 	return &Fleet{
 		Registry: &Registry{reg: st.Registry, events: st.Events, cache: c, rec: rec, clock: clk},
 		Auth:     &DeviceAuth{cache: c, nonces: st.Nonces, clock: clk, tickets: &tickets{store: st.Secrets}},

@@ -29,6 +29,7 @@ type Rollouts struct {
 	reg     state.RegistryStore
 	cache   *cache
 	targets Targets
+	served  state.ServedStore // nil: status shows no served bytes
 	rec     recorder
 	log     *zap.Logger
 	clock   *clock
@@ -154,9 +155,18 @@ func (s *Rollouts) Status(ctx context.Context, id string) (api.RolloutStatus, er
 	if counts == nil {
 		counts = []api.WaveCounts{}
 	}
+	var served *api.ServedBytes
+	if p, ok := operator.From(ctx); s.served != nil && !(ok && p.SiteScoped()) {
+		byKind, err := s.served.ServedOf(ctx, r.Product, r.Version)
+		if err != nil {
+			return api.RolloutStatus{}, err
+		}
+		served = &api.ServedBytes{FullBytes: byKind[release.KindFull].Bytes, DeltaBytes: byKind[release.KindDelta].Bytes,
+			FullRequests: byKind[release.KindFull].Requests, DeltaRequests: byKind[release.KindDelta].Requests}
+	}
 	waves := snap.Rollout.Plan.Waves
 	return api.RolloutStatus{ID: r.ID, Release: r.Product + "@" + r.Version, Target: r.Target, State: r.State, CurrentWave: waves[min(r.CurrentWave, len(waves)-1)].Name,
-		WaveOpened: r.WaveOpened, HaltReason: r.HaltReason, Waves: waves, Counts: counts, WaitingFor: waiting}, nil
+		WaveOpened: r.WaveOpened, HaltReason: r.HaltReason, Waves: waves, Counts: counts, WaitingFor: waiting, Served: served}, nil
 }
 
 // Rollout controls.

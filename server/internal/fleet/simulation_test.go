@@ -45,6 +45,10 @@ func (fixedTargets) ReleaseTarget(context.Context, string, string) (string, stri
 	return "demo-pump/demo-pump-1.1.0.img", "security", nil
 }
 
+func (fixedTargets) ReleaseDeltas(context.Context, string, string) (map[string]string, error) {
+	return map[string]string{"1.0.0": "demo-pump/demo-pump-1.1.0.img.from-1.0.0.vdelta"}, nil
+}
+
 type simClock struct {
 	mu sync.Mutex
 	t  time.Time

@@ -19,8 +19,13 @@ import (
 )
 
 // serveArea serves one area of the repository ("metadata" or "targets").
-func serveArea(repo Repository, area string) gin.HandlerFunc {
-	return func(c *gin.Context) { serveBlob(c, repo, area, c.Param("path")) }
+func serveArea(repo Repository, area string, served ServedCounter) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		n := serveBlob(c, repo, area, c.Param("path"))
+		if served != nil && n > 0 {
+			served.Add(c.Request.Context(), c.Param("path"), n)
+		}
+	}
 }
 
 func onlineKeys(repo Repository) gin.HandlerFunc {
@@ -80,7 +85,9 @@ func upload(repo Repository) gin.HandlerFunc {
 // serveBlob answers GET and HEAD for a repository file with Content-Length,
 // ETag (If-None-Match → 304) and single byte ranges (206, or 416 with
 // Content-Range: bytes */SIZE).
-func serveBlob(c *gin.Context, repo Repository, area, path string) {
+// serveBlob answers a GET or HEAD of a repository file and returns the
+// bytes of the body it wrote.
+func serveBlob(c *gin.Context, repo Repository, area, path string) int64 {
 	ctx := c.Request.Context()
 	rng, rangeErr := parseRange(c.GetHeader("Range"))
 	if rangeErr != nil {
@@ -99,7 +106,7 @@ func serveBlob(c *gin.Context, repo Repository, area, path string) {
 	}
 	if err != nil {
 		WriteError(c, err)
-		return
+		return 0
 	}
 	if rc != nil {
 		defer rc.Close()
@@ -117,7 +124,7 @@ func serveBlob(c *gin.Context, repo Repository, area, path string) {
 	}
 	if inm := c.GetHeader("If-None-Match"); inm != "" && inm == info.ETag {
 		c.Status(http.StatusNotModified)
-		return
+		return 0
 	}
 	if rng == nil {
 		h.Set("Content-Length", strconv.FormatInt(info.Size, 10))
@@ -127,12 +134,12 @@ func serveBlob(c *gin.Context, repo Repository, area, path string) {
 		if !ok {
 			h.Set("Content-Range", fmt.Sprintf("bytes */%d", info.Size))
 			WriteError(c, apperr.New(apperr.OutOfRange, "range %s is outside the object (%d bytes)", c.GetHeader("Range"), info.Size))
-			return
+			return 0
 		}
 		if c.Request.Method == http.MethodGet {
 			if rc, _, err = repo.Open(ctx, area, path, &blob.Range{Offset: start, Length: end - start + 1}); err != nil {
 				WriteError(c, err)
-				return
+				return 0
 			}
 			defer rc.Close()
 		}
@@ -141,9 +148,10 @@ func serveBlob(c *gin.Context, repo Repository, area, path string) {
 		c.Status(http.StatusPartialContent)
 	}
 	if c.Request.Method == http.MethodHead {
-		return
+		return 0
 	}
-	io.Copy(c.Writer, rc)
+	n, _ := io.Copy(c.Writer, rc)
+	return n
 }
 
 // byteRange is one parsed "bytes=" range; -1 marks an open end.

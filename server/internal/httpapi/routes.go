@@ -66,6 +66,11 @@ type Repository interface {
 	Upload(ctx context.Context, product, file, sha256hex string, length int64, body io.Reader) (bool, error)
 }
 
+// ServedCounter is served.Counter.
+type ServedCounter interface {
+	Add(ctx context.Context, path string, n int64)
+}
+
 // Registry is fleet.Registry.
 type Registry interface {
 	DevicePage(ctx context.Context, q fleet.DeviceQuery) (api.DevicePage, error)
@@ -132,7 +137,9 @@ type AuditLog interface {
 
 // Services are the domain services behind the routes.
 type Services struct {
-	Repo       Repository
+	Repo Repository
+	// Served counts target bytes served by release and kind (nil: none).
+	Served     ServedCounter
 	Registry   Registry
 	DeviceAuth DeviceAuth
 	CheckIns   CheckIns
@@ -162,10 +169,10 @@ func Routes(s Services) []Route {
 	var table []Route
 	table = []Route{
 		{Method: http.MethodGet, Path: api.RouteOpenAPI, Access: Public, Handle: serveOpenAPI(&table)},
-		{Method: http.MethodGet, Path: api.RouteRepoMetadata, Access: Public, Handle: serveArea(s.Repo, "metadata")},
-		{Method: http.MethodHead, Path: api.RouteRepoMetadata, Access: Public, Handle: serveArea(s.Repo, "metadata")},
-		{Method: http.MethodGet, Path: api.RouteRepoTargets, Access: Public, Handle: serveArea(s.Repo, "targets")},
-		{Method: http.MethodHead, Path: api.RouteRepoTargets, Access: Public, Handle: serveArea(s.Repo, "targets")},
+		{Method: http.MethodGet, Path: api.RouteRepoMetadata, Access: Public, Handle: serveArea(s.Repo, "metadata", nil)},
+		{Method: http.MethodHead, Path: api.RouteRepoMetadata, Access: Public, Handle: serveArea(s.Repo, "metadata", nil)},
+		{Method: http.MethodGet, Path: api.RouteRepoTargets, Access: Public, Handle: serveArea(s.Repo, "targets", s.Served)},
+		{Method: http.MethodHead, Path: api.RouteRepoTargets, Access: Public, Handle: serveArea(s.Repo, "targets", s.Served)},
 		op(http.MethodGet, api.RouteOnlineKeys, operator.PermRepoWrite, onlineKeys(s.Repo)),
 		op(http.MethodPost, api.RouteSubmit, operator.PermRepoWrite, submit(s.Repo)),
 		op(http.MethodPut, api.RouteUploadTarget, operator.PermRepoWrite, upload(s.Repo)),

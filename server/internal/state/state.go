@@ -12,6 +12,7 @@
 //	SessionStore   console sessions (operator)
 //	LeaseStore     leases for singleton jobs (app)
 //	SecretStore    secrets every replica shares (fleet's device sessions)
+//	ServedStore    bytes of release files served, by release and kind (served)
 //	VulnStore      vulnerability records, the KEV catalog, feed state (vigilance)
 //	SBOMStore      releases' indexed SBOMs (vigilance)
 //	FindingStore   findings, their triage and clocks (vigilance)
@@ -99,6 +100,7 @@ type Store interface {
 	SessionStore
 	LeaseStore
 	SecretStore
+	ServedStore
 	VulnStore
 	SBOMStore
 	FindingStore
@@ -182,6 +184,20 @@ type SecretStore interface {
 	// SharedSecret returns the secret stored under name, storing candidate
 	// first if there is none: replicas racing to make one all get the same.
 	SharedSecret(ctx context.Context, name string, candidate []byte, now time.Time) ([]byte, error)
+}
+
+// Served is bytes of one release's files of one kind served, added up.
+type Served struct {
+	Product, Version, Kind string
+	Bytes, Requests        int64
+}
+
+// ServedStore adds up the bytes of release files served.
+type ServedStore interface {
+	// AddServed adds each entry to its (product, version, kind) totals.
+	AddServed(ctx context.Context, add []Served) error
+	// ServedOf returns a release's totals, by kind.
+	ServedOf(ctx context.Context, product, version string) (map[string]Served, error)
 }
 
 // DeviceEvent is one install state change reported by a device.

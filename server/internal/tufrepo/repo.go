@@ -116,6 +116,9 @@ type Repo struct {
 
 	mu    sync.Mutex
 	cache map[string]*metadata.Metadata[metadata.TargetsType]
+	// cls is ClassifyTarget's index of served paths.
+	clsMu sync.Mutex
+	cls   map[string]classified
 	// verifying holds a slot per submission being verified.
 	verifying chan struct{}
 }
@@ -681,6 +684,99 @@ func (r *Repo) Stat(ctx context.Context, area, path string) (blob.Info, error) {
 // ErrHashMismatch is returned when an upload's bytes do not hash to the
 // declared sha256.
 var ErrHashMismatch = errors.New("uploaded bytes do not match the declared sha256")
+
+// MaxClassified bounds the served-path index ClassifyTarget keeps, in
+// entries; past it the index starts again.
+const MaxClassified = 100_000
+
+type classified struct {
+	product, version, kind string
+	ok                     bool
+	role                   int64 // for a path not (yet) signed: the role version that said so
+}
+
+// ClassifyTarget names the release and kind of a served targets-area path
+// (PRODUCT/SHA256.FILE) from the product's signed role. Paths are content
+// addressed, so an answer never changes: the index is read once per
+// product role version that holds a path not seen before.
+func (r *Repo) ClassifyTarget(ctx context.Context, path string) (product, version, kind string, ok bool) {
+	path = strings.TrimPrefix(path, "/")
+	r.clsMu.Lock()
+	c, hit := r.cls[path]
+	r.clsMu.Unlock()
+	if hit && c.ok {
+		return c.product, c.version, c.kind, true
+	}
+	product, _, found := strings.Cut(path, "/")
+	if !found || release.ValidateProduct(product) != nil {
+		return "", "", "", false
+	}
+	v, err := r.st.RoleVersion(ctx, product)
+	if err != nil || hit && c.role == v.Version {
+		return "", "", "", false
+	}
+	md, err := r.loadTargets(ctx, product, v.Version)
+	if err != nil {
+		return "", "", "", false
+	}
+	r.clsMu.Lock()
+	defer r.clsMu.Unlock()
+	if r.cls == nil || len(r.cls) > MaxClassified {
+		r.cls = map[string]classified{}
+	}
+	for tp, tf := range md.Signed.Targets {
+		cu, err := release.Parse(tf.Custom, product)
+		if err != nil {
+			continue
+		}
+		_, file, _ := strings.Cut(tp, "/")
+		r.cls[product+"/"+hexOf(tf.Hashes["sha256"])+"."+file] = classified{product: product, version: cu.Version, kind: cu.Kind, ok: true}
+	}
+	c, hit = r.cls[path]
+	if !hit {
+		r.cls[path] = classified{role: v.Version} // not a signed target (yet): counted as other
+	}
+	return c.product, c.version, c.kind, c.ok
+}
+
+// ReleaseDeltas maps each installed version that a published delta of a
+// product's version applies to (its base is that version's full image) to
+// the delta's target path.
+func (r *Repo) ReleaseDeltas(ctx context.Context, product, version string) (map[string]string, error) {
+	v, err := r.st.RoleVersion(ctx, product)
+	if err != nil {
+		if apperr.Is(err, apperr.NotFound) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	md, err := r.loadTargets(ctx, product, v.Version)
+	if err != nil {
+		return nil, err
+	}
+	full := map[string]string{} // full image sha256 → version
+	var deltas []*release.Custom
+	var paths []string
+	for path, tf := range md.Signed.Targets {
+		c, err := release.Parse(tf.Custom, product)
+		if err != nil {
+			continue
+		}
+		switch {
+		case c.Kind == release.KindFull:
+			full[hexOf(tf.Hashes["sha256"])] = c.Version
+		case c.Kind == release.KindDelta && c.Version == version:
+			deltas, paths = append(deltas, c), append(paths, path)
+		}
+	}
+	out := map[string]string{}
+	for i, c := range deltas {
+		if base, ok := full[c.DeltaBaseSHA256]; ok {
+			out[base] = paths[i]
+		}
+	}
+	return out, nil
+}
 
 // ReleaseTarget finds the published target of a product's version, and its
 // signed severity, in the current product role.

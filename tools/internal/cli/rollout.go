@@ -120,7 +120,7 @@ func newRolloutStatusCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:     "status ID",
 		Short:   "Show a rollout per wave and site",
-		Long:    "Show a rollout's state, its open wave, the sites it waits for, and per wave and site how\nmany devices are eligible, assigned, installing, deferred, committed, rolled back or failed.",
+		Long:    "Show a rollout's state, its open wave, the sites it waits for, per wave and site how\nmany devices are eligible, assigned, installing, deferred, committed, rolled back or failed,\nand (for release-wide operators) the bytes the repository served of the release: full images\nagainst deltas.",
 		Example: "  vigil rollout status ro-0123456789ab -o json",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -149,6 +149,23 @@ func printStatus(w io.Writer, st api.RolloutStatus) {
 	for _, c := range st.Counts {
 		fmt.Fprintf(w, "%-8s %-12s %8d %8v %8d %10d %8d %9d %11d %6d\n", c.Wave, c.Site, c.Eligible, c.Approved, c.Assigned, c.Installing, c.Deferred, c.Committed, c.RolledBack, c.Failed)
 	}
+	if sv := st.Served; sv != nil {
+		fmt.Fprintf(w, "served: full images %s in %d requests, deltas %s in %d requests\n", byteSize(sv.FullBytes), sv.FullRequests, byteSize(sv.DeltaBytes), sv.DeltaRequests)
+	}
+}
+
+// byteSize prints a byte count for people (1,024-based units).
+func byteSize(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 func newRolloutControlCmd(g *globals, action string) *cobra.Command {

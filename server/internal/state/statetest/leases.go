@@ -177,3 +177,36 @@ func testSecrets(t *testing.T, open Opener) {
 		t.Fatalf("another name: %q %v", v, err)
 	}
 }
+
+// testServed: two replicas add served bytes at once; the totals are the sums,
+// per release and kind.
+func testServed(t *testing.T, open Opener) {
+	a, b := open(t), open(t)
+	ctx := t.Context()
+	var wg sync.WaitGroup
+	for i := range 10 {
+		s := a
+		if i%2 == 1 {
+			s = b
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.AddServed(ctx, []state.Served{{Product: "demo-pump", Version: "1.1.0", Kind: "full", Bytes: 1000, Requests: 1},
+				{Product: "demo-pump", Version: "1.1.0", Kind: "delta", Bytes: 10, Requests: 2}, {Product: "demo-pump", Version: "1.0.0", Kind: "full", Bytes: 1, Requests: 1}}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	got, err := b.ServedOf(ctx, "demo-pump", "1.1.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got["full"].Bytes != 10000 || got["full"].Requests != 10 || got["delta"].Bytes != 100 || got["delta"].Requests != 20 || len(got) != 2 {
+		t.Fatalf("totals: %+v", got)
+	}
+	if none, err := a.ServedOf(ctx, "demo-pump", "9.9.9"); err != nil || len(none) != 0 {
+		t.Fatalf("a release never served: %+v %v", none, err)
+	}
+}

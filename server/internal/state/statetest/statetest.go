@@ -41,6 +41,7 @@ func Run(t *testing.T, newDB func(t *testing.T) Opener) {
 	t.Run("DeviceEventsAreStoredOncePerID", func(t *testing.T) { testEvents(t, one(t)) })
 	t.Run("AuditChainFromTwoReplicasStaysLinearAndVerifies", func(t *testing.T) { testAudit(t, newDB(t)) })
 	t.Run("LeaseIsHeldByOneReplicaAtATime", func(t *testing.T) { testLeases(t, newDB(t)) })
+	t.Run("ServedBytesAddUpAcrossReplicas", func(t *testing.T) { testServed(t, newDB(t)) })
 	t.Run("SharedSecretIsTheFirstOneStoredWhateverTheRace", func(t *testing.T) { testSecrets(t, newDB(t)) })
 	t.Run("InstallCapsHoldExactlyWhenThreeReplicasClaimAtOnce", func(t *testing.T) { testClaims(t, newDB(t)) })
 	t.Run("TokensAreStoredFoundListedAndRevoked", func(t *testing.T) { testTokens(t, one(t)) })

@@ -1,0 +1,14 @@
+-- +goose Up
+-- Bytes of release files served, by release and kind (full image, delta,
+-- SBOM): what rollout status shows as "served full vs delta".
+CREATE TABLE served_bytes (
+    product  TEXT    NOT NULL,
+    version  TEXT    NOT NULL,
+    kind     TEXT    NOT NULL,
+    bytes    BIGINT NOT NULL,
+    requests BIGINT NOT NULL,
+    PRIMARY KEY (product, version, kind)
+);
+
+-- +goose Down
+DROP TABLE served_bytes;
