@@ -44,8 +44,9 @@ const (
 // delta issue names: a 256 MiB ext4 image (mkfs.ext4 -d) of a tree of a few
 // thousand files (this machine's shared libraries and documentation), and
 // the same image after a "security patch" that replaces three ~1 MiB
-// shared libraries (each with 2,000 bytes inserted and 24 regions
-// rewritten, as a rebuilt library differs) and edits one config file.
+// shared libraries and edits one config file — the libraries either
+// rebuilt (2,000 bytes inserted, 24 regions rewritten) or replaced by
+// other libraries of about the same size (nothing of them to reuse).
 // Reported: the full image compressed with zstd -19, our delta, a
 // casync-style chunk store (the new image's chunks the base lacks, each
 // zstd-compressed, plus the index), zstd --patch-from; publish time, apply
@@ -60,17 +61,10 @@ func BenchmarkDeltaExt4SecurityPatch(b *testing.B) {
 		b.Skip(benchLibraryFrom + " is missing")
 	}
 	dir := b.TempDir()
-	tree, patched := filepath.Join(dir, "tree"), filepath.Join(dir, "patched")
-	libs := buildTree(b, tree)
-	patchTree(b, tree, patched, libs)
-	img1, img2 := filepath.Join(dir, "v1.img"), filepath.Join(dir, "v2.img")
-	for src, img := range map[string]string{tree: img1, patched: img2} {
-		cmd := exec.Command(mkfs, "-q", "-F", "-b", "4096", "-U", benchFixedUUID, "-E", "root_owner=0:0,hash_seed="+benchFixedUUID, "-d", src, img, fmt.Sprint(benchImageBytes>>10)+"k")
-		cmd.Env = append(os.Environ(), fmt.Sprintf("E2FSPROGS_FAKE_TIME=%d", benchFixedTime))
-		if out, err := cmd.CombinedOutput(); err != nil {
-			b.Fatalf("mkfs.ext4: %v\n%s", err, out)
-		}
-	}
+	tree := filepath.Join(dir, "tree")
+	libs, spares := buildTree(b, tree)
+	img1 := filepath.Join(dir, "v1.img")
+	mkfsImage(b, mkfs, tree, img1)
 	root, err := testsvc.ModuleRoot()
 	if err != nil {
 		b.Fatal(err)
@@ -81,46 +75,71 @@ func BenchmarkDeltaExt4SecurityPatch(b *testing.B) {
 	if out, err := build.CombinedOutput(); err != nil {
 		b.Fatalf("build deltaapply: %v\n%s", err, out)
 	}
-	want := fileSHA256(b, img2)
+	// rebuilt: each library rebuilt (2,000 bytes inserted, 24 regions
+	// rewritten); replaced: each library's bytes replaced by another
+	// library of about the same size (the worst case: nothing to reuse).
+	for _, mode := range []string{"rebuilt-libraries", "replaced-libraries"} {
+		b.Run(mode, func(b *testing.B) {
+			sub := b.TempDir()
+			patched, img2 := filepath.Join(sub, "patched"), filepath.Join(sub, "v2.img")
+			patchTree(b, tree, patched, libs, spares, mode == "replaced-libraries")
+			mkfsImage(b, mkfs, patched, img2)
+			want := fileSHA256(b, img2)
+			for b.Loop() {
+				compare(b, sub, tool, img1, img2, want)
+			}
+		})
+	}
+}
 
-	for b.Loop() {
-		full := zstdFull(b, img2)
-		b.ReportMetric(float64(full)/(1<<20), "full-zstd19-MiB")
+func mkfsImage(b *testing.B, mkfs, src, img string) {
+	cmd := exec.Command(mkfs, "-q", "-F", "-b", "4096", "-U", benchFixedUUID, "-E", "root_owner=0:0,hash_seed="+benchFixedUUID, "-d", src, img, fmt.Sprint(benchImageBytes>>10)+"k")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("E2FSPROGS_FAKE_TIME=%d", benchFixedTime))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("mkfs.ext4: %v\n%s", err, out)
+	}
+}
 
-		t0 := time.Now()
-		df := filepath.Join(dir, "v2.vdelta")
-		f, _ := os.Create(df)
-		st, err := delta.Make(img1, img2, f)
-		f.Close()
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.ReportMetric(time.Since(t0).Seconds(), "publish-s")
-		b.ReportMetric(float64(st.Bytes)/(1<<20), "delta-MiB")
-		b.ReportMetric(100*float64(st.Bytes)/float64(full), "delta-%-of-full")
+// compare measures every method on one pair of images.
+func compare(b *testing.B, dir, tool, img1, img2, want string) {
+	full := zstdFull(b, img2)
+	b.ReportMetric(float64(full)/(1<<20), "full-zstd19-MiB")
 
-		out := filepath.Join(dir, "rebuilt.img")
-		secs, rss := measure(b, tool, img1, df, out, want)
-		if fileSHA256(b, out) != want {
-			b.Fatal("the rebuilt image is not the new image")
-		}
-		b.ReportMetric(secs, "apply-s")
-		b.ReportMetric(float64(rss)/(1<<20), "apply-rss-MiB")
-		b.ReportMetric(downloadSeconds(b, img2), "full-download-s")
+	t0 := time.Now()
+	df := filepath.Join(dir, "v2.vdelta")
+	f, _ := os.Create(df)
+	st, err := delta.Make(img1, img2, f)
+	f.Close()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(time.Since(t0).Seconds(), "publish-s")
+	b.ReportMetric(float64(st.Bytes)/(1<<20), "delta-MiB")
+	b.ReportMetric(100*float64(st.Bytes)/float64(full), "delta-%-of-full")
 
-		cas := casyncSize(b, img1, img2)
-		b.ReportMetric(100*float64(cas)/float64(full), "casync-%-of-full")
-		if p, prss, ok := patchFrom(b, dir, img1, img2); ok {
-			b.ReportMetric(100*float64(p)/float64(full), "zstd-patch-from-%-of-full")
-			b.ReportMetric(float64(prss)/(1<<20), "zstd-patch-from-apply-rss-MiB")
-		}
+	out := filepath.Join(dir, "rebuilt.img")
+	secs, rss := measure(b, tool, img1, df, out, want)
+	if fileSHA256(b, out) != want {
+		b.Fatal("the rebuilt image is not the new image")
+	}
+	b.ReportMetric(secs, "apply-s")
+	b.ReportMetric(float64(rss)/(1<<20), "apply-rss-MiB")
+	b.ReportMetric(downloadSeconds(b, img2), "full-download-s")
+
+	cas := casyncSize(b, img1, img2)
+	b.ReportMetric(100*float64(cas)/float64(full), "casync-%-of-full")
+	if p, prss, ok := patchFrom(b, dir, img1, img2); ok {
+		b.ReportMetric(100*float64(p)/float64(full), "zstd-patch-from-%-of-full")
+		b.ReportMetric(float64(prss)/(1<<20), "zstd-patch-from-apply-rss-MiB")
 	}
 }
 
 // buildTree copies libraries, then documentation, into dir with fixed
-// times, and returns the libraries a patch may replace.
-func buildTree(b *testing.B, dir string) []string {
+// times, and returns the libraries a patch may change and as many other
+// libraries of about their size, left out of the tree.
+func buildTree(b *testing.B, dir string) ([]string, [][]byte) {
 	var libs []string
+	var spares [][]byte
 	var total int64
 	files := 0
 	copyFrom := func(from, to string, budget func(int64) bool) {
@@ -134,7 +153,15 @@ func buildTree(b *testing.B, dir string) []string {
 		sort.Strings(paths)
 		for _, p := range paths {
 			fi, err := os.Stat(p)
-			if err != nil || !budget(fi.Size()) {
+			if err != nil {
+				continue
+			}
+			if !budget(fi.Size()) {
+				if strings.Contains(p, ".so") && fi.Size() > 700<<10 && fi.Size() < 1500<<10 && len(spares) < benchPatchedLibs {
+					if data, err := os.ReadFile(p); err == nil {
+						spares = append(spares, data)
+					}
+				}
 				continue
 			}
 			data, err := os.ReadFile(p)
@@ -160,22 +187,29 @@ func buildTree(b *testing.B, dir string) []string {
 	if err := os.WriteFile(filepath.Join(dir, "etc", "pump.conf"), []byte(conf), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	if len(libs) < benchPatchedLibs {
-		b.Skipf("found %d libraries of 0.7–1.5 MiB in %s, need %d", len(libs), benchLibraryFrom, benchPatchedLibs)
+	if len(libs) < benchPatchedLibs || len(spares) < benchPatchedLibs {
+		b.Skipf("found %d+%d libraries of 0.7–1.5 MiB in %s, need %d each", len(libs), len(spares), benchLibraryFrom, benchPatchedLibs)
 	}
 	fixTimes(b, dir)
 	b.Logf("tree: %d files, %d MiB", files+1, total>>20)
-	return libs
+	return libs, spares
 }
 
-// patchTree copies tree to dst and applies the "security patch".
-func patchTree(b *testing.B, tree, dst string, libs []string) {
+// patchTree copies tree to dst and applies the "security patch": each
+// library rebuilt, or replaced by a spare.
+func patchTree(b *testing.B, tree, dst string, libs []string, spares [][]byte, replace bool) {
 	if out, err := exec.Command("cp", "-a", tree, dst).CombinedOutput(); err != nil {
 		b.Fatalf("cp: %v %s", err, out)
 	}
 	rng := rand.New(rand.NewPCG(42, 42))
-	for _, lib := range libs {
+	for i, lib := range libs {
 		data, _ := os.ReadFile(lib)
+		if replace {
+			if err := os.WriteFile(filepath.Join(dst, strings.TrimPrefix(lib, tree)), spares[i], 0o644); err != nil {
+				b.Fatal(err)
+			}
+			continue
+		}
 		ins := make([]byte, benchInsertBytes)
 		for i := range ins {
 			ins[i] = byte(rng.IntN(256))

@@ -145,3 +145,52 @@ func TestAPatchReachesADeviceAsADeltaAndTheServerCountsTheBytes(t *testing.T) {
 		}
 	}
 }
+
+// TestCrashAtEveryDeltaStepEndsConsistent kills the real agent (SIGKILL) at
+// each step that a delta install adds, checks the device right after,
+// restarts it, and checks it ends committed on the new release, rebuilt
+// from the delta, with events that tell the truth.
+func TestCrashAtEveryDeltaStepEndsConsistent(t *testing.T) {
+	for _, point := range []string{"delta-downloaded", "delta-rebuild-mid", "delta-rebuilt"} {
+		t.Run(point, func(t *testing.T) {
+			f := newRepo(t, nil)
+			f.publishImage(t, "1.1.0", deltaImage(t, f.tmp, "1.1.0", "one"))
+			d := newAgentDevice(t, f, f.srv.URL, "", nil)
+			if code, out := d.once(t); code != 0 {
+				t.Fatalf("installing 1.1.0: %d\n%s", code, out)
+			}
+			f.vigilOK(t, "release", "publish", "--product", "demo-pump", "--version", "1.2.0", "--file", deltaImage(t, f.tmp, "1.2.0", "two"),
+				"--hardware", "rev-b", "--delta-from-last", "1")
+			if code, out := d.once(t, "VIGIL_AGENT_FAILPOINT="+point); code != -1 {
+				t.Fatalf("the agent was not killed at %s (exit %d):\n%s", point, code, out)
+			}
+			if s := consistent(t, d); s.Phase != "downloading" || s.Installed != "1.1.0" {
+				t.Fatalf("after a crash at %s: %+v", point, s)
+			}
+			if code, out := d.once(t); code != 0 {
+				t.Fatalf("restart after a crash at %s: %d\n%s", point, code, out)
+			}
+			s := d.status(t)
+			running, _ := os.ReadFile(filepath.Join(d.slots, "current", "VERSION"))
+			if s.Phase != "committed" || s.Installed != "1.2.0" || string(running) != "1.2.0\n" {
+				t.Fatalf("crash at %s: ended %+v, running %q", point, s, running)
+			}
+			var evs []api.DeviceEvent
+			for _, e := range serverEvents(t, f, d.id) {
+				if e.Version == "1.2.0" {
+					evs = append(evs, e)
+				}
+			}
+			truthful(t, states(evs))
+			rebuilt := 0
+			for _, e := range evs {
+				if e.Version == "1.2.0" && e.State == api.StateVerified && strings.HasPrefix(e.Reason, "rebuilt from delta ") {
+					rebuilt++
+				}
+			}
+			if rebuilt != 1 {
+				t.Fatalf("crash at %s: %d verified events rebuilt from the delta; events %s", point, rebuilt, states(evs))
+			}
+		})
+	}
+}
