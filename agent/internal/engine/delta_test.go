@@ -94,9 +94,13 @@ const (
 )
 
 func newDeltaWorld(t *testing.T, signedDelta func(w *deltaWorld) []byte) *deltaWorld {
+	return newDeltaWorldOf(t, tarImage(t, "1.1.0", appBytes("one")), tarImage(t, "1.2.0", appBytes("two: patched")), signedDelta)
+}
+
+// newDeltaWorldOf is newDeltaWorld with the two images given (tar or raw).
+func newDeltaWorldOf(t *testing.T, img11, img12 []byte, signedDelta func(w *deltaWorld) []byte) *deltaWorld {
 	ctx := context.Background()
-	w := &deltaWorld{r: tuftest.New(t), img11: tarImage(t, "1.1.0", appBytes("one")), img12: tarImage(t, "1.2.0", appBytes("two: patched")),
-		deltaPath: deltaTarget12, fullPath: fullTarget12}
+	w := &deltaWorld{r: tuftest.New(t), img11: img11, img12: img12, deltaPath: deltaTarget12, fullPath: fullTarget12}
 	w.r.Delegate(metadata.TARGETS, "demo-pump", []string{"demo-pump/*"}, true)
 	w.r.AddTarget("demo-pump", "demo-pump/demo-pump-1.1.0.tar", w.img11, custom("1.1.0", release.KindFull, nil))
 	w.r.Publish()
@@ -168,6 +172,21 @@ func TestADeviceRebuildsTheReleaseFromItsDeltaAndNeverFetchesTheFullImage(t *tes
 	kept, _ := os.ReadDir(filepath.Join(w.d.data, engine.BaseDir))
 	if len(kept) != 1 || kept[0].Name() != hexSum(w.img12) {
 		t.Fatalf("kept bases: %v", kept)
+	}
+}
+
+// A raw image (a partition image, one opaque file in the slot) is rebuilt
+// bit for bit too.
+func TestARawImageIsRebuiltBitForBitFromItsDelta(t *testing.T) {
+	img11, img12 := append([]byte("RAW1"), appBytes("one")...), append([]byte("RAW2"), appBytes("two: patched")...)
+	w := newDeltaWorldOf(t, img11, img12, nil)
+	st := w.d.runToEnd(context.Background())
+	if st.Phase != journal.Committed || st.Release.Version != "1.2.0" || w.fetched(w.fullPath) {
+		t.Fatalf("ended %s (%s), fetched %v", st.Phase, st.Reason, w.r.Fetched)
+	}
+	got, err := os.ReadFile(filepath.Join(w.d.slots, "current", slot.SingleFileName))
+	if err != nil || !bytes.Equal(got, img12) {
+		t.Fatalf("the slot does not hold the signed raw image bit for bit (%v)", err)
 	}
 }
 
