@@ -194,3 +194,26 @@ func TestCrashAtEveryDeltaStepEndsConsistent(t *testing.T) {
 		})
 	}
 }
+
+// A device provisioned with its factory image keeps it as the base of the
+// first delta: the first security patch after manufacturing is a delta too.
+func TestTheFirstPatchAfterProvisioningWithTheFactoryImageIsADelta(t *testing.T) {
+	f := newRepo(t, nil)
+	factory := deltaImage(t, f.tmp, "1.0.0", "factory")
+	f.publishImage(t, "1.0.0", factory)
+	d := newAgentDevice(t, f, f.srv.URL, "", nil)
+	if code, out := runBin(t, nil, "vigil-agent", "provision", "--config", d.config, "--version", "1.0.0", "--image", factory); code != 0 {
+		t.Fatalf("provision --image: %d %s", code, out)
+	}
+	f.vigilOK(t, "release", "publish", "--product", "demo-pump", "--version", "1.1.0", "--file", deltaImage(t, f.tmp, "1.1.0", "patched"),
+		"--hardware", "rev-b", "--delta-from", "1.0.0")
+	if code, out := d.once(t); code != 0 || d.status(t).Installed != "1.1.0" {
+		t.Fatalf("installing 1.1.0: %d\n%s", code, out)
+	}
+	for _, e := range serverEvents(t, f, d.id) {
+		if e.State == api.StateVerified && strings.HasPrefix(e.Reason, "rebuilt from delta ") {
+			return
+		}
+	}
+	t.Fatalf("the first patch was not rebuilt from a delta: %s", states(serverEvents(t, f, d.id)))
+}

@@ -2,10 +2,13 @@ package cli
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -14,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/vigil-ota/vigil/agent/internal/daemon"
+	"github.com/vigil-ota/vigil/agent/internal/engine"
 	"github.com/vigil-ota/vigil/agent/internal/events"
 	"github.com/vigil-ota/vigil/agent/internal/journal"
 	"github.com/vigil-ota/vigil/agent/internal/slot"
@@ -167,7 +171,7 @@ func status(ctx context.Context, c daemon.Config, emit func(any, func(io.Writer)
 }
 
 func newProvisionCmd() *cobra.Command {
-	var version, target string
+	var version, target, image string
 	cmd := &cobra.Command{
 		Use:   "provision",
 		Short: "Record the factory release of slot a on a new device",
@@ -175,8 +179,12 @@ func newProvisionCmd() *cobra.Command {
 (dir backend: creates a/, b/ and the current link). The agent reads the
 installed version from the active slot from then on.
 
+With --image, the factory image file slot a was written from is kept as the
+base of the first delta (DATA_DIR/base/SHA256) and its SHA-256 recorded, so
+the first patch can be a delta too (docs/delta.md).
+
 Example:
-  vigil-agent provision --config /etc/vigil/agent.yaml --version 1.0.0`,
+  vigil-agent provision --config /etc/vigil/agent.yaml --version 1.0.0 --image pump-1.0.0.img`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := loadConfig(cmd.Flags())
@@ -187,6 +195,16 @@ Example:
 				return usageError{fmt.Errorf("--version: %w", err)}
 			}
 			rel := journal.Release{Target: target, Version: version}
+			if image != "" {
+				if !c.Deltas {
+					return usageError{fmt.Errorf("--image keeps a base for deltas, but deltas is false in the configuration")}
+				}
+				sum, n, err := keepFactoryImage(image, filepath.Join(c.DataDir, engine.BaseDir))
+				if err != nil {
+					return fmt.Errorf("--image: %w", err)
+				}
+				rel.SHA256, rel.Length = sum, n
+			}
 			switch b := c.Backend().(type) {
 			case *slot.Dir:
 				return b.Provision(rel)
@@ -199,5 +217,40 @@ Example:
 	daemon.RegisterFlags(cmd.Flags())
 	cmd.Flags().StringVar(&version, "version", "", "the factory release version in slot a (required)")
 	cmd.Flags().StringVar(&target, "target", "factory", "the factory release's target name")
+	cmd.Flags().StringVar(&image, "image", "", "the factory image slot a was written from: kept as the base of the first delta")
 	return cmd
+}
+
+// keepFactoryImage copies the factory image into dir as SHA256 (hashed
+// while copying, renamed only when complete) and returns its hash and size.
+func keepFactoryImage(path, dir string) (string, int64, error) {
+	in, err := os.Open(path)
+	if err != nil {
+		return "", 0, err
+	}
+	defer in.Close()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", 0, err
+	}
+	tmp, err := os.CreateTemp(dir, ".factory-*")
+	if err != nil {
+		return "", 0, err
+	}
+	defer os.Remove(tmp.Name())
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(tmp, h), in)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", 0, err
+	}
+	sum := hex.EncodeToString(h.Sum(nil))
+	if err := os.Rename(tmp.Name(), filepath.Join(dir, sum)); err != nil {
+		return "", 0, err
+	}
+	return sum, n, journal.SyncDir(dir)
 }
