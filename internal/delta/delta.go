@@ -125,7 +125,7 @@ func Make(basePath, newPath string, w io.Writer) (Stats, error) {
 	if err != nil {
 		return st, fmt.Errorf("read base %s: %w", basePath, err)
 	}
-	newSum, newLen, err := hashAll(nf)
+	newSum, newLen, err := HashReader(nf)
 	if err != nil {
 		return st, fmt.Errorf("read %s: %w", newPath, err)
 	}
@@ -248,7 +248,8 @@ func indexChunks(f *os.File) (map[[32]byte]int64, string, int64, error) {
 	return index, hex.EncodeToString(h.Sum(nil)), off, nil
 }
 
-func hashAll(r io.Reader) (string, int64, error) {
+// HashReader streams r through SHA-256: the hex digest and the length.
+func HashReader(r io.Reader) (string, int64, error) {
 	h := sha256.New()
 	n, err := io.Copy(h, r)
 	return hex.EncodeToString(h.Sum(nil)), n, err

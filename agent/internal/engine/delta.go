@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -103,7 +102,7 @@ func (e *Engine) rebuild(ctx context.Context) error {
 		return fallback("the installed image kept for deltas is gone: " + err.Error())
 	}
 	defer base.Close()
-	if sum, n, err := hashReader(base); err != nil || sum != d.BaseSHA256 || n != d.BaseLength {
+	if sum, n, err := delta.HashReader(base); err != nil || sum != d.BaseSHA256 || n != d.BaseLength {
 		return fallback(fmt.Sprintf("the installed image kept for deltas changed on disk (sha256 %s, %d bytes; installed %s, %d bytes)", sum, n, d.BaseSHA256, d.BaseLength))
 	}
 	df, err := os.Open(deltaPath)
@@ -181,13 +180,7 @@ func hashFile(path string) (string, int64, error) {
 		return "", 0, err
 	}
 	defer f.Close()
-	return hashReader(f)
-}
-
-func hashReader(r io.Reader) (string, int64, error) {
-	h := sha256.New()
-	n, err := io.Copy(h, r)
-	return hex.EncodeToString(h.Sum(nil)), n, err
+	return delta.HashReader(f)
 }
 
 // midWriter calls hit once half of the expected bytes went through

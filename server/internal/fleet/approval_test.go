@@ -10,7 +10,6 @@ import (
 
 	"github.com/vigil-ota/vigil/api"
 	"github.com/vigil-ota/vigil/server/internal/fleet"
-	"github.com/vigil-ota/vigil/server/internal/state/sqlstore"
 )
 
 // The flake behind TestRolloutAcrossTwoSites…: when every canary device sat
@@ -21,11 +20,7 @@ import (
 // (P = 2^-200), whatever the random rollout id.
 func TestApprovalOpensAWaveWhoseDevicesAreAllAtSitesThatDidNotApprove(t *testing.T) {
 	ctx := context.Background()
-	st, err := sqlstore.Open(ctx, filepath.Join(t.TempDir(), "v.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := openStore(t, filepath.Join(t.TempDir(), "v.db"))
 	svc := newFleet(st, fixedTargets{})
 	for _, name := range []string{"st-mary", "north"} {
 		if err := svc.Registry.PutSite(ctx, api.Site{Name: name, TimeZone: "America/Chicago"}); err != nil {
@@ -70,11 +65,7 @@ func TestApprovalOpensAWaveWhoseDevicesAreAllAtSitesThatDidNotApprove(t *testing
 // the version the device reports, and none when no delta applies to it.
 func TestAnAssignmentNamesTheDeltaForTheDevicesInstalledVersion(t *testing.T) {
 	ctx := context.Background()
-	st, err := sqlstore.Open(ctx, filepath.Join(t.TempDir(), "v.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := openStore(t, filepath.Join(t.TempDir(), "v.db"))
 	svc := newFleet(st, fixedTargets{})
 	if err := svc.Registry.PutSite(ctx, api.Site{Name: "st-mary", TimeZone: "UTC"}); err != nil {
 		t.Fatal(err)

@@ -121,28 +121,25 @@ func capsAcrossReplicas(t *testing.T, open func(t *testing.T) state.Store) {
 	}
 }
 
+// openStore opens a handle ("replica") on the database dsn (a SQLite path
+// or a PostgreSQL URL), closed when the test ends.
+func openStore(t testing.TB, dsn string) state.Store {
+	st, err := sqlstore.Open(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
 func TestInstallCapsHoldExactlyAcrossThreeReplicasOnSQLite(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "vigil.db")
-	capsAcrossReplicas(t, func(t *testing.T) state.Store {
-		st, err := sqlstore.Open(context.Background(), path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
-		return st
-	})
+	capsAcrossReplicas(t, func(t *testing.T) state.Store { return openStore(t, path) })
 }
 
 func TestInstallCapsHoldExactlyAcrossThreeReplicasOnPostgres(t *testing.T) {
 	dsn := testsvc.PostgresDSN(t)
-	capsAcrossReplicas(t, func(t *testing.T) state.Store {
-		st, err := sqlstore.Open(context.Background(), dsn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
-		return st
-	})
+	capsAcrossReplicas(t, func(t *testing.T) state.Store { return openStore(t, dsn) })
 }
 
 // TestAReplicaSeesAnothersProgressWithoutReadingEveryRow: replica b has
@@ -156,11 +153,7 @@ func TestAReplicaSeesAnothersProgressWithoutReadingEveryRow(t *testing.T) {
 	var stores []state.Store
 	var replicas []*fleet.Fleet
 	for range 2 {
-		st, err := sqlstore.Open(ctx, path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
+		st := openStore(t, path)
 		f := newFleet(st, fixedTargets{})
 		f.SetClock(func() time.Time { return now })
 		stores, replicas = append(stores, st), append(replicas, f)
@@ -216,12 +209,7 @@ func TestASessionOpenedOnOneReplicaIsAdmittedByAnother(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "vigil.db")
 	var replicas []*fleet.Fleet
 	for range 2 {
-		st, err := sqlstore.Open(ctx, path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
-		replicas = append(replicas, newFleet(st, fixedTargets{}))
+		replicas = append(replicas, newFleet(openStore(t, path), fixedTargets{}))
 	}
 	if err := replicas[0].Registry.PutSite(ctx, api.Site{Name: "st-mary", TimeZone: "UTC"}); err != nil {
 		t.Fatal(err)

@@ -79,14 +79,19 @@ func (c *Counter) Add(ctx context.Context, path string, n int64) {
 	if !ok {
 		return
 	}
-	k := [3]string{product, version, kind}
 	c.mu.Lock()
-	s := c.pending[k]
-	s.Product, s.Version, s.Kind = product, version, kind
-	s.Bytes += n
-	s.Requests++
-	c.pending[k] = s
+	c.addPending(state.Served{Product: product, Version: version, Kind: kind, Bytes: n, Requests: 1})
 	c.mu.Unlock()
+}
+
+// addPending adds s to its totals; c.mu is held.
+func (c *Counter) addPending(s state.Served) {
+	k := [3]string{s.Product, s.Version, s.Kind}
+	p := c.pending[k]
+	p.Product, p.Version, p.Kind = s.Product, s.Version, s.Kind
+	p.Bytes += s.Bytes
+	p.Requests += s.Requests
+	c.pending[k] = p
 }
 
 // Flush writes the counts so far; on failure they are kept for the next.
@@ -105,12 +110,7 @@ func (c *Counter) Flush(ctx context.Context) error {
 	if err != nil {
 		c.mu.Lock()
 		for _, s := range batch {
-			k := [3]string{s.Product, s.Version, s.Kind}
-			p := c.pending[k]
-			p.Product, p.Version, p.Kind = s.Product, s.Version, s.Kind
-			p.Bytes += s.Bytes
-			p.Requests += s.Requests
-			c.pending[k] = p
+			c.addPending(s)
 		}
 		c.mu.Unlock()
 	}

@@ -639,3 +639,86 @@ func TestARevokeRemovesOnlyTheNamedReleasesWithAReason(t *testing.T) {
 		t.Fatalf("the other release went too: %v", err)
 	}
 }
+
+// addDelta uploads a "delta" and adds it to md as a delta target of
+// version from the image of base.
+func (f *fixture) addDelta(t testing.TB, md *metadata.Metadata[metadata.TargetsType], version, base string, mutate func(*release.Custom)) string {
+	data := []byte("delta " + base + " to " + version)
+	sum := sha256.Sum256(data)
+	name := "demo-pump-" + version + ".img.from-" + base + ".vdelta"
+	if _, err := f.repo.Upload(context.Background(), "demo-pump", name, hexs(sum[:]), int64(len(data)), bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	baseImg, img := []byte("image "+base), []byte("image "+version)
+	bs, is := sha256.Sum256(baseImg), sha256.Sum256(img)
+	c := release.Custom{Product: "demo-pump", Version: version, Hardware: []string{"rev-b"}, Kind: release.KindDelta, Severity: "routine", Cycle: "regular",
+		DeltaBaseSHA256: hexs(bs[:]), ResultSHA256: hexs(is[:]), ResultLength: int64(len(img))}
+	if mutate != nil {
+		mutate(&c)
+	}
+	raw, _ := json.Marshal(c)
+	r := json.RawMessage(raw)
+	md.Signed.Targets["demo-pump/"+name] = &metadata.TargetFiles{Length: int64(len(data)), Hashes: metadata.Hashes{"sha256": sum[:]}, Custom: &r}
+	return "demo-pump/" + name
+}
+
+// A delta must rebuild the full image of its own version; one delta per
+// base; the repository names, for each installed version, the delta that
+// applies to it, and classifies served files by release and kind.
+func TestDeltasMustRebuildTheirVersionsImageAndAreNamedByBase(t *testing.T) {
+	f := newFixture(t, nil, nil)
+	for _, v := range []string{"1.0.0", "1.0.1", "1.1.0"} {
+		if err := f.publish(t, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, c := range map[string]struct {
+		edit func(md *metadata.Metadata[metadata.TargetsType])
+		want string
+	}{
+		"a delta that rebuilds another image": {func(md *metadata.Metadata[metadata.TargetsType]) {
+			f.addDelta(t, md, "1.1.0", "1.0.0", func(c *release.Custom) { c.ResultLength++ })
+		}, "but the full image of 1.1.0"},
+		"a delta of a version without an image": {func(md *metadata.Metadata[metadata.TargetsType]) {
+			f.addDelta(t, md, "1.2.0", "1.0.0", nil)
+		}, "no full image"},
+		"two deltas from one base": {func(md *metadata.Metadata[metadata.TargetsType]) {
+			p := f.addDelta(t, md, "1.1.0", "1.0.0", nil)
+			tf := *md.Signed.Targets[p]
+			data := []byte("delta 1.0.0 to 1.1.0")
+			f.repo.Upload(context.Background(), "demo-pump", "again.vdelta", hexs(tf.Hashes["sha256"]), int64(len(data)), bytes.NewReader(data))
+			md.Signed.Targets["demo-pump/again.vdelta"] = &tf
+		}, "one target per version and kind"},
+	} {
+		md := f.nextRole(t)
+		c.edit(md)
+		if err := f.submitRole(t, md); !apperr.Is(err, apperr.VerificationFailed) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	md := f.nextRole(t)
+	d0 := f.addDelta(t, md, "1.1.0", "1.0.0", nil)
+	d1 := f.addDelta(t, md, "1.1.0", "1.0.1", nil)
+	if err := f.submitRole(t, md); err != nil {
+		t.Fatalf("two deltas from two bases: %v", err)
+	}
+	f.role = md
+	ctx := context.Background()
+	got, err := f.repo.ReleaseDeltas(ctx, "demo-pump", "1.1.0")
+	if err != nil || len(got) != 2 || got["1.0.0"] != d0 || got["1.0.1"] != d1 {
+		t.Fatalf("deltas of 1.1.0: %v %v", got, err)
+	}
+	sum := sha256.Sum256([]byte("delta 1.0.0 to 1.1.0"))
+	if p, v, k, ok := f.repo.ClassifyTarget(ctx, "/demo-pump/"+hexs(sum[:])+".demo-pump-1.1.0.img.from-1.0.0.vdelta"); !ok || p != "demo-pump" || v != "1.1.0" || k != release.KindDelta {
+		t.Fatalf("classify the delta: %s %s %s %v", p, v, k, ok)
+	}
+	img := sha256.Sum256([]byte("image 1.0.1"))
+	if _, v, k, ok := f.repo.ClassifyTarget(ctx, "demo-pump/"+hexs(img[:])+".demo-pump-1.0.1.img"); !ok || v != "1.0.1" || k != release.KindFull {
+		t.Fatalf("classify an image: %s %s %v", v, k, ok)
+	}
+	for _, p := range []string{"demo-pump/ff.nothing.img", "../etc/passwd", "NOT A PRODUCT/x", ""} {
+		if _, _, _, ok := f.repo.ClassifyTarget(ctx, p); ok {
+			t.Errorf("%q was classified", p)
+		}
+	}
+}

@@ -8,8 +8,6 @@ package main
 
 import (
 	"bufio"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
@@ -43,8 +41,7 @@ func run(basePath, deltaPath, outPath, want string) error {
 		return err
 	}
 	defer base.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, base)
+	baseSum, n, err := delta.HashReader(base)
 	if err != nil {
 		return err
 	}
@@ -64,7 +61,7 @@ func run(basePath, deltaPath, outPath, want string) error {
 	if err != nil {
 		return err
 	}
-	_, err = delta.Apply(base, d, out, delta.Expect{BaseSHA256: hex.EncodeToString(h.Sum(nil)), BaseLength: n, ResultSHA256: want, ResultLength: hd.ResultLength})
+	_, err = delta.Apply(base, d, out, delta.Expect{BaseSHA256: baseSum, BaseLength: n, ResultSHA256: want, ResultLength: hd.ResultLength})
 	if err != nil {
 		return err
 	}

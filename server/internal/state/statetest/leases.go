@@ -47,26 +47,16 @@ func testLeases(t *testing.T, open Opener) {
 
 	// Many replicas racing for one lease at the same moment: exactly one wins.
 	var wins atomic.Int32
-	var wg sync.WaitGroup
 	at := now.Add(time.Hour)
-	for i := range 8 {
-		s := a
-		if i%2 == 1 {
-			s = b
+	atOnce(8, a, b, func(i int, s state.Store) {
+		ok, err := s.TryLease(ctx, "race", fmt.Sprintf("replica-%d", i), at, ttl)
+		if err != nil {
+			t.Error(err)
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ok, err := s.TryLease(ctx, "race", fmt.Sprintf("replica-%d", i), at, ttl)
-			if err != nil {
-				t.Error(err)
-			}
-			if ok {
-				wins.Add(1)
-			}
-		}()
-	}
-	wg.Wait()
+		if ok {
+			wins.Add(1)
+		}
+	})
 	if wins.Load() != 1 {
 		t.Fatalf("%d replicas hold one lease", wins.Load())
 	}
@@ -148,23 +138,13 @@ func testSecrets(t *testing.T, open Opener) {
 	ctx := t.Context()
 	now := time.Now()
 	got := make([][]byte, 8)
-	var wg sync.WaitGroup
-	for i := range got {
-		s := a
-		if i%2 == 1 {
-			s = b
+	atOnce(len(got), a, b, func(i int, s state.Store) {
+		v, err := s.SharedSecret(ctx, "ticket-key", []byte(fmt.Sprintf("candidate-%d", i)), now)
+		if err != nil {
+			t.Error(err)
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			v, err := s.SharedSecret(ctx, "ticket-key", []byte(fmt.Sprintf("candidate-%d", i)), now)
-			if err != nil {
-				t.Error(err)
-			}
-			got[i] = v
-		}()
-	}
-	wg.Wait()
+		got[i] = v
+	})
 	for i, v := range got {
 		if !bytes.Equal(v, got[0]) || !bytes.HasPrefix(v, []byte("candidate-")) {
 			t.Fatalf("replica call %d got %q, call 0 got %q", i, v, got[0])
@@ -183,22 +163,12 @@ func testSecrets(t *testing.T, open Opener) {
 func testServed(t *testing.T, open Opener) {
 	a, b := open(t), open(t)
 	ctx := t.Context()
-	var wg sync.WaitGroup
-	for i := range 10 {
-		s := a
-		if i%2 == 1 {
-			s = b
+	atOnce(10, a, b, func(_ int, s state.Store) {
+		if err := s.AddServed(ctx, []state.Served{{Product: "demo-pump", Version: "1.1.0", Kind: "full", Bytes: 1000, Requests: 1},
+			{Product: "demo-pump", Version: "1.1.0", Kind: "delta", Bytes: 10, Requests: 2}, {Product: "demo-pump", Version: "1.0.0", Kind: "full", Bytes: 1, Requests: 1}}); err != nil {
+			t.Error(err)
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := s.AddServed(ctx, []state.Served{{Product: "demo-pump", Version: "1.1.0", Kind: "full", Bytes: 1000, Requests: 1},
-				{Product: "demo-pump", Version: "1.1.0", Kind: "delta", Bytes: 10, Requests: 2}, {Product: "demo-pump", Version: "1.0.0", Kind: "full", Bytes: 1, Requests: 1}}); err != nil {
-				t.Error(err)
-			}
-		}()
-	}
-	wg.Wait()
+	})
 	got, err := b.ServedOf(ctx, "demo-pump", "1.1.0")
 	if err != nil {
 		t.Fatal(err)
@@ -209,4 +179,22 @@ func testServed(t *testing.T, open Opener) {
 	if none, err := a.ServedOf(ctx, "demo-pump", "9.9.9"); err != nil || len(none) != 0 {
 		t.Fatalf("a release never served: %+v %v", none, err)
 	}
+}
+
+// atOnce runs fn n times at once, alternately on the two store handles
+// ("replicas"), and waits for all of them.
+func atOnce(n int, a, b state.Store, fn func(i int, s state.Store)) {
+	var wg sync.WaitGroup
+	for i := range n {
+		s := a
+		if i%2 == 1 {
+			s = b
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fn(i, s)
+		}()
+	}
+	wg.Wait()
 }
