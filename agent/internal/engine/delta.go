@@ -21,11 +21,10 @@ import (
 // Deltas (docs/delta.md). After a commit the agent keeps the full image it
 // installed as DATA_DIR/base/SHA256 (the base). When the release it is to
 // install has a signed delta whose base is that image, it downloads the
-// delta through TUF (verified like any target, resumable), checks the base
-// against its recorded SHA-256, rebuilds the image into the download's
-// place (a ".rebuilding" file, renamed only once its length and SHA-256
-// equal the signed full image's), and goes on as if it had downloaded the
-// image. Anything off — a delta that fails verification, a base missing or
+// delta through TUF (verified like any target, resumable), rebuilds the
+// image from it and the base into the download's place (a ".rebuilding"
+// file, renamed only once its length and SHA-256 equal the signed full
+// image's), and goes on as if it had downloaded the image. Anything off — a delta that fails verification, a base missing or
 // changed on disk, a delta that does not rebuild the signed image — falls
 // back to the full image, with the reason in the downloading event.
 // Memory stays within package delta's bounds whatever the image size.
@@ -102,9 +101,6 @@ func (e *Engine) rebuild(ctx context.Context) error {
 		return fallback("the installed image kept for deltas is gone: " + err.Error())
 	}
 	defer base.Close()
-	if sum, n, err := delta.HashReader(base); err != nil || sum != d.BaseSHA256 || n != d.BaseLength {
-		return fallback(fmt.Sprintf("the installed image kept for deltas changed on disk (sha256 %s, %d bytes; installed %s, %d bytes)", sum, n, d.BaseSHA256, d.BaseLength))
-	}
 	df, err := os.Open(deltaPath)
 	if err != nil {
 		return fallback("the verified delta is gone: " + err.Error())
@@ -114,6 +110,9 @@ func (e *Engine) rebuild(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// The base is not hashed first: the rebuilt image is accepted only by
+	// the signed hash anyway, and one pass over the image is enough. The
+	// base is hashed only to say why a rebuild did not match.
 	_, err = delta.Apply(base, df, &midWriter{w: of, half: r.Length / 2, hit: func() { e.cfg.Failpoint("delta-rebuild-mid") }},
 		delta.Expect{BaseSHA256: d.BaseSHA256, BaseLength: d.BaseLength, ResultSHA256: r.SHA256, ResultLength: r.Length})
 	if err == nil {
@@ -127,6 +126,10 @@ func (e *Engine) rebuild(ctx context.Context) error {
 		if errors.As(err, &pe) && !errors.Is(err, delta.ErrResultMismatch) {
 			os.Remove(out)
 			return fmt.Errorf("rebuild from delta %s (will retry): %w", d.Target, err)
+		}
+		base.Seek(0, io.SeekStart)
+		if sum, n, herr := delta.HashReader(base); herr == nil && (sum != d.BaseSHA256 || n != d.BaseLength) {
+			return fallback(fmt.Sprintf("the installed image kept for deltas changed on disk (sha256 %s, %d bytes; installed %s, %d bytes)", sum, n, d.BaseSHA256, d.BaseLength))
 		}
 		return fallback("the delta did not rebuild the signed image: " + err.Error())
 	}
