@@ -18,7 +18,8 @@ import (
 	"github.com/vigil-ota/vigil/server/internal/tufrepo"
 )
 
-// serveArea serves one area of the repository ("metadata" or "targets").
+// serveArea serves one area of the repository ("metadata" or "targets");
+// served (nil: none) counts the target bytes.
 func serveArea(repo Repository, area string, served ServedCounter) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		n := serveBlob(c, repo, area, c.Param("path"))
@@ -84,9 +85,7 @@ func upload(repo Repository) gin.HandlerFunc {
 
 // serveBlob answers GET and HEAD for a repository file with Content-Length,
 // ETag (If-None-Match → 304) and single byte ranges (206, or 416 with
-// Content-Range: bytes */SIZE).
-// serveBlob answers a GET or HEAD of a repository file and returns the
-// bytes of the body it wrote.
+// Content-Range: bytes */SIZE). It returns the bytes of the body it wrote.
 func serveBlob(c *gin.Context, repo Repository, area, path string) int64 {
 	ctx := c.Request.Context()
 	rng, rangeErr := parseRange(c.GetHeader("Range"))
