@@ -32,8 +32,9 @@ import (
 // and nonce rules are those of signed requests, so replays are refused as
 // before. A MAC never verifies as a signature or the reverse (each scheme's
 // name leads what is authenticated). Anyone who reads the servers' ticket
-// key (it lives in the database) can mint sessions: protect the database
-// as the device registry it already is.
+// keys (they live in the database; a new one each week, the old ones
+// refused after two) can mint sessions until that key retires: protect the
+// database as the device registry it already is.
 const (
 	// SessionVersion names the session MAC scheme.
 	SessionVersion = "vigil-device-session-v1"

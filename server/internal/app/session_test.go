@@ -7,6 +7,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -18,6 +19,7 @@ import (
 	"github.com/vigil-ota/vigil/api"
 	"github.com/vigil-ota/vigil/api/client"
 	"github.com/vigil-ota/vigil/api/devicesig"
+	"github.com/vigil-ota/vigil/server/internal/fleet"
 )
 
 // session is a device session opened by hand, as a device would.
@@ -208,5 +210,38 @@ func TestDeviceClientUsesOneSessionReopensWhenRefusedAndFallsBackToSigning(t *te
 	}
 	if signatures.Load() != 2 {
 		t.Fatalf("against a server without sessions: %d signed requests", signatures.Load())
+	}
+}
+
+// Ticket keys rotate by themselves: a session opened just before a new key
+// period still works after it starts (sealed under the previous key), a new
+// session is sealed under the new key, and a ticket under a key two periods
+// old is refused as retired.
+func TestSessionTicketKeysRotateEachPeriodWithoutCuttingLiveSessions(t *testing.T) {
+	w := newDeviceWorld(t)
+	checkin := []byte(`{"installed_version":"1.0.0","state":"idle"}`)
+	period := int64(fleet.TicketKeyPeriod / time.Second)
+	start := time.Unix((time.Now().Unix()/period+1)*period, 0) // the start of the next key period
+	at := func(t time.Time) time.Time { w.srv.Fleet.SetClock(func() time.Time { return t }); return t }
+	before := at(start.Add(-time.Hour))
+	old, code, out := w.openSession("PUMP-1", w.key, before, "")
+	if code != 200 {
+		t.Fatalf("open before the new period: %d %s", code, out)
+	}
+	after := at(start.Add(time.Hour))
+	if code, body := w.do(w.inSession(api.RouteDeviceCheckIn, checkin, after, "PUMP-1", old)); code != 200 {
+		t.Fatalf("a live session across the key change: %d %s", code, body)
+	}
+	fresh, code, out := w.openSession("PUMP-1", w.key, after, "")
+	keyPeriod := func(ticket string) uint64 {
+		raw, _ := base64.RawURLEncoding.DecodeString(ticket)
+		return binary.BigEndian.Uint64(raw)
+	}
+	if code != 200 || keyPeriod(fresh.ticket) != keyPeriod(old.ticket)+1 || keyPeriod(fresh.ticket) != uint64(start.Unix()/period) {
+		t.Fatalf("a session in the new period is not sealed under the new key: %d %s", code, out)
+	}
+	retired := at(start.Add(fleet.TicketKeyPeriod + time.Hour))
+	if code, body := w.do(w.inSession(api.RouteDeviceCheckIn, checkin, retired, "PUMP-1", old)); code != 401 || !strings.Contains(body, "retired key") {
+		t.Fatalf("a ticket under a retired key: %d %s", code, body)
 	}
 }

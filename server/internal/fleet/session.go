@@ -10,6 +10,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/binary"
+	"strconv"
 	"sync"
 	"time"
 
@@ -20,32 +21,40 @@ import (
 )
 
 // Device sessions (api/devicesig's session.go has the protocol and what
-// it protects against). The ticket is this package's own: AES-256-GCM,
-// under a key every replica shares (state.SecretStore), of
+// it protects against). The ticket is this package's own:
 //
-//	version(1) | expires Unix seconds(8) | device ed25519 key(32) | session key(32) | device id
+//	key period(8) | nonce(12) | AES-256-GCM(version(1) | expires Unix seconds(8) | device ed25519 key(32) | session key(32) | device id)
 //
-// so any replica admits a session any replica opened, with no lookup.
+// under a key every replica shares (state.SecretStore), so any replica
+// admits a session any replica opened, with no lookup. Keys rotate by
+// themselves: each TicketKeyPeriod has its own (made by whichever replica
+// needs it first); tickets are sealed under the current period's key and
+// admitted under the current or the previous one, so a key is retired at
+// most two periods after it was made, and a session (SessionLifetime, far
+// shorter than a period) never outlives the key that sealed it.
 const (
 	// SessionLifetime is how long a session is admitted after it opened.
 	// Agents poll hourly by default (agent poll_interval), so a day-long
 	// session spares ~24 signature checks per device; a session ends at
 	// once on decommissioning or a changed key whatever its age.
 	SessionLifetime = 24 * time.Hour
-	// TicketKeyName names the ticket key in the shared secret store.
+	// TicketKeyPeriod is how long one ticket key seals tickets.
+	TicketKeyPeriod = 7 * 24 * time.Hour
+	// TicketKeyName names the ticket keys in the shared secret store
+	// (TicketKeyName/PERIOD).
 	TicketKeyName = "device-session-ticket-key"
 
 	ticketVersion = 1
-	ticketAAD     = "vigil-session-ticket-v1"
+	ticketAAD     = "vigil-session-ticket-v1/"
 	ticketFixed   = 1 + 8 + ed25519.PublicKeySize + devicesig.SessionKeySize
 )
 
-// tickets seals and opens session tickets; the key is read from the store
-// on first use (and again after a failed read).
+// tickets seals and opens session tickets; a period's key is read from
+// the store on first use (and again after a failed read).
 type tickets struct {
 	store state.SecretStore
 	mu    sync.Mutex
-	aead  cipher.AEAD
+	aeads map[int64]cipher.AEAD // by key period; only the current and the previous one
 }
 
 type ticket struct {
@@ -55,18 +64,21 @@ type ticket struct {
 	expires  time.Time
 }
 
-func (t *tickets) cipher(ctx context.Context, now time.Time) (cipher.AEAD, error) {
+// period is the ticket key period of t.
+func period(t time.Time) int64 { return t.Unix() / int64(TicketKeyPeriod/time.Second) }
+
+func (t *tickets) cipher(ctx context.Context, p int64, now time.Time) (cipher.AEAD, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.aead != nil {
-		return t.aead, nil
+	if a, ok := t.aeads[p]; ok {
+		return a, nil
 	}
 	if t.store == nil {
 		return nil, apperr.New(apperr.Unavailable, "device sessions are not configured on this server")
 	}
 	candidate := make([]byte, 32)
 	rand.Read(candidate)
-	k, err := t.store.SharedSecret(ctx, TicketKeyName, candidate, now)
+	k, err := t.store.SharedSecret(ctx, TicketKeyName+"/"+strconv.FormatInt(p, 10), candidate, now)
 	if err != nil {
 		return nil, err
 	}
@@ -74,12 +86,25 @@ func (t *tickets) cipher(ctx context.Context, now time.Time) (cipher.AEAD, error
 		return nil, apperr.New(apperr.Internal, "the stored session ticket key is %d bytes, not 32", len(k))
 	}
 	block, _ := aes.NewCipher(k)
-	t.aead, _ = cipher.NewGCM(block)
-	return t.aead, nil
+	a, _ := cipher.NewGCM(block)
+	cur := period(now)
+	for q := range t.aeads {
+		if q < cur-1 {
+			delete(t.aeads, q) // retired
+		}
+	}
+	if t.aeads == nil {
+		t.aeads = map[int64]cipher.AEAD{}
+	}
+	t.aeads[p] = a
+	return a, nil
 }
 
+func ticketAD(p int64) []byte { return []byte(ticketAAD + strconv.FormatInt(p, 10)) }
+
 func (t *tickets) seal(ctx context.Context, tk ticket, now time.Time) (string, error) {
-	aead, err := t.cipher(ctx, now)
+	p := period(now)
+	aead, err := t.cipher(ctx, p, now)
 	if err != nil {
 		return "", err
 	}
@@ -89,32 +114,42 @@ func (t *tickets) seal(ctx context.Context, tk ticket, now time.Time) (string, e
 	plain = append(plain, tk.devKey...)
 	plain = append(plain, tk.key...)
 	plain = append(plain, tk.deviceID...)
-	nonce := make([]byte, aead.NonceSize(), aead.NonceSize()+len(plain)+aead.Overhead())
+	out := binary.BigEndian.AppendUint64(make([]byte, 0, 8+aead.NonceSize()+len(plain)+aead.Overhead()), uint64(p))
+	nonce := make([]byte, aead.NonceSize())
 	rand.Read(nonce)
-	return base64.RawURLEncoding.EncodeToString(aead.Seal(nonce, nonce, plain, []byte(ticketAAD))), nil
+	out = append(out, nonce...)
+	return base64.RawURLEncoding.EncodeToString(aead.Seal(out, nonce, plain, ticketAD(p))), nil
 }
 
-// open returns the ticket's contents; a ticket that is malformed, or was
-// not sealed by this deployment's key, is refused.
+// open returns the ticket's contents; a ticket that is malformed, sealed
+// under a retired key, or not sealed by this deployment, is refused.
 func (t *tickets) open(ctx context.Context, s string, now time.Time) (ticket, error) {
-	aead, err := t.cipher(ctx, now)
+	raw, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || len(raw) < 8 {
+		return ticket{}, sessionInvalid("the session ticket is malformed")
+	}
+	p := int64(binary.BigEndian.Uint64(raw))
+	if cur := period(now); p != cur && p != cur-1 {
+		return ticket{}, sessionInvalid("the session ticket was sealed under a retired key (or is corrupt); open a new session")
+	}
+	aead, err := t.cipher(ctx, p, now)
 	if err != nil {
 		return ticket{}, err
 	}
-	raw, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil || len(raw) < aead.NonceSize() {
+	raw = raw[8:]
+	if len(raw) < aead.NonceSize() {
 		return ticket{}, sessionInvalid("the session ticket is malformed")
 	}
-	plain, err := aead.Open(nil, raw[:aead.NonceSize()], raw[aead.NonceSize():], []byte(ticketAAD))
+	plain, err := aead.Open(nil, raw[:aead.NonceSize()], raw[aead.NonceSize():], ticketAD(p))
 	if err != nil || len(plain) <= ticketFixed || plain[0] != ticketVersion {
 		return ticket{}, sessionInvalid("the session ticket was not issued by this deployment (or is corrupt)")
 	}
-	p := plain[1:]
-	tk := ticket{expires: time.Unix(int64(binary.BigEndian.Uint64(p)), 0)}
-	p = p[8:]
-	tk.devKey, p = ed25519.PublicKey(p[:ed25519.PublicKeySize]), p[ed25519.PublicKeySize:]
-	tk.key, p = p[:devicesig.SessionKeySize], p[devicesig.SessionKeySize:]
-	tk.deviceID = string(p)
+	q := plain[1:]
+	tk := ticket{expires: time.Unix(int64(binary.BigEndian.Uint64(q)), 0)}
+	q = q[8:]
+	tk.devKey, q = ed25519.PublicKey(q[:ed25519.PublicKeySize]), q[ed25519.PublicKeySize:]
+	tk.key, q = q[:devicesig.SessionKeySize], q[devicesig.SessionKeySize:]
+	tk.deviceID = string(q)
 	return tk, nil
 }
 
