@@ -147,8 +147,13 @@ func TestThreeReplicasCarryARolloutThroughCrashesAndOutages(t *testing.T) {
 		"--rate", strconv.Itoa(rateArg), "--duration", "0", "--fail-share", "0.02", "--defer-share", "0.05", "--offline-share", "0.01",
 		"--event-latency", "1s")
 	waitFor(t, "fleetsim to register the fleet", faultDeadline, func() bool { return strings.Contains(sim.out.String(), "registered ") })
+	// Success 50 %: which devices land in the small canary depends on the
+	// rollout's random id, and a 90 % threshold over ~8 approved members
+	// failed whenever one of them was among the fleet's failing or
+	// offline devices (a flake CI met). The success rule has its own
+	// tests; this one is about faults.
 	id := f.createRollout(t, "--release", "demo-pump@1.1.0", "--select", "product=demo-pump,version<1.1.0",
-		"--waves", "canary:1%,pilot:10%,broad:50%,all:100%", "--soak", "0s", "--success", "90%", "--halt-on", "failure>=20% min=20")
+		"--waves", "canary:1%,pilot:10%,broad:50%,all:100%", "--soak", "0s", "--success", "50%", "--halt-on", "failure>=20% min=20")
 	for _, site := range faultSites[:3] { // west approves later
 		f.approve(t, id, site, "canary", "pilot", "broad", "all")
 	}
